@@ -1,0 +1,29 @@
+# meshscope developer targets. CARGO_TARGET_DIR defaults outside the clone so CI and
+# local builds share compiled dependencies.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/meshscope-target
+
+.PHONY: check test bench demo serve fmt
+
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test:
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		cargo nextest run --workspace --no-fail-fast; \
+	else \
+		cargo test --workspace --no-fail-fast; \
+	fi
+
+bench:
+	cargo build --release
+	$(CARGO_TARGET_DIR)/release/meshscope bench als --entries 2000000 --streams 8
+
+demo:
+	cargo run --release -- demo
+
+serve:
+	cargo run --release -- serve
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,41 @@
+//! The [`Store`] trait every backend implements, and its request type.
+
+pub mod parquet;
+
+use async_trait::async_trait;
+
+use crate::Result;
+use crate::rollup::{Row, RowBatch};
+use crate::schema::Table;
+
+/// What to read: one table, a half-open minute range, equality filters on key columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanRequest {
+    pub table: Table,
+    /// Unix seconds, inclusive, aligned to a minute.
+    pub start_minute: i64,
+    /// Unix seconds, exclusive, aligned to a minute.
+    pub end_minute: i64,
+    /// `(key column index, value)` pairs that must all match. Values are data, never query
+    /// text: backends bind or escape them.
+    pub filters: Vec<(usize, String)>,
+    /// Keep minutes apart (time series) or merge the whole range (`minute` is then the
+    /// range start).
+    pub by_minute: bool,
+}
+
+/// Persistent storage of rollup rows.
+///
+/// Writes are deltas: the same key may be written many times and reads return the sum.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Persists a batch of partial rows durably before returning.
+    async fn write(&self, batch: RowBatch) -> Result<()>;
+
+    /// Rows matching the request, merged per `(keys, side)` (and per minute when
+    /// `by_minute`).
+    async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>>;
+
+    /// Housekeeping: compaction and retention. Called periodically.
+    async fn maintain(&self) -> Result<()>;
+}

@@ -1,0 +1,704 @@
+//! Envoy access-log service v3: long-lived client streams of HTTP and TCP entries, each
+//! entry turned into one [`Call`].
+//!
+//! The reporter (the proxy that wrote the entry) comes from the stream's first message and
+//! is cached for the stream. Peer identities are resolved through the chain of DESIGN § 2
+//! and cached per stream by the raw bytes of the peer metadata, so repeated peers cost a
+//! hash lookup, not a decode.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use prost::Message;
+use prost_types::value::Kind;
+use proto::als::{
+    AccessLogCommon, EnvoyNode, HTTP_FINAL_LOG_TYPES, HttpAccessLogEntry, NETWORK_LOG_TYPES,
+    StreamAccessLogsMessage, TCP_FINAL_LOG_TYPES, TcpAccessLogEntry, method_name,
+};
+use proto::{Call, CallBatch, Node, Protocol, Side, UNKNOWN};
+use tokio::sync::{mpsc, watch};
+use tonic::codegen::{Body, BoxFuture, StdError, http};
+use tonic::{Code, Status};
+use tracing::{debug, trace, warn};
+
+use crate::metrics::CollectorMetrics;
+use crate::naming;
+
+/// gRPC service name of the access-log service.
+pub const SERVICE_NAME: &str = "envoy.service.accesslog.v3.AccessLogService";
+const METHOD_PATH: &str = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs";
+
+/// Most distinct peers cached per stream before the cache is cleared.
+const PEER_CACHE_CAP: usize = 4096;
+
+/// `envoy.service.accesslog.v3.StreamAccessLogsResponse` (empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamAccessLogsResponse {}
+
+/// The role of the reporting proxy, from the `node.id` prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Sidecar,
+    /// An ingress or egress gateway (`router~`).
+    Router,
+    Waypoint,
+    Other,
+}
+
+/// The proxy that wrote a stream's entries.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    pub node: Node,
+    pub role: Role,
+}
+
+fn field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a Kind> {
+    s.fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v.kind.as_ref())
+}
+
+fn string_field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a str> {
+    match field(s, key) {
+        Some(Kind::StringValue(v)) if !v.is_empty() => Some(v),
+        _ => None,
+    }
+}
+
+fn struct_field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a prost_types::Struct> {
+    match field(s, key) {
+        Some(Kind::StructValue(v)) => Some(v),
+        _ => None,
+    }
+}
+
+/// The app name from labels, in the order of DESIGN § 4.
+fn app_from_labels(labels: &prost_types::Struct) -> Option<&str> {
+    [
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ]
+    .into_iter()
+    .find_map(|k| string_field(labels, k))
+}
+
+impl Reporter {
+    /// Identifies the reporter from the stream identifier's node.
+    pub fn from_node(node: &EnvoyNode) -> Reporter {
+        let mut id = node.id.split('~');
+        let role = match id.next() {
+            Some("sidecar") => Role::Sidecar,
+            Some("router") => Role::Router,
+            Some("waypoint") => Role::Waypoint,
+            _ => Role::Other,
+        };
+        let _ip = id.next();
+        let (id_pod, id_ns) = match id.next().and_then(|s| s.rsplit_once('.')) {
+            Some((pod, ns)) => (Some(pod), Some(ns)),
+            None => (None, None),
+        };
+        let empty = prost_types::Struct::default();
+        let md = node.metadata.as_ref().unwrap_or(&empty);
+        let labels = struct_field(md, "LABELS");
+        let pod = string_field(md, "NAME")
+            .or_else(|| string_field(md, "POD_NAME"))
+            .or(id_pod)
+            .filter(|s| !s.is_empty());
+        let namespace = string_field(md, "NAMESPACE")
+            .or_else(|| string_field(md, "CONFIG_NAMESPACE"))
+            .or(id_ns)
+            .filter(|s| !s.is_empty());
+        let app = labels
+            .and_then(app_from_labels)
+            .or_else(|| app_from_labels(md))
+            .or_else(|| string_field(md, "WORKLOAD_NAME"))
+            .or_else(|| pod.map(naming::workload_from_pod))
+            .or_else(|| {
+                let c = node.cluster.as_str();
+                let c = namespace
+                    .and_then(|ns| c.strip_suffix(&format!(".{ns}")))
+                    .unwrap_or(c);
+                (!c.is_empty()).then_some(c)
+            });
+        let node = match app {
+            Some(app) => Node::real(
+                Arc::from(naming::service_name(app, namespace)),
+                pod.map(Arc::from),
+            ),
+            None => Node::unknown(),
+        };
+        Reporter { node, role }
+    }
+}
+
+/// Direction and destination encoded in `upstream_cluster`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cluster<'a> {
+    Inbound,
+    Outbound { port: &'a str, fqdn: &'a str },
+    Passthrough,
+    BlackHole,
+    Missing,
+}
+
+fn parse_cluster(c: &str) -> Cluster<'_> {
+    if c.is_empty() {
+        return Cluster::Missing;
+    }
+    let mut parts = c.split('|');
+    match parts.next() {
+        Some("inbound") => Cluster::Inbound,
+        Some("outbound") => {
+            let port = parts.next().unwrap_or("");
+            let _subset = parts.next();
+            let fqdn = parts.next().unwrap_or("");
+            Cluster::Outbound { port, fqdn }
+        }
+        Some("PassthroughCluster") => Cluster::Passthrough,
+        Some("BlackHoleCluster") => Cluster::BlackHole,
+        Some(s) if s.starts_with("InboundPassthroughCluster") => Cluster::Inbound,
+        // A static cluster name (plain Envoy): the destination is that cluster.
+        Some(_) => Cluster::Outbound { port: "", fqdn: c },
+        None => Cluster::Missing,
+    }
+}
+
+fn duration_nanos(d: &prost_types::Duration) -> Option<u64> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return None;
+    }
+    u64::try_from(d.seconds)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(u64::try_from(d.nanos).ok()?)
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Per-stream conversion state.
+pub struct StreamDecoder {
+    reporter: Option<Reporter>,
+    peers: HashMap<Bytes, Node>,
+    destinations: HashMap<String, Node>,
+}
+
+/// Why an entry produced no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// An intermediate entry; the final one carries the cumulative figures.
+    Intermediate,
+    /// An HTTP-logger entry written by a network filter (or with neither request nor
+    /// response): a TCP connection that the TCP logger reports too.
+    NotHttp,
+    /// A TCP-logger entry written by the HTTP connection manager: an HTTP request that the
+    /// HTTP logger reports too (Istio attaches both loggers everywhere).
+    HttpOnTcpLogger,
+}
+
+impl Default for StreamDecoder {
+    fn default() -> Self {
+        StreamDecoder::new()
+    }
+}
+
+impl StreamDecoder {
+    pub fn new() -> StreamDecoder {
+        StreamDecoder {
+            reporter: None,
+            peers: HashMap::new(),
+            destinations: HashMap::new(),
+        }
+    }
+
+    /// The cached reporter, if the stream has identified itself.
+    pub fn reporter(&self) -> Option<&Reporter> {
+        self.reporter.as_ref()
+    }
+
+    fn peer(&mut self, common: &AccessLogCommon, upstream: bool) -> Option<Node> {
+        let keys: [&str; 2] = if upstream {
+            ["upstream_peer", "wasm.upstream_peer"]
+        } else {
+            ["downstream_peer", "wasm.downstream_peer"]
+        };
+        for key in keys {
+            let Some(any) = common.filter_state_objects.get(key) else {
+                continue;
+            };
+            if let Some(n) = self.peers.get(&any.value) {
+                return Some(n.clone());
+            }
+            let node = if key.starts_with("wasm.") {
+                // Istio < 1.24 FlatBuffers peer metadata is not decoded yet.
+                None
+            } else {
+                decode_peer_struct(&any.value)
+            };
+            if let Some(node) = node {
+                if self.peers.len() >= PEER_CACHE_CAP {
+                    self.peers.clear();
+                }
+                self.peers.insert(any.value.clone(), node.clone());
+                return Some(node);
+            }
+        }
+        None
+    }
+
+    fn destination(&mut self, key: &str, make: impl FnOnce() -> Node) -> Node {
+        if let Some(n) = self.destinations.get(key) {
+            return n.clone();
+        }
+        let n = make();
+        if self.destinations.len() >= PEER_CACHE_CAP {
+            self.destinations.clear();
+        }
+        self.destinations.insert(key.to_string(), n.clone());
+        n
+    }
+
+    /// Resolves side, client and server for an entry.
+    fn endpoints_of(
+        &mut self,
+        reporter: &Reporter,
+        common: &AccessLogCommon,
+        authority: Option<&str>,
+    ) -> (Side, Node, Node) {
+        let me = reporter.node.clone();
+        match parse_cluster(&common.upstream_cluster) {
+            Cluster::Inbound => {
+                let client = self.peer(common, false).unwrap_or_else(Node::unknown);
+                (Side::Server, client, me)
+            }
+            Cluster::Outbound { port, fqdn } => {
+                let server = match self.peer(common, true) {
+                    Some(n) => n,
+                    None => {
+                        let key = format!("{fqdn}:{port}");
+                        self.destination(&key, || match naming::service_from_fqdn(fqdn) {
+                            Some(s) => Node::real(Arc::from(s), None),
+                            None if fqdn.is_empty() => Node::unknown(),
+                            None if port.is_empty() => Node::virtual_node(Arc::from(fqdn)),
+                            None => Node::virtual_node(Arc::from(key.as_str())),
+                        })
+                    }
+                };
+                (Side::Client, me, server)
+            }
+            Cluster::Passthrough => {
+                let addr = common
+                    .upstream_remote_address
+                    .as_ref()
+                    .and_then(|a| a.socket_address.as_ref());
+                let name = match (authority.filter(|a| !a.is_empty()), addr) {
+                    (Some(auth), Some(a)) if !auth.contains(':') && a.port_value != 0 => {
+                        format!("{auth}:{}", a.port_value)
+                    }
+                    (Some(auth), _) => auth.to_string(),
+                    (None, Some(a)) if !a.address.is_empty() => {
+                        format!("{}:{}", a.address, a.port_value)
+                    }
+                    _ => UNKNOWN.to_string(),
+                };
+                let server =
+                    self.destination(&name, || Node::virtual_node(Arc::from(name.as_str())));
+                (Side::Client, me, server)
+            }
+            Cluster::BlackHole => (
+                Side::Client,
+                me,
+                self.destination("BlackHoleCluster", || {
+                    Node::virtual_node(Arc::from("blackhole"))
+                }),
+            ),
+            Cluster::Missing => {
+                // No cluster was chosen (no route, early reset): the reporter was calling
+                // out to something it could not reach.
+                let server = self.peer(common, true).unwrap_or_else(Node::unknown);
+                (Side::Client, me, server)
+            }
+        }
+    }
+
+    /// Converts one HTTP entry; `out` receives one call (two for a gateway: the hop in
+    /// and the hop out).
+    pub fn http_entry(&mut self, e: &HttpAccessLogEntry, out: &mut CallBatch) -> Result<(), Skip> {
+        let Some(reporter) = self.reporter.clone() else {
+            return Ok(());
+        };
+        let empty = AccessLogCommon::default();
+        let common = e.common_properties.as_ref().unwrap_or(&empty);
+        if NETWORK_LOG_TYPES.contains(&common.access_log_type)
+            || (e.request.is_none() && e.response.is_none() && e.protocol_version == 0)
+        {
+            return Err(Skip::NotHttp);
+        }
+        if common.intermediate_log_entry || !HTTP_FINAL_LOG_TYPES.contains(&common.access_log_type)
+        {
+            return Err(Skip::Intermediate);
+        }
+        let req = e.request.as_ref();
+        let resp = e.response.as_ref();
+        let status_code = resp.and_then(|r| r.response_code).unwrap_or(0);
+        let grpc_status = resp.and_then(|r| {
+            r.response_trailers
+                .get("grpc-status")
+                .or_else(|| r.response_headers.get("grpc-status"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        });
+        let is_grpc = grpc_status.is_some()
+            || req.is_some_and(|r| {
+                r.request_headers
+                    .get("content-type")
+                    .is_some_and(|ct| ct.starts_with("application/grpc"))
+            });
+        let protocol = if is_grpc {
+            Protocol::Grpc
+        } else {
+            Protocol::Http
+        };
+        let endpoint = req.and_then(|r| {
+            if is_grpc {
+                (!r.path.is_empty()).then(|| naming::grpc_endpoint(&r.path))
+            } else {
+                let method = method_name(r.request_method);
+                match (method, r.path.is_empty()) {
+                    (None, true) => None,
+                    (m, _) => Some(naming::http_endpoint(m.unwrap_or("HTTP"), &r.path)),
+                }
+            }
+        });
+        let failed = common
+            .response_flags
+            .as_ref()
+            .is_some_and(|f| f.any_failure());
+        let error = status_code >= 500
+            || grpc_status.is_some_and(|g| g != 0)
+            || (status_code == 0 && failed);
+        let authority = req.map(|r| r.authority.as_str());
+        let (side, client, server) = self.endpoints_of(&reporter, common, authority);
+        let call = Call {
+            start_unix_nanos: start_nanos(common),
+            side,
+            client,
+            server,
+            endpoint: endpoint.map(Arc::from),
+            protocol,
+            latency_nanos: latency(common),
+            status_code,
+            grpc_status,
+            error,
+            mtls: mtls(common),
+            request_bytes: req.map_or(0, |r| r.request_body_bytes),
+            response_bytes: resp.map_or(0, |r| r.response_body_bytes),
+        };
+        if reporter.role == Role::Router && side == Side::Client {
+            // A gateway's entry is also the request it received: record that hop too, so
+            // the gateway has its own service metrics and an inbound edge.
+            let mut inbound = call.clone();
+            inbound.side = Side::Server;
+            inbound.client = self.peer(common, false).unwrap_or_else(Node::unknown);
+            inbound.server = reporter.node.clone();
+            out.push(inbound);
+        }
+        out.push(call);
+        Ok(())
+    }
+
+    /// Converts one TCP entry (one connection).
+    pub fn tcp_entry(&mut self, e: &TcpAccessLogEntry, out: &mut CallBatch) -> Result<(), Skip> {
+        let Some(reporter) = self.reporter.clone() else {
+            return Ok(());
+        };
+        let empty = AccessLogCommon::default();
+        let common = e.common_properties.as_ref().unwrap_or(&empty);
+        if (4..=10).contains(&common.access_log_type) {
+            return Err(Skip::HttpOnTcpLogger);
+        }
+        if common.intermediate_log_entry || !TCP_FINAL_LOG_TYPES.contains(&common.access_log_type) {
+            return Err(Skip::Intermediate);
+        }
+        let failed = common
+            .response_flags
+            .as_ref()
+            .is_some_and(|f| f.any_failure());
+        let (side, client, server) = self.endpoints_of(&reporter, common, None);
+        let conn = e.connection_properties.clone().unwrap_or_default();
+        out.push(Call {
+            start_unix_nanos: start_nanos(common),
+            side,
+            client,
+            server,
+            endpoint: None,
+            protocol: Protocol::Tcp,
+            latency_nanos: latency(common),
+            status_code: 0,
+            grpc_status: None,
+            error: failed,
+            mtls: mtls(common),
+            request_bytes: conn.received_bytes,
+            response_bytes: conn.sent_bytes,
+        });
+        Ok(())
+    }
+}
+
+/// The entry's start in unix nanoseconds; arrival time when absent. Times beyond what
+/// nanoseconds can hold saturate, so the aggregator drops them as too far ahead or expired
+/// instead of mistaking them for now.
+fn start_nanos(common: &AccessLogCommon) -> i64 {
+    match &common.start_time {
+        Some(t) => t
+            .seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.nanos)),
+        None => now_nanos(),
+    }
+}
+
+fn latency(common: &AccessLogCommon) -> Option<u64> {
+    [
+        &common.time_to_last_downstream_tx_byte,
+        &common.duration,
+        &common.time_to_last_upstream_rx_byte,
+    ]
+    .into_iter()
+    .find_map(|d| d.as_ref().and_then(duration_nanos))
+}
+
+fn mtls(common: &AccessLogCommon) -> bool {
+    common
+        .tls_properties
+        .as_ref()
+        .and_then(|t| t.peer_certificate_properties.as_ref())
+        .is_some_and(|p| {
+            !p.subject.is_empty()
+                || p.subject_alt_name
+                    .iter()
+                    .any(|s| !s.uri.is_empty() || !s.dns.is_empty())
+        })
+}
+
+/// Decodes Istio ≥ 1.24 peer metadata: an `Any` holding a `google.protobuf.Struct` with
+/// `name`, `namespace`, `service`, `app`, `workload`, `labels`.
+fn decode_peer_struct(bytes: &[u8]) -> Option<Node> {
+    let s = prost_types::Struct::decode(bytes).ok()?;
+    let namespace = string_field(&s, "namespace");
+    let labels = struct_field(&s, "labels");
+    let app = string_field(&s, "service")
+        .or_else(|| string_field(&s, "app"))
+        .or_else(|| labels.and_then(app_from_labels))
+        .or_else(|| string_field(&s, "workload"))?;
+    let pod = string_field(&s, "name");
+    Some(Node::real(
+        Arc::from(naming::service_name(app, namespace)),
+        pod.map(Arc::from),
+    ))
+}
+
+/// The ALS gRPC service: a `tower::Service` answering the one client-streaming method.
+#[derive(Clone)]
+pub struct AlsServer {
+    inner: Arc<AlsInner>,
+}
+
+struct AlsInner {
+    calls: mpsc::Sender<CallBatch>,
+    metrics: CollectorMetrics,
+    shutdown: watch::Receiver<bool>,
+    max_message_bytes: usize,
+}
+
+impl AlsServer {
+    /// A server sending call batches into `calls`; open streams end when `shutdown` turns
+    /// true.
+    pub fn new(
+        calls: mpsc::Sender<CallBatch>,
+        metrics: CollectorMetrics,
+        shutdown: watch::Receiver<bool>,
+        max_message_bytes: usize,
+    ) -> AlsServer {
+        AlsServer {
+            inner: Arc::new(AlsInner {
+                calls,
+                metrics,
+                shutdown,
+                max_message_bytes,
+            }),
+        }
+    }
+}
+
+impl tonic::server::NamedService for AlsServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+struct StreamSvc(Arc<AlsInner>);
+
+impl tonic::server::ClientStreamingService<StreamAccessLogsMessage> for StreamSvc {
+    type Response = StreamAccessLogsResponse;
+    type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
+
+    fn call(
+        &mut self,
+        request: tonic::Request<tonic::Streaming<StreamAccessLogsMessage>>,
+    ) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move { inner.stream(request.into_inner()).await })
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for AlsServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != METHOD_PATH {
+            return Box::pin(async {
+                Ok(Status::unimplemented(
+                    "unknown method of envoy.service.accesslog.v3.AccessLogService",
+                )
+                .into_http())
+            });
+        }
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let limit = inner.max_message_bytes;
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.client_streaming(StreamSvc(inner), req).await)
+        })
+    }
+}
+
+struct StreamGuard(CollectorMetrics);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams_open.dec();
+    }
+}
+
+impl AlsInner {
+    /// Classifies a stream error for the drop counters and the status sent back.
+    fn reject(&self, status: Status) -> Status {
+        let (reason, code) = match status.code() {
+            Code::OutOfRange | Code::ResourceExhausted => ("too_large", Code::ResourceExhausted),
+            Code::Internal if status.message().contains("decode") => {
+                ("malformed", Code::InvalidArgument)
+            }
+            Code::Cancelled => ("cancelled", Code::Cancelled),
+            _ => ("stream_error", status.code()),
+        };
+        self.metrics.messages_rejected(reason);
+        if reason == "cancelled" {
+            debug!(%status, "access-log stream cancelled by the client");
+        } else {
+            warn!(reason, %status, "access-log message rejected");
+        }
+        Status::new(
+            code,
+            format!(
+                "access-log message rejected ({reason}): {}",
+                status.message()
+            ),
+        )
+    }
+
+    async fn stream(
+        &self,
+        mut stream: tonic::Streaming<StreamAccessLogsMessage>,
+    ) -> Result<tonic::Response<StreamAccessLogsResponse>, Status> {
+        self.metrics.streams_open.inc();
+        self.metrics.streams_total.inc();
+        let _guard = StreamGuard(self.metrics.clone());
+        let mut shutdown = self.shutdown.clone();
+        let mut decoder = StreamDecoder::new();
+        loop {
+            let message = tokio::select! {
+                m = stream.message() => m,
+                _ = shutdown.wait_for(|s| *s) => {
+                    debug!("ending access-log stream for shutdown");
+                    return Ok(tonic::Response::new(StreamAccessLogsResponse {}));
+                }
+            };
+            let message = match message {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(tonic::Response::new(StreamAccessLogsResponse {})),
+                Err(status) => return Err(self.reject(status)),
+            };
+            if let Some(id) = &message.identifier {
+                let reporter =
+                    Reporter::from_node(id.node.as_ref().unwrap_or(&EnvoyNode::default()));
+                debug!(reporter = %reporter.node.service, role = ?reporter.role, log_name = %id.log_name, "access-log stream identified");
+                decoder.reporter = Some(reporter);
+            }
+            if decoder.reporter.is_none() {
+                let n = message.http_logs.as_ref().map_or(0, |h| h.log_entry.len())
+                    + message.tcp_logs.as_ref().map_or(0, |t| t.log_entry.len());
+                self.metrics.entries_dropped("no_identifier", n as u64);
+                self.metrics.messages_rejected("no_identifier");
+                warn!(
+                    entries = n,
+                    "access-log stream sent entries before its identifier"
+                );
+                return Err(Status::invalid_argument(
+                    "the first message of an access-log stream must carry an identifier",
+                ));
+            }
+            let mut batch = CallBatch::new();
+            if let Some(http) = &message.http_logs {
+                self.metrics
+                    .entries_received("http", http.log_entry.len() as u64);
+                for e in &http.log_entry {
+                    match decoder.http_entry(e, &mut batch) {
+                        Ok(()) => {
+                            self.metrics.entries_decoded.inc();
+                        }
+                        Err(skip) => self.metrics.entries_skipped(skip),
+                    };
+                }
+            }
+            if let Some(tcp) = &message.tcp_logs {
+                self.metrics
+                    .entries_received("tcp", tcp.log_entry.len() as u64);
+                for e in &tcp.log_entry {
+                    match decoder.tcp_entry(e, &mut batch) {
+                        Ok(()) => {
+                            self.metrics.entries_decoded.inc();
+                        }
+                        Err(skip) => self.metrics.entries_skipped(skip),
+                    };
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let n = batch.len() as u64;
+            trace!(calls = n, "access-log batch decoded");
+            if self.calls.send(batch).await.is_err() {
+                self.metrics.calls_dropped("aggregator_stopped", n);
+                return Err(Status::unavailable("meshscope is shutting down"));
+            }
+            self.metrics.calls_emitted.inc_by(n);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Receivers: gRPC (and later HTTP) servers that turn telemetry into [`proto::Call`]
+//! batches.
+//!
+//! In: Envoy access-log streams (`envoy.service.accesslog.v3.AccessLogService`).
+//! Out: `Vec<Call>` batches on a bounded channel to the aggregator. A full channel slows
+//! the streams down (backpressure); a closed one answers `UNAVAILABLE`.
+
+pub mod als;
+pub mod metrics;
+pub mod naming;
+
+use std::future::Future;
+
+use proto::CallBatch;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use crate::metrics::CollectorMetrics;
+
+/// Errors of the receivers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Collector settings (`[collector]` in the config file).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Largest accepted gRPC message, in bytes; larger ones are rejected and counted.
+    pub max_message_bytes: usize,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        CollectorConfig {
+            max_message_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the gRPC server needs from the rest of the process.
+pub struct Deps {
+    pub config: CollectorConfig,
+    pub calls: mpsc::Sender<CallBatch>,
+    pub metrics: CollectorMetrics,
+    /// Turns true when open streams should end (they end with OK; Envoy reconnects).
+    pub stop_streams: watch::Receiver<bool>,
+}
+
+/// Serves the gRPC listener until `shutdown` completes.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    deps: Deps,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let als = als::AlsServer::new(
+        deps.calls,
+        deps.metrics,
+        deps.stop_streams,
+        deps.config.max_message_bytes,
+    );
+    tonic::transport::Server::builder()
+        .add_service(als)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The collector's self-metrics, registered in the registry the binary hands in.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::als::Skip;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Counters and gauges of the receivers. Cheap to clone (shared underneath).
+#[derive(Clone, Debug)]
+pub struct CollectorMetrics {
+    pub streams_open: Gauge,
+    pub streams_total: Counter,
+    entries_received: Family<KindLabel, Counter>,
+    pub entries_decoded: Counter,
+    entries_skipped: Family<ReasonLabel, Counter>,
+    entries_dropped: Family<ReasonLabel, Counter>,
+    messages_rejected: Family<ReasonLabel, Counter>,
+    pub calls_emitted: Counter,
+    calls_dropped: Family<ReasonLabel, Counter>,
+}
+
+impl CollectorMetrics {
+    /// Creates the metrics and registers them (names get the registry's prefix).
+    pub fn register(registry: &mut Registry) -> CollectorMetrics {
+        let m = CollectorMetrics {
+            streams_open: Gauge::default(),
+            streams_total: Counter::default(),
+            entries_received: Family::default(),
+            entries_decoded: Counter::default(),
+            entries_skipped: Family::default(),
+            entries_dropped: Family::default(),
+            messages_rejected: Family::default(),
+            calls_emitted: Counter::default(),
+            calls_dropped: Family::default(),
+        };
+        registry.register(
+            "als_streams_open",
+            "Envoy access-log streams currently open",
+            m.streams_open.clone(),
+        );
+        registry.register(
+            "als_streams",
+            "Envoy access-log streams accepted",
+            m.streams_total.clone(),
+        );
+        registry.register(
+            "als_entries_received",
+            "Access-log entries received in well-formed messages, by kind (http, tcp)",
+            m.entries_received.clone(),
+        );
+        registry.register(
+            "als_entries_decoded",
+            "Access-log entries turned into calls",
+            m.entries_decoded.clone(),
+        );
+        registry.register(
+            "als_entries_skipped",
+            "Access-log entries deliberately not counted, by reason (intermediate: a final entry follows; not_http: a TCP connection on the HTTP logger; http_on_tcp_logger: an HTTP request on the TCP logger)",
+            m.entries_skipped.clone(),
+        );
+        registry.register(
+            "als_entries_dropped",
+            "Access-log entries lost, by reason",
+            m.entries_dropped.clone(),
+        );
+        registry.register(
+            "als_messages_rejected",
+            "Access-log messages rejected with a gRPC error, by reason (malformed, too_large, no_identifier, stream_error, cancelled)",
+            m.messages_rejected.clone(),
+        );
+        registry.register(
+            "calls_emitted",
+            "Calls sent to the aggregator",
+            m.calls_emitted.clone(),
+        );
+        registry.register(
+            "calls_dropped",
+            "Calls the collector could not hand to the aggregator, by reason",
+            m.calls_dropped.clone(),
+        );
+        m
+    }
+
+    pub fn entries_received(&self, kind: &'static str, n: u64) {
+        self.entries_received
+            .get_or_create(&KindLabel { kind })
+            .inc_by(n);
+    }
+
+    pub fn entries_skipped(&self, skip: Skip) {
+        let reason = match skip {
+            Skip::Intermediate => "intermediate",
+            Skip::NotHttp => "not_http",
+            Skip::HttpOnTcpLogger => "http_on_tcp_logger",
+        };
+        self.entries_skipped
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn entries_dropped(&self, reason: &'static str, n: u64) {
+        self.entries_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n);
+    }
+
+    pub fn messages_rejected(&self, reason: &'static str) {
+        self.messages_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn calls_dropped(&self, reason: &'static str, n: u64) {
+        self.calls_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n);
+    }
+}

@@ -1,0 +1,131 @@
+//! The vocabulary of meshscope: the typed [`Call`] record every receiver produces and every
+//! rollup consumes, plus the slim wire types the receivers decode.
+//!
+//! In: nothing (this crate has no behaviour beyond naming helpers). Out: [`Call`],
+//! [`Node`], [`Side`], [`Protocol`], and [`als`], a field-subset view of Envoy's ALS v3
+//! messages that decodes only what meshscope uses and skips the rest on the wire.
+
+pub mod als;
+
+use std::sync::Arc;
+
+/// Which proxy reported a call: the caller's (`Client`) or the callee's (`Server`).
+///
+/// A call seen by both sidecars arrives twice, once per side; the aggregator keeps the two
+/// sides apart and picks one per entity so that nothing is counted twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    /// The lowercase name used in storage and the API (`client` / `server`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Client => "client",
+            Side::Server => "server",
+        }
+    }
+
+    /// Parses the storage name back; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Side> {
+        match s {
+            "client" => Some(Side::Client),
+            "server" => Some(Side::Server),
+            _ => None,
+        }
+    }
+}
+
+/// The application protocol of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Http,
+    Grpc,
+    Tcp,
+}
+
+impl Protocol {
+    /// The lowercase name used in storage and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+            Protocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// One side of a call: a service and, when known, the instance (pod) within it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Node {
+    /// Service name, `<name>.<namespace>` for mesh workloads, or a virtual node name
+    /// (`unknown`, `user`, `api.example.com:443`, …).
+    pub service: Arc<str>,
+    /// Instance (pod) name when known.
+    pub instance: Option<Arc<str>>,
+    /// `false` for virtual nodes: unidentified peers, external hosts, databases.
+    pub real: bool,
+}
+
+/// Name of the virtual node standing for a caller or callee that could not be identified.
+pub const UNKNOWN: &str = "unknown";
+
+impl Node {
+    /// A mesh workload.
+    pub fn real(service: Arc<str>, instance: Option<Arc<str>>) -> Node {
+        Node {
+            service,
+            instance,
+            real: true,
+        }
+    }
+
+    /// A virtual node (external host, database, `user`, …) without instances.
+    pub fn virtual_node(service: Arc<str>) -> Node {
+        Node {
+            service,
+            instance: None,
+            real: false,
+        }
+    }
+
+    /// The virtual node `unknown`.
+    pub fn unknown() -> Node {
+        Node::virtual_node(Arc::from(UNKNOWN))
+    }
+}
+
+/// One request (HTTP, gRPC) or one connection (TCP) as one proxy or span saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// Start of the call in nanoseconds since the Unix epoch (UTC); places it in its minute.
+    pub start_unix_nanos: i64,
+    /// Which side reported it.
+    pub side: Side,
+    /// The caller.
+    pub client: Node,
+    /// The callee.
+    pub server: Node,
+    /// Normalised endpoint (`GET /reviews/{id}`, `/pkg.Svc/Method`); `None` for TCP.
+    pub endpoint: Option<Arc<str>>,
+    pub protocol: Protocol,
+    /// Latency in nanoseconds at full precision; `None` when the entry carried none.
+    pub latency_nanos: Option<u64>,
+    /// HTTP status code; 0 when there was no response.
+    pub status_code: u32,
+    /// gRPC status when one was logged.
+    pub grpc_status: Option<u32>,
+    /// Whether the call counts as an error (see DESIGN § 5).
+    pub error: bool,
+    /// Whether the connection was mutual TLS (a peer certificate was presented).
+    pub mtls: bool,
+    /// Bytes from client to server (request body, or TCP bytes received by the server side).
+    pub request_bytes: u64,
+    /// Bytes from server to client (response body, or TCP bytes sent back).
+    pub response_bytes: u64,
+}
+
+/// A batch of calls: the unit that flows from a receiver to the aggregator.
+pub type CallBatch = Vec<Call>;

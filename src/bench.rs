@@ -1,0 +1,334 @@
+//! `meshscope bench als`: ingestion throughput of a real `meshscope serve` process.
+//!
+//! Pre-encodes realistic Istio ≥ 1.24 access-log messages (peer metadata `Struct`, TLS
+//! properties, 100 entries per message) with `envoy-types`, starts `meshscope serve` as a
+//! child process on loopback, streams the bytes over several concurrent gRPC streams,
+//! flushes, and reads the child's CPU time and peak RSS from `/proc`. Throughput is quoted
+//! per server CPU-second (DESIGN § 8) so the load generator sharing the machine does not
+//! distort it. It also times plain `prost` decoding of the same bytes into `envoy-types`
+//! structs in this process: the decode-only floor.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::{Buf, BufMut, Bytes};
+use clap::Args;
+use prost::Message;
+use tonic::Status;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+use crate::sim;
+
+/// Options of `meshscope bench als`.
+#[derive(Args, Debug, Clone)]
+pub struct AlsArgs {
+    /// Entries to send in total.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub entries: u64,
+    /// Concurrent ALS streams.
+    #[arg(long, default_value_t = 8)]
+    pub streams: usize,
+    /// The server binary (default: this executable).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+}
+
+/// Sends pre-encoded protobuf bytes as they are.
+#[derive(Clone, Copy, Default)]
+pub struct RawCodec;
+
+/// Encoder half of [`RawCodec`].
+pub struct RawEncoder;
+/// Decoder half of [`RawCodec`]: the (empty) response is discarded.
+pub struct DiscardDecoder;
+
+impl Encoder for RawEncoder {
+    type Item = Bytes;
+    type Error = Status;
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for DiscardDecoder {
+    type Item = ();
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
+        src.advance(src.remaining());
+        Ok(Some(()))
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = ();
+    type Encoder = RawEncoder;
+    type Decoder = DiscardDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> DiscardDecoder {
+        DiscardDecoder
+    }
+}
+
+/// One proxy's message cycle: encoded messages and their entry counts.
+struct Cycle {
+    messages: Vec<(Bytes, u64)>,
+}
+
+fn build_cycles() -> (Vec<Cycle>, u64, usize) {
+    let mut generator = sim::Generator::new(42);
+    let t0 = now_nanos() - 120_000_000_000;
+    let hops: Vec<sim::Hop> = (0..4000)
+        .flat_map(|i| generator.user_request(t0 + i * 10_000_000))
+        .collect();
+    let mut cycles = Vec::new();
+    let (mut entries, mut bytes) = (0u64, 0usize);
+    for (_, messages) in sim::encode(&generator.mesh, &hops) {
+        let mut cycle = Cycle {
+            messages: Vec::new(),
+        };
+        for m in messages {
+            let n = match &m.log_entries {
+                Some(envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries::HttpLogs(h)) => h.log_entry.len(),
+                Some(envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries::TcpLogs(t)) => t.log_entry.len(),
+                None => 0,
+            } as u64;
+            let encoded = Bytes::from(m.encode_to_vec());
+            entries += n;
+            bytes += encoded.len();
+            cycle.messages.push((encoded, n));
+        }
+        cycles.push(cycle);
+    }
+    (cycles, entries, bytes)
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// utime + stime of a process in seconds (USER_HZ = 100 on Linux).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("parsing /proc/pid/stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields after the command: state is index 0, utime is 11, stime is 12.
+    let utime: f64 = fields.get(11).context("utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / 100.0)
+}
+
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("VmHWM missing")?;
+    let kib: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
+    Ok(kib / 1024.0)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn metric(http: &str, name: &str) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{http}/metrics"))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Streams already-encoded `StreamAccessLogsMessage` bytes (valid or not) as one ALS
+/// stream, for load generation and bad-input tests.
+pub async fn send_raw(endpoint: &str, messages: Vec<Bytes>) -> Result<(), Status> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| Status::invalid_argument(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
+    );
+    grpc.client_streaming::<_, Bytes, (), _>(
+        tonic::Request::new(futures::stream::iter(messages)),
+        path,
+        RawCodec,
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn stream_cycle(
+    endpoint: String,
+    cycle: Vec<(Bytes, u64)>,
+    quota: u64,
+) -> anyhow::Result<u64> {
+    let mut sent = 0u64;
+    let mut items = Vec::new();
+    'outer: loop {
+        for (bytes, n) in &cycle {
+            if sent >= quota {
+                break 'outer;
+            }
+            items.push(bytes.clone());
+            sent += n;
+        }
+    }
+    send_raw(&endpoint, items).await.context("streaming")?;
+    Ok(sent)
+}
+
+/// Runs the benchmark and prints a report.
+pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
+    let (cycles, cycle_entries, cycle_bytes) = build_cycles();
+    eprintln!(
+        "prepared {} streams' worth of messages: {cycle_entries} entries, {:.0} bytes/entry",
+        cycles.len(),
+        cycle_bytes as f64 / cycle_entries as f64
+    );
+
+    // Decode-only floor: plain prost into envoy-types structs, one core, same bytes.
+    let all: Vec<&(Bytes, u64)> = cycles.iter().flat_map(|c| c.messages.iter()).collect();
+    let started = Instant::now();
+    let mut decoded = 0u64;
+    while decoded < 1_000_000 {
+        for (bytes, n) in &all {
+            let m =
+                envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage::decode(
+                    bytes.clone(),
+                )?;
+            std::hint::black_box(&m);
+            decoded += n;
+        }
+    }
+    let floor = decoded as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut slim = 0u64;
+    while slim < 1_000_000 {
+        for (bytes, n) in &all {
+            let m = proto::als::StreamAccessLogsMessage::decode(bytes.clone())?;
+            std::hint::black_box(&m);
+            slim += n;
+        }
+    }
+    let slim_rate = slim as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "decode-only floor: {floor:.0} entries/s (envoy-types), {slim_rate:.0} entries/s (meshscope field subset)"
+    );
+
+    let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (grpc_port, http_port) = (free_port()?, free_port()?);
+    let exe = match &args.server {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?,
+    };
+    let mut child = tokio::process::Command::new(&exe)
+        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+        .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+        .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let pid = child.id().context("child pid")?;
+    let http = format!("http://127.0.0.1:{http_port}");
+    let endpoint = format!("http://127.0.0.1:{grpc_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if reqwest::get(format!("{http}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("server did not become healthy within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let cpu_before = cpu_seconds(pid)?;
+    let started = Instant::now();
+    let per_stream = args.entries / args.streams.max(1) as u64;
+    let tasks: Vec<_> = (0..args.streams.max(1))
+        .map(|i| {
+            let cycle = cycles[i % cycles.len()].messages.clone();
+            tokio::spawn(stream_cycle(endpoint.clone(), cycle, per_stream))
+        })
+        .collect();
+    let mut sent = 0u64;
+    for t in tasks {
+        sent += t.await??;
+    }
+    let client = reqwest::Client::new();
+    let flush = client
+        .post(format!("{http}/api/v1/admin/flush"))
+        .send()
+        .await?;
+    if !flush.status().is_success() {
+        bail!("flush failed: {}", flush.status());
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let rss = peak_rss_mib(pid)?;
+    let decoded_entries = metric(&http, "meshscope_als_entries_decoded_total").await?;
+    let aggregated = metric(&http, "meshscope_aggregated_calls_total").await?;
+
+    let _ = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    if (decoded_entries as u64) != sent {
+        bail!("server decoded {decoded_entries} entries but {sent} were sent");
+    }
+    println!("meshscope bench als");
+    println!(
+        "  entries sent          {sent} over {} streams",
+        args.streams
+    );
+    println!("  calls aggregated      {aggregated}");
+    println!(
+        "  wall time             {wall:.2} s  ({:.0} entries/s)",
+        sent as f64 / wall
+    );
+    println!(
+        "  server CPU            {cpu:.2} s  ({:.0} entries per server CPU-second)",
+        sent as f64 / cpu
+    );
+    println!("  server peak RSS       {rss:.1} MiB");
+    println!("  decode-only floor     {floor:.0} entries/s (prost into envoy-types, 1 core)");
+    println!("  field-subset decode   {slim_rate:.0} entries/s (meshscope's proto::als, 1 core)");
+    Ok(())
+}

@@ -1,0 +1,170 @@
+//! The process configuration: defaults → TOML file → `MESHSCOPE__SECTION__KEY` environment
+//! → command-line flags (which also read `MESHSCOPE_GRPC_ADDR` and friends).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aggregator::AggregatorConfig;
+use anyhow::{Context, bail};
+use collector::CollectorConfig;
+use serde::Deserialize;
+
+/// Listener addresses and shutdown behaviour (`[server]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listener: Envoy ALS (and OTLP/gRPC later).
+    pub grpc_addr: String,
+    /// OTLP/HTTP listener.
+    pub otlp_http_addr: String,
+    /// HTTP API listener.
+    pub http_addr: String,
+    /// How long open streams get to end after SIGTERM before they are cut.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            grpc_addr: "0.0.0.0:4317".into(),
+            otlp_http_addr: "0.0.0.0:4318".into(),
+            http_addr: "0.0.0.0:8080".into(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Embedded store settings (`[store]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where Parquet files and the manifest live.
+    pub data_dir: PathBuf,
+    /// Days of data kept; 0 keeps everything. Calls older than this are dropped at ingest.
+    pub retention_days: u32,
+    /// A day partition with this many files is compacted into one.
+    pub compact_min_files: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("./data"),
+            retention_days: 7,
+            compact_min_files: 8,
+        }
+    }
+}
+
+/// Everything the process reads.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub collector: CollectorConfig,
+    pub aggregator: AggregatorConfig,
+}
+
+/// The environment prefix of nested keys: `MESHSCOPE__STORE__DATA_DIR=/var/lib/meshscope`.
+pub const ENV_PREFIX: &str = "MESHSCOPE__";
+
+fn env_value(raw: &str) -> toml::Value {
+    // Numbers and booleans as TOML would read them; anything else is a string.
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(
+                v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `MESHSCOPE__…` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str::<toml::Table>(&text)
+                    .with_context(|| format!("parsing config file {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            let [section, field] = parts.as_slice() else {
+                bail!("{key}: expected {ENV_PREFIX}SECTION__KEY");
+            };
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                bail!("{key}: [{section}] is not a table in the config file");
+            };
+            section_table.insert(field.clone(), env_value(&value));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("invalid configuration")?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("meshscope.example.toml");
+        let config = Config::load(Some(&path), []).expect("example config");
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_file_values() {
+        let config = Config::load(
+            None,
+            [
+                (
+                    "MESHSCOPE__STORE__DATA_DIR".to_string(),
+                    "/tmp/x".to_string(),
+                ),
+                (
+                    "MESHSCOPE__STORE__RETENTION_DAYS".to_string(),
+                    "3".to_string(),
+                ),
+                (
+                    "MESHSCOPE__AGGREGATOR__FLUSH_INTERVAL".to_string(),
+                    "2s".to_string(),
+                ),
+                ("UNRELATED".to_string(), "1".to_string()),
+            ],
+        )
+        .expect("config");
+        assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.store.retention_days, 3);
+        assert_eq!(config.aggregator.flush_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::load(
+            None,
+            [("MESHSCOPE__STORE__NOPE".to_string(), "1".to_string())],
+        )
+        .expect_err("unknown key");
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+    }
+}

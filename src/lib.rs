@@ -1,0 +1,169 @@
+//! The `meshscope` process: configuration, wiring of collector → aggregator → store → API,
+//! and orderly shutdown; plus the traffic simulator behind `meshscope demo` and
+//! `meshscope bench`. `main.rs` is only the command line around this.
+
+pub mod bench;
+pub mod config;
+pub mod sim;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregator::store::Store;
+use aggregator::store::parquet::{ParquetSettings, ParquetStore};
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+pub use crate::config::Config;
+
+/// A running meshscope: its bound addresses and the means to stop it.
+pub struct App {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    /// Flushes pending rollups on demand.
+    pub aggregator: aggregator::Handle,
+    stop: watch::Sender<bool>,
+    grpc: JoinHandle<Result<(), collector::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+    otlp_http: JoinHandle<std::io::Result<()>>,
+    aggregator_task: JoinHandle<aggregator::Result<()>>,
+    grace: Duration,
+}
+
+async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} listener on {addr}"))
+}
+
+/// OTLP/HTTP is bound now so deployments can point at it; span ingestion comes next.
+fn otlp_http_router() -> axum::Router {
+    use axum::http::StatusCode;
+    axum::Router::new().fallback(|| async {
+        (
+            StatusCode::NOT_IMPLEMENTED,
+            axum::Json(serde_json::json!({"error": "OTLP/HTTP trace ingestion is not implemented yet; use Envoy ALS on the gRPC port"})),
+        )
+    })
+}
+
+impl App {
+    /// Binds every listener and starts every task.
+    pub async fn start(config: Config) -> anyhow::Result<App> {
+        let grpc_listener = bind("gRPC", &config.server.grpc_addr).await?;
+        let http_listener = bind("HTTP API", &config.server.http_addr).await?;
+        let otlp_listener = bind("OTLP/HTTP", &config.server.otlp_http_addr).await?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let http_addr = http_listener.local_addr()?;
+        let otlp_http_addr = otlp_listener.local_addr()?;
+
+        let store = ParquetStore::open(
+            &config.store.data_dir,
+            ParquetSettings {
+                retention_days: config.store.retention_days,
+                compact_min_files: config.store.compact_min_files,
+                ..ParquetSettings::default()
+            },
+        )
+        .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
+        let store: Arc<dyn Store> = Arc::new(store);
+
+        let mut registry = Registry::with_prefix("meshscope");
+        let collector_metrics = collector::CollectorMetrics::register(&mut registry);
+        let (calls_tx, calls_rx) = aggregator::channel(&config.aggregator);
+        let retention = (config.store.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.store.retention_days) * 86_400));
+        let (handle, aggregator_task) = aggregator::spawn(
+            config.aggregator.clone(),
+            store.clone(),
+            calls_rx,
+            retention,
+            &mut registry,
+        );
+        let registry = Arc::new(registry);
+
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let grpc = tokio::spawn(collector::serve_grpc(
+            grpc_listener,
+            collector::Deps {
+                config: config.collector.clone(),
+                calls: calls_tx,
+                metrics: collector_metrics,
+                stop_streams: stopped.clone(),
+            },
+            wait(stopped.clone()),
+        ));
+        let http = tokio::spawn(ui_api::serve(
+            http_listener,
+            ui_api::ApiState {
+                store,
+                registry,
+                aggregator: Some(handle.clone()),
+            },
+            wait(stopped.clone()),
+        ));
+        let otlp_http = tokio::spawn({
+            let shutdown = wait(stopped.clone());
+            async move {
+                axum::serve(otlp_listener, otlp_http_router())
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        });
+        info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
+            data_dir = %config.store.data_dir.display(), "meshscope is serving");
+        Ok(App {
+            grpc_addr,
+            http_addr,
+            otlp_http_addr,
+            aggregator: handle,
+            stop,
+            grpc,
+            http,
+            otlp_http,
+            aggregator_task,
+            grace: config.server.shutdown_grace,
+        })
+    }
+
+    /// Stops accepting, ends open streams, rolls up and flushes everything received, and
+    /// waits for every task. Errors mean data may not have been written.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        info!("shutting down: ending streams and flushing");
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(self.grace, self.grpc).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server ended with an error"),
+            Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
+            Err(_) => {
+                warn!(grace = ?self.grace, "gRPC connections still open after the grace period; closing them")
+            }
+        }
+        let flushed = self.aggregator.shutdown().await;
+        match self.aggregator_task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "aggregator ended with an error"),
+            Err(e) => error!(error = %e, "aggregator task failed"),
+        }
+        for (name, task) in [("HTTP API", self.http), ("OTLP/HTTP", self.otlp_http)] {
+            match tokio::time::timeout(self.grace, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(error = %e, "{name} server ended with an error"),
+                Ok(Err(e)) => warn!(error = %e, "{name} server task failed"),
+                Err(_) => warn!("{name} server did not stop within the grace period"),
+            }
+        }
+        flushed.context("final flush")?;
+        info!("shutdown complete");
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! `meshscope`: the command line. `serve` runs the pipeline, `demo` runs it with simulated
+//! bookinfo traffic, `bench als` measures ALS ingestion.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use meshscope::{App, Config, bench, sim};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "meshscope",
+    version,
+    about = "Service-mesh telemetry: Envoy access logs in, exact topology and RED metrics out"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector, aggregator, store and API.
+    Serve(ServeArgs),
+    /// Like serve, plus a built-in simulator streaming bookinfo-like traffic into it.
+    Demo {
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Simulated user requests per second (each fans out to several calls).
+        #[arg(long, default_value_t = 20)]
+        rate: u32,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Stream pre-encoded Envoy ALS messages over loopback gRPC into a `meshscope serve`
+    /// child process and report entries per server CPU-second.
+    Als(bench::AlsArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// TOML config file (see meshscope.example.toml).
+    #[arg(long, env = "MESHSCOPE_CONFIG")]
+    config: Option<PathBuf>,
+    /// gRPC listen address (Envoy ALS).
+    #[arg(long, env = "MESHSCOPE_GRPC_ADDR")]
+    grpc_addr: Option<String>,
+    /// OTLP/HTTP listen address.
+    #[arg(long, env = "MESHSCOPE_OTLP_HTTP_ADDR")]
+    otlp_http_addr: Option<String>,
+    /// HTTP API listen address.
+    #[arg(long, env = "MESHSCOPE_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// Data directory of the embedded store.
+    #[arg(long, env = "MESHSCOPE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(a) = &self.grpc_addr {
+            config.server.grpc_addr = a.clone();
+        }
+        if let Some(a) = &self.otlp_http_addr {
+            config.server.otlp_http_addr = a.clone();
+        }
+        if let Some(a) = &self.http_addr {
+            config.server.http_addr = a.clone();
+        }
+        if let Some(d) = &self.data_dir {
+            config.store.data_dir = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        r = tokio::signal::ctrl_c() => { r.context("waiting for SIGINT")?; info!("SIGINT received") }
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs, demo_rate: Option<u32>) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let app = App::start(config).await?;
+    let demo = demo_rate.map(|rate| {
+        let endpoint = format!("http://127.0.0.1:{}", app.grpc_addr.port());
+        let api = format!("http://localhost:{}", app.http_addr.port());
+        info!(rate, "demo traffic starting; try: curl -s {api}/api/v1/topology");
+        eprintln!("meshscope demo: simulated bookinfo traffic is flowing. In a few seconds:\n  curl -s {api}/api/v1/topology\n  curl -s {api}/api/v1/services");
+        tokio::spawn(sim::run_traffic(endpoint, rate))
+    });
+    let signal = shutdown_signal().await;
+    if let Some(d) = demo {
+        d.abort();
+    }
+    let result = app.shutdown().await;
+    signal?;
+    result
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args, None).await,
+            Command::Demo { serve: args, rate } => serve(args, Some(rate)).await,
+            Command::Bench {
+                which: BenchCommand::Als(args),
+            } => bench::als(args).await,
+        }
+    })
+}

@@ -1,0 +1,97 @@
+//! The `meshscope` binary as a user runs it: flags, SIGTERM flushes and exits 0.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use meshscope::sim::{self, Generator};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_everything_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-addr", "127.0.0.1:0"])
+        .env("MESHSCOPE_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("MESHSCOPE__AGGREGATOR__FLUSH_INTERVAL", "1h")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn meshscope");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("http://127.0.0.1:{http}/healthz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "server did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut g = Generator::new(21);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let hops: Vec<_> = (0..20)
+        .flat_map(|i| g.user_request(now - 120_000_000_000 + i * 1_000_000))
+        .collect();
+    sim::send_all(&format!("http://127.0.0.1:{grpc}"), &g.mesh, &hops)
+        .await
+        .expect("send");
+    let details_calls = hops
+        .iter()
+        .filter(|h| g.mesh.server_name(h) == "details.default")
+        .count() as u64;
+
+    // The flush interval is an hour: only the shutdown flush can have written the data.
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &child.id().expect("pid").to_string()])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exit in time")
+        .expect("wait");
+    assert!(exit.success(), "exit status {exit:?}");
+
+    let stack = common::start(common::config(dir.path())).await;
+    let services = stack.ok("/api/v1/services").await;
+    let details = services["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "details.default")
+        .cloned()
+        .expect("details");
+    assert_eq!(details["calls"].as_u64(), Some(details_calls));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[store]\nretention_dayz = 3\n").expect("write");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("retention_dayz"), "{stderr}");
+}

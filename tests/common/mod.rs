@@ -1,0 +1,93 @@
+//! Test harness: the whole stack on `127.0.0.1:0` with a temporary data dir, real gRPC
+//! clients, real HTTP, and an explicit flush instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use meshscope::{App, Config};
+use serde_json::Value;
+
+pub struct Stack {
+    pub app: App,
+    pub grpc: String,
+    pub http: String,
+}
+
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.grpc_addr = "127.0.0.1:0".into();
+    c.server.http_addr = "127.0.0.1:0".into();
+    c.server.otlp_http_addr = "127.0.0.1:0".into();
+    c.store.data_dir = dir.to_path_buf();
+    c
+}
+
+pub async fn start(config: Config) -> Stack {
+    let app = App::start(config).await.expect("start meshscope");
+    Stack {
+        grpc: format!("http://127.0.0.1:{}", app.grpc_addr.port()),
+        http: format!("http://127.0.0.1:{}", app.http_addr.port()),
+        app,
+    }
+}
+
+impl Stack {
+    pub async fn flush(&self) {
+        self.app.aggregator.flush().await.expect("flush");
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let resp = reqwest::get(format!("{}{}", self.http, path_and_query))
+            .await
+            .expect("http get");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.expect("body");
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path_and_query}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    pub async fn ok(&self, path_and_query: &str) -> Value {
+        let (status, json) = self.get(path_and_query).await;
+        assert_eq!(status, 200, "{path_and_query}: {json}");
+        json
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.http))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    pub async fn stop(self) {
+        self.app.shutdown().await.expect("clean shutdown");
+    }
+}
+
+/// Sum of the samples of a metric (all label sets) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Relative difference.
+pub fn rel(a: f64, b: f64) -> f64 {
+    if b == 0.0 {
+        a.abs()
+    } else {
+        (a - b).abs() / b.abs()
+    }
+}
+
+/// The exact quantile with the histogram's rank convention: `⌊q·(n−1)⌋`, 0-based.
+pub fn exact_quantile(values: &mut [u64], q: f64) -> f64 {
+    values.sort_unstable();
+    values[(q * (values.len() - 1) as f64).floor() as usize] as f64
+}

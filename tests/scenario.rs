@@ -1,0 +1,386 @@
+//! End to end with generated bookinfo traffic: real ALS over gRPC in, JSON API out, every
+//! figure checked against values computed here from the generated hops.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{exact_quantile, rel};
+use meshscope::sim::{self, Generator, Hop, Mesh, Target};
+use serde_json::Value;
+
+/// What the API must report for one entity, computed from the ground truth.
+#[derive(Debug, Default, Clone)]
+struct Expect {
+    calls: u64,
+    errors: u64,
+    latencies: Vec<u64>,
+    client_seen: bool,
+    server_seen: bool,
+    mtls: u64,
+}
+
+impl Expect {
+    fn add(&mut self, hop: &Hop, latency: u64) {
+        self.calls += 1;
+        self.errors += u64::from(hop.is_error());
+        self.latencies.push(latency);
+    }
+}
+
+/// One call per hop, counted from the server's report when the server's proxy logged it,
+/// else from the client's. A gateway's hop is also the request it received from outside
+/// (`unknown` → gateway), measured by the gateway.
+fn expected(
+    mesh: &Mesh,
+    hops: &[Hop],
+) -> (
+    BTreeMap<(String, String, String), Expect>,
+    BTreeMap<String, Expect>,
+    BTreeMap<(String, String), Expect>,
+) {
+    let mut edges: BTreeMap<(String, String, String), Expect> = BTreeMap::new();
+    let mut services: BTreeMap<String, Expect> = BTreeMap::new();
+    let mut endpoints: BTreeMap<(String, String), Expect> = BTreeMap::new();
+    for hop in hops {
+        let server_side = hop.server_reports && matches!(hop.server, Target::Workload(_));
+        let latency = if server_side {
+            hop.server_latency_nanos
+        } else {
+            hop.client_latency_nanos
+        };
+        let (c, s) = (mesh.client_name(hop), mesh.server_name(hop));
+        let e = edges
+            .entry((c, s.clone(), hop.proto.as_str().to_string()))
+            .or_default();
+        e.add(hop, latency);
+        e.client_seen |= hop.client_reports && hop.client.is_some();
+        e.server_seen |= server_side;
+        if server_side && hop.mtls {
+            e.mtls += 1;
+        }
+        services.entry(s.clone()).or_default().add(hop, latency);
+        if !hop.endpoint.is_empty() {
+            endpoints
+                .entry((s, hop.endpoint.clone()))
+                .or_default()
+                .add(hop, latency);
+        }
+        if let Some(gw) = hop.client.filter(|c| mesh.workloads[*c].gateway) {
+            let gw_name = mesh.workloads[gw].service();
+            let e = edges
+                .entry(("unknown".into(), gw_name.clone(), hop.proto.as_str().into()))
+                .or_default();
+            e.add(hop, hop.client_latency_nanos);
+            e.server_seen = true;
+            services
+                .entry(gw_name.clone())
+                .or_default()
+                .add(hop, hop.client_latency_nanos);
+            endpoints
+                .entry((gw_name, hop.endpoint.clone()))
+                .or_default()
+                .add(hop, hop.client_latency_nanos);
+        }
+    }
+    (edges, services, endpoints)
+}
+
+fn scenario(seed: u64, requests: i64) -> (Mesh, Vec<Hop>, i64) {
+    let mut g = Generator::new(seed);
+    // Three minutes of traffic ending two minutes ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let start = (now / 60 - 5) * 60;
+    let step = 180_000_000_000 / requests;
+    let hops: Vec<Hop> = (0..requests)
+        .flat_map(|i| g.user_request(start * 1_000_000_000 + i * step))
+        .collect();
+    (g.mesh, hops, start)
+}
+
+fn check_metrics(what: &str, got: &Value, want: &Expect) {
+    assert_eq!(
+        got["calls"].as_u64(),
+        Some(want.calls),
+        "{what} calls: {got}"
+    );
+    assert_eq!(
+        got["errors"].as_u64(),
+        Some(want.errors),
+        "{what} errors: {got}"
+    );
+    let sum: u64 = want.latencies.iter().sum();
+    let avg = sum as f64 / want.latencies.len() as f64 / 1e6;
+    let got_avg = got["avg_ms"].as_f64().expect("avg_ms");
+    assert!(rel(got_avg, avg) < 1e-9, "{what} avg_ms {got_avg} != {avg}");
+    for (field, q) in [("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99)] {
+        let exact = exact_quantile(&mut want.latencies.clone(), q) / 1e6;
+        let est = got[field].as_f64().expect(field);
+        assert!(
+            rel(est, exact) <= 0.02 + 1e-9,
+            "{what} {field} {est} vs exact {exact}"
+        );
+    }
+    let sr = 1.0 - want.errors as f64 / want.calls as f64;
+    assert!(rel(got["success_rate"].as_f64().expect("success_rate"), sr) < 1e-12);
+}
+
+fn window(start: i64) -> String {
+    format!("start={}&end={}", start - 60, start + 600)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let (mesh, hops, start) = scenario(7, 300);
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let (edges, services, endpoints) = expected(&mesh, &hops);
+
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    let got_edges = topo["edges"].as_array().expect("edges");
+    assert_eq!(got_edges.len(), edges.len(), "edge set: {topo}");
+    for ((c, s, p), want) in &edges {
+        let e = got_edges
+            .iter()
+            .find(|e| e["source"] == *c && e["target"] == *s && e["protocol"] == *p)
+            .unwrap_or_else(|| panic!("missing edge {c} -> {s} ({p})"));
+        check_metrics(&format!("edge {c}->{s}"), e, want);
+        let mut points = vec![];
+        if want.client_seen {
+            points.push("client");
+        }
+        if want.server_seen {
+            points.push("server");
+        }
+        assert_eq!(
+            e["detect_points"],
+            serde_json::json!(points),
+            "edge {c}->{s}"
+        );
+        assert_eq!(
+            e["mtls_calls"].as_u64(),
+            Some(want.mtls),
+            "edge {c}->{s} mtls"
+        );
+    }
+    // Every node of the graph is either a real workload or one of the virtual nodes.
+    for n in topo["nodes"].as_array().expect("nodes") {
+        let name = n["name"].as_str().expect("name");
+        let real = n["real"].as_bool().expect("real");
+        assert_eq!(
+            real,
+            name != "unknown" && name != "api.example.com:443",
+            "{n}"
+        );
+    }
+
+    let list = stack
+        .ok(&format!("/api/v1/services?{}", window(start)))
+        .await;
+    for (name, want) in &services {
+        let s = list["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .find(|s| s["name"] == *name)
+            .unwrap_or_else(|| panic!("missing service {name}"));
+        check_metrics(&format!("service {name}"), s, want);
+    }
+
+    for ((service, endpoint), want) in &endpoints {
+        let eps = stack
+            .ok(&format!(
+                "/api/v1/services/{service}/endpoints?{}",
+                window(start)
+            ))
+            .await;
+        let e = eps["endpoints"]
+            .as_array()
+            .expect("endpoints")
+            .iter()
+            .find(|e| e["name"] == *endpoint)
+            .unwrap_or_else(|| panic!("missing endpoint {service} {endpoint}: {eps}"));
+        check_metrics(&format!("endpoint {service} {endpoint}"), e, want);
+    }
+
+    // Instances of reviews: one per pod that served requests, calls summing to the service.
+    let inst = stack
+        .ok(&format!(
+            "/api/v1/services/reviews.default/instances?{}",
+            window(start)
+        ))
+        .await;
+    let total: u64 = inst["instances"]
+        .as_array()
+        .expect("instances")
+        .iter()
+        .map(|i| i["calls"].as_u64().expect("calls"))
+        .sum();
+    assert_eq!(total, services["reviews.default"].calls);
+
+    // Time series of one edge sums to the edge's calls; per-minute points are whole minutes.
+    let pts = stack
+        .ok(&format!(
+            "/api/v1/timeseries?entity=edge&client=productpage.default&server=details.default&metric=calls&step=60&{}",
+            window(start)
+        ))
+        .await;
+    let sum: f64 = pts["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p[1].as_f64().expect("v"))
+        .sum();
+    let key = (
+        "productpage.default".to_string(),
+        "details.default".to_string(),
+        "http".to_string(),
+    );
+    assert_eq!(sum as u64, edges[&key].calls);
+
+    // Focus on ratings with depth 1: its callers and its database, nothing else.
+    let focus = stack
+        .ok(&format!(
+            "/api/v1/topology?service=ratings.default&depth=1&{}",
+            window(start)
+        ))
+        .await;
+    for e in focus["edges"].as_array().expect("edges") {
+        assert!(
+            e["source"] == "ratings.default" || e["target"] == "ratings.default",
+            "{e}"
+        );
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_loses_nothing_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mesh, hops, start) = scenario(11, 200);
+    let (first, second) = hops.split_at(hops.len() / 2);
+    let (edges, _, _) = expected(&mesh, &hops);
+    let key = (
+        "productpage.default".to_string(),
+        "reviews.default".to_string(),
+        "http".to_string(),
+    );
+
+    let stack = common::start(common::config(dir.path())).await;
+    sim::send_all(&stack.grpc, &mesh, first)
+        .await
+        .expect("send first half");
+    // No explicit flush: shutdown must flush what it received.
+    stack.stop().await;
+
+    let stack = common::start(common::config(dir.path())).await;
+    sim::send_all(&stack.grpc, &mesh, second)
+        .await
+        .expect("send second half");
+    stack.flush().await;
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    let e = topo["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .find(|e| e["source"] == "productpage.default" && e["target"] == "reviews.default")
+        .cloned()
+        .expect("edge");
+    check_metrics("edge after restart", &e, &edges[&key]);
+    stack.stop().await;
+
+    // A third start with nothing new reads the same numbers.
+    let stack = common::start(common::config(dir.path())).await;
+    let again = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    assert_eq!(topo["edges"], again["edges"]);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_and_many_small_flushes_merge_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.store.compact_min_files = 3;
+    let stack = common::start(config).await;
+    let (mesh, hops, start) = scenario(5, 120);
+    let (edges, services, _) = expected(&mesh, &hops);
+    // Ten slices, each flushed to its own files: late data lands in minutes already on disk.
+    for chunk in hops.chunks(hops.len().div_ceil(10)) {
+        sim::send_all(&stack.grpc, &mesh, chunk)
+            .await
+            .expect("send");
+        stack.flush().await;
+    }
+    stack.app.aggregator.maintain().await.expect("maintenance");
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    for ((c, s, p), want) in &edges {
+        let e = topo["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .find(|e| e["source"] == *c && e["target"] == *s && e["protocol"] == *p)
+            .unwrap_or_else(|| panic!("missing edge {c} -> {s}"));
+        check_metrics(&format!("edge {c}->{s}"), e, want);
+    }
+    let list = stack
+        .ok(&format!("/api/v1/services?{}", window(start)))
+        .await;
+    let pp = list["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["name"] == "productpage.default")
+        .cloned()
+        .expect("productpage");
+    check_metrics("productpage", &pp, &services["productpage.default"]);
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("manifest"))
+            .expect("json");
+    let files = manifest["files"].as_array().expect("files").len();
+    // 5 tables x 10 flushes are 50 files (more where a flush spans minutes of two days);
+    // compaction leaves one per table and day.
+    assert!(
+        files <= 10,
+        "expected compaction to leave few files, found {files}"
+    );
+    // Replaced files stay until the grace period ends; every live file exists.
+    let on_disk = walk(dir.path());
+    for f in manifest["files"].as_array().expect("files") {
+        let path = dir.path().join(f["path"].as_str().expect("path"));
+        assert!(
+            on_disk.contains(&path.to_string_lossy().into_owned()),
+            "{path:?} missing"
+        );
+    }
+    stack.stop().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}

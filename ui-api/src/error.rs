@@ -1,0 +1,51 @@
+//! The API's error type and its one mapping to HTTP.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tracing::error;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("store: {0}")]
+    Store(#[from] aggregator::Error),
+    #[error("flush is not available in this process")]
+    NoAggregator,
+}
+
+#[derive(Serialize)]
+struct Body {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Store(e) => {
+                error!(error = %e, "query failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::NoAggregator => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (
+            status,
+            Json(Body {
+                error: self.to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// Shorthand for a 400.
+pub fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
