@@ -763,7 +763,7 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
                     continue;
                 }
                 let key = (proxy, tcp);
-                let fresh = !streams.get(&key).is_some_and(|tx| !tx.is_closed());
+                let fresh = streams.get(&key).is_none_or(|tx| tx.is_closed());
                 if fresh {
                     let (tx, rx) = mpsc::channel(64);
                     let endpoint = endpoint.clone();

@@ -31,15 +31,15 @@ impl Expect {
 /// One call per hop, counted from the server's report when the server's proxy logged it,
 /// else from the client's. A gateway's hop is also the request it received from outside
 /// (`unknown` → gateway), measured by the gateway.
-fn expected(
-    mesh: &Mesh,
-    hops: &[Hop],
-) -> (
-    BTreeMap<(String, String, String), Expect>,
+type EdgeKey = (String, String, String);
+type Expected = (
+    BTreeMap<EdgeKey, Expect>,
     BTreeMap<String, Expect>,
     BTreeMap<(String, String), Expect>,
-) {
-    let mut edges: BTreeMap<(String, String, String), Expect> = BTreeMap::new();
+);
+
+fn expected(mesh: &Mesh, hops: &[Hop]) -> Expected {
+    let mut edges: BTreeMap<EdgeKey, Expect> = BTreeMap::new();
     let mut services: BTreeMap<String, Expect> = BTreeMap::new();
     let mut endpoints: BTreeMap<(String, String), Expect> = BTreeMap::new();
     for hop in hops {

@@ -261,7 +261,7 @@ mod tests {
         let names = ["a.ns", "b.ns", "c.ns"];
         let call = Call {
             start_unix_nanos: 0,
-            side: if i % 3 == 0 {
+            side: if i.is_multiple_of(3) {
                 Side::Client
             } else {
                 Side::Server
@@ -272,16 +272,16 @@ mod tests {
                 Some(Arc::from(format!("pod-{}", i % 2))),
             ),
             endpoint: Some(Arc::from(format!("GET /e{}", i % 5))),
-            protocol: if i % 4 == 0 {
+            protocol: if i.is_multiple_of(4) {
                 Protocol::Grpc
             } else {
                 Protocol::Http
             },
-            latency_nanos: (i % 7 != 0).then_some(i.wrapping_mul(7_919_993) % 3_000_000_000),
+            latency_nanos: (!i.is_multiple_of(7)).then_some(i.wrapping_mul(7_919_993) % 3_000_000_000),
             status_code: 200,
             grpc_status: None,
-            error: i % 11 == 0,
-            mtls: i % 2 == 0,
+            error: i.is_multiple_of(11),
+            mtls: i.is_multiple_of(2),
             request_bytes: i,
             response_bytes: 2 * i,
         };
