@@ -117,7 +117,31 @@ impl Config {
         let config: Config = toml::Value::Table(table)
             .try_into()
             .context("invalid configuration")?;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Rejects values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let a = &self.aggregator;
+        for (name, d) in [
+            ("aggregator.flush_interval", a.flush_interval),
+            ("aggregator.maintenance_interval", a.maintenance_interval),
+        ] {
+            if d.is_zero() {
+                bail!("{name} must be longer than zero");
+            }
+        }
+        if a.channel_capacity == 0 {
+            bail!("aggregator.channel_capacity must be at least 1");
+        }
+        if self.collector.max_message_bytes < 1024 {
+            bail!("collector.max_message_bytes must be at least 1024");
+        }
+        if self.store.compact_min_files < 2 {
+            bail!("store.compact_min_files must be at least 2");
+        }
+        Ok(())
     }
 }
 
@@ -156,6 +180,19 @@ mod tests {
         assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.store.retention_days, 3);
         assert_eq!(config.aggregator.flush_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn zero_intervals_are_errors() {
+        let err = Config::load(
+            None,
+            [(
+                "MESHSCOPE__AGGREGATOR__FLUSH_INTERVAL".to_string(),
+                "0s".to_string(),
+            )],
+        )
+        .expect_err("zero interval");
+        assert!(format!("{err:#}").contains("flush_interval"), "{err:#}");
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Workload {
     /// A gateway (`router~`) rather than a sidecar.
     pub gateway: bool,
     pub port: u16,
+    /// An Istio < 1.24 proxy: it logs peers as FlatBuffers under `wasm.*_peer`.
+    pub legacy_proxy: bool,
 }
 
 impl Workload {
@@ -192,6 +194,7 @@ pub fn bookinfo() -> Mesh {
                 ip: ip.to_string(),
                 gateway: *gateway,
                 port: *port,
+                legacy_proxy: (*app == "details") || (*app == "reviews" && *version == "v1"),
             }
         })
         .collect();
@@ -284,7 +287,9 @@ impl Generator {
             mtls: is_workload && client.is_some(),
             client_reports: client.is_some(),
             server_reports: is_workload,
-            peer_metadata: true,
+            // Some proxies predate Istio 1.24's peer metadata: their peers are resolved by
+            // address instead.
+            peer_metadata: !self.rng.chance(0.3),
         }
     }
 
@@ -470,6 +475,54 @@ fn peer(w: &Workload) -> Any {
     }
 }
 
+/// Istio < 1.24 peer metadata: a FlatBuffers `FlatNode` in a `BytesValue` in an `Any`.
+fn legacy_peer(w: &Workload) -> Any {
+    use flatbuffers::{FlatBufferBuilder, TableFinishedWIPOffset, WIPOffset};
+    let mut fbb = FlatBufferBuilder::new();
+    let mut labels = [("app", w.app), ("version", w.version)];
+    labels.sort();
+    let kvs: Vec<WIPOffset<TableFinishedWIPOffset>> = labels
+        .iter()
+        .map(|(k, v)| {
+            let k = fbb.create_string(k);
+            let v = fbb.create_string(v);
+            let t = fbb.start_table();
+            fbb.push_slot_always(4, k);
+            fbb.push_slot_always(6, v);
+            fbb.end_table(t)
+        })
+        .collect();
+    let labels = fbb.create_vector(&kvs);
+    let name = fbb.create_string(&w.pod);
+    let namespace = fbb.create_string(w.namespace);
+    let workload = fbb.create_string(&format!("{}-{}", w.app, w.version));
+    let t = fbb.start_table();
+    fbb.push_slot_always(4, name); // name
+    fbb.push_slot_always(6, namespace); // namespace
+    fbb.push_slot_always(8, labels); // labels
+    fbb.push_slot_always(12, workload); // workload_name
+    let root = fbb.end_table(t);
+    fbb.finish_minimal(root);
+    Any {
+        type_url: "type.googleapis.com/google.protobuf.BytesValue".into(),
+        value: fbb.finished_data().to_vec().encode_to_vec(),
+    }
+}
+
+/// Peer metadata as the reporting proxy's Istio version writes it.
+fn peer_state(reporter: &Workload, peer_of: &Workload, upstream: bool) -> (String, Any) {
+    let dir = if upstream {
+        "upstream_peer"
+    } else {
+        "downstream_peer"
+    };
+    if reporter.legacy_proxy {
+        (format!("wasm.{dir}"), legacy_peer(peer_of))
+    } else {
+        (dir.to_string(), peer(peer_of))
+    }
+}
+
 fn addr(ip: &str, port: u16) -> Option<Address> {
     Some(Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
@@ -520,9 +573,9 @@ fn common(hop: &Hop, mesh: &Mesh, client_side: bool) -> AccessLogCommon {
                 w.port, w.version, w.app, w.namespace
             );
             c.upstream_remote_address = addr(&w.ip, w.port);
-            if hop.peer_metadata {
-                c.filter_state_objects
-                    .insert("upstream_peer".into(), peer(w));
+            if let (true, Some(cl)) = (hop.peer_metadata, hop.client) {
+                let (k, v) = peer_state(&mesh.workloads[cl], w, true);
+                c.filter_state_objects.insert(k, v);
             }
         }
         (Target::External { host, port }, true) => {
@@ -538,8 +591,8 @@ fn common(hop: &Hop, mesh: &Mesh, client_side: bool) -> AccessLogCommon {
                 Some(cl) => {
                     c.downstream_remote_address = addr(&mesh.workloads[cl].ip, 40_000);
                     if hop.peer_metadata {
-                        c.filter_state_objects
-                            .insert("downstream_peer".into(), peer(&mesh.workloads[cl]));
+                        let (k, v) = peer_state(w, &mesh.workloads[cl], false);
+                        c.filter_state_objects.insert(k, v);
                     }
                 }
                 None => c.downstream_remote_address = addr("10.44.9.9", 51_000),
@@ -719,9 +772,33 @@ pub async fn send(
         .map(|_| ())
 }
 
-/// Streams every stream of `hops` concurrently.
+/// Opens and closes one stream per proxy carrying only its identifier, as Envoy does at
+/// start-up, so the server knows every proxy's addresses before any entry arrives.
+pub async fn announce(
+    endpoint: &str,
+    mesh: &Mesh,
+    proxies: impl IntoIterator<Item = usize>,
+) -> Result<(), tonic::Status> {
+    for p in proxies {
+        let hello = StreamAccessLogsMessage {
+            identifier: Some(Identifier {
+                node: Some(node(&mesh.workloads[p])),
+                log_name: "http_envoy_accesslog".into(),
+            }),
+            log_entries: None,
+        };
+        send(endpoint, vec![hello]).await?;
+    }
+    Ok(())
+}
+
+/// Announces every proxy, then streams every stream of `hops` concurrently.
 pub async fn send_all(endpoint: &str, mesh: &Mesh, hops: &[Hop]) -> Result<(), tonic::Status> {
-    let futures = encode(mesh, hops)
+    let streams = encode(mesh, hops);
+    let mut proxies: Vec<usize> = streams.iter().map(|(p, _)| *p).collect();
+    proxies.dedup();
+    announce(endpoint, mesh, proxies).await?;
+    let futures = streams
         .into_iter()
         .map(|(_, messages)| send(endpoint, messages));
     for r in futures::future::join_all(futures).await {

@@ -138,6 +138,12 @@ async fn hostile_api_parameters_get_clear_errors() {
         ("/api/v1/services?start=yesterday", "start"),
         ("/api/v1/services?start=10&end=5", "before"),
         ("/api/v1/services?start=0&end=99999999999", "longer"),
+        (
+            "/api/v1/timeseries?entity=service&service=a&metric=calls&start=-9000000000000000000&end=9000000000000000000",
+            "between",
+        ),
+        ("/api/v1/services?end=1e300", "unix seconds"),
+        ("/api/v1/services?start=NaN", "unix seconds"),
         ("/api/v1/topology?depth=3", "depth needs service"),
         (
             "/api/v1/topology?service=productpage.default&depth=99",
@@ -153,6 +159,7 @@ async fn hostile_api_parameters_get_clear_errors() {
             "multiple of 60",
         ),
         ("/api/v1/services/a%01b/instances", "control"),
+        ("/api/v1/services/%FF%FE/endpoints", "malformed"),
     ] {
         let (status, json) = stack.get(query).await;
         assert_eq!(status, 400, "{query}: {json}");

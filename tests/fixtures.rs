@@ -100,6 +100,9 @@ async fn skywalking_fixtures_give_the_expected_edges() {
 
     // Expected: (source, target) → latency in nanoseconds, from the JSON itself.
     let mut expected: Vec<(String, String, u64, &str)> = Vec::new();
+    // Pod addresses each proxy announced so far (node id and INSTANCE_IPS), in send order:
+    // an inbound entry without peer metadata names its caller by address.
+    let mut addresses: std::collections::HashMap<String, String> = Default::default();
     for name in FIXTURES {
         let json = fixture_json(name);
         let bytes = encode(&pool, &json);
@@ -118,6 +121,23 @@ async fn skywalking_fixtures_give_the_expected_edges() {
             // The gateway has no app label: its workload name comes from the pod name.
             None => format!("{}.{ns}", node["cluster"].as_str().expect("cluster")),
         };
+        let node_ip = node["id"]
+            .as_str()
+            .expect("id")
+            .split('~')
+            .nth(1)
+            .expect("ip");
+        let listed = md["ISTIO_META_INSTANCE_IPS"].as_str().unwrap_or("");
+        for ip in listed.split(',').chain([node_ip]) {
+            addresses.insert(ip.to_string(), reporter.clone());
+        }
+        let caller_ip = cp["downstreamRemoteAddress"]["socketAddress"]["address"]
+            .as_str()
+            .expect("downstream address");
+        let caller = addresses
+            .get(caller_ip)
+            .cloned()
+            .unwrap_or_else(|| "unknown".into());
         let cluster = cp["upstreamCluster"].as_str().expect("cluster");
         if let Some(fqdn) = cluster
             .strip_prefix("outbound|")
@@ -131,11 +151,11 @@ async fn skywalking_fixtures_give_the_expected_edges() {
             );
             expected.push((reporter.clone(), target, latency, "client"));
             if node["id"].as_str().expect("id").starts_with("router~") {
-                expected.push(("unknown".into(), reporter, latency, "server"));
+                expected.push((caller, reporter, latency, "server"));
             }
         } else {
             assert!(cluster.starts_with("inbound|"));
-            expected.push(("unknown".into(), reporter, latency, "server"));
+            expected.push((caller, reporter, latency, "server"));
         }
     }
     stack.flush().await;

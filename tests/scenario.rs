@@ -18,13 +18,28 @@ struct Expect {
     client_seen: bool,
     server_seen: bool,
     mtls: u64,
+    request_bytes: u64,
+    response_bytes: u64,
+    apdex_points: f64,
 }
+
+/// Apdex threshold T (the default, 500 ms).
+const APDEX_T: u64 = 500_000_000;
 
 impl Expect {
     fn add(&mut self, hop: &Hop, latency: u64) {
         self.calls += 1;
         self.errors += u64::from(hop.is_error());
         self.latencies.push(latency);
+        self.request_bytes += hop.request_bytes;
+        self.response_bytes += hop.response_bytes;
+        if !hop.is_error() {
+            if latency <= APDEX_T {
+                self.apdex_points += 1.0;
+            } else if latency <= 4 * APDEX_T {
+                self.apdex_points += 0.5;
+            }
+        }
     }
 }
 
@@ -124,9 +139,40 @@ fn check_metrics(what: &str, got: &Value, want: &Expect) {
             "{what} {field} {est} vs exact {exact}"
         );
     }
+    for (field, q) in [("p75_ms", 0.75), ("p95_ms", 0.95)] {
+        let exact = exact_quantile(&mut want.latencies.clone(), q) / 1e6;
+        let est = got[field].as_f64().expect(field);
+        assert!(
+            rel(est, exact) <= 0.02 + 1e-9,
+            "{what} {field} {est} vs exact {exact}"
+        );
+    }
     let sr = 1.0 - want.errors as f64 / want.calls as f64;
     assert!(rel(got["success_rate"].as_f64().expect("success_rate"), sr) < 1e-12);
+    let apdex = want.apdex_points / want.calls as f64;
+    assert!(
+        rel(got["apdex"].as_f64().expect("apdex"), apdex) < 1e-12,
+        "{what} apdex"
+    );
+    assert_eq!(
+        got["bytes_received"].as_u64(),
+        Some(want.request_bytes),
+        "{what} bytes_received"
+    );
+    assert_eq!(
+        got["bytes_sent"].as_u64(),
+        Some(want.response_bytes),
+        "{what} bytes_sent"
+    );
+    // The test window is 11 whole minutes (see `window`).
+    let cpm = want.calls as f64 / WINDOW_MINUTES;
+    assert!(
+        rel(got["cpm"].as_f64().expect("cpm"), cpm) < 1e-12,
+        "{what} cpm"
+    );
 }
+
+const WINDOW_MINUTES: f64 = 11.0;
 
 fn window(start: i64) -> String {
     format!("start={}&end={}", start - 60, start + 600)
@@ -254,7 +300,13 @@ async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
             window(start)
         ))
         .await;
-    for e in focus["edges"].as_array().expect("edges") {
+    let focus_edges = focus["edges"].as_array().expect("edges");
+    let want: Vec<_> = edges
+        .keys()
+        .filter(|(c, s, _)| c == "ratings.default" || s == "ratings.default")
+        .collect();
+    assert_eq!(focus_edges.len(), want.len(), "{focus}");
+    for e in focus_edges {
         assert!(
             e["source"] == "ratings.default" || e["target"] == "ratings.default",
             "{e}"

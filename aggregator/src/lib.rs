@@ -26,7 +26,7 @@ use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use crate::rollup::{RollupSettings, Rollups};
+use crate::rollup::{RollupSettings, Rollups, RowBatch};
 use crate::store::Store;
 
 /// Errors of the aggregator and its stores.
@@ -54,6 +54,8 @@ pub enum Error {
     Join(#[from] tokio::task::JoinError),
     #[error("the aggregator has stopped")]
     Stopped,
+    #[error("data dir {0} is in use by another meshscope process")]
+    Locked(std::path::PathBuf),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -70,6 +72,9 @@ pub struct AggregatorConfig {
     pub apdex_threshold_ms: u64,
     /// Distinct endpoints kept per service; the rest count under `(overflow)`.
     pub max_endpoints_per_service: usize,
+    /// Distinct service names (including virtual nodes such as external hosts) kept; the
+    /// rest count under the node `(overflow)`.
+    pub max_services: usize,
     /// How often partial rows are written to the store (data is queryable after a flush).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
@@ -81,6 +86,9 @@ pub struct AggregatorConfig {
     pub maintenance_interval: Duration,
     /// Capacity of the collector → aggregator channel, in batches.
     pub channel_capacity: usize,
+    /// Rows kept in memory while the store refuses writes; past this, a failed flush's
+    /// rows are dropped, counted and logged at ERROR.
+    pub max_pending_rows: usize,
 }
 
 impl Default for AggregatorConfig {
@@ -88,10 +96,12 @@ impl Default for AggregatorConfig {
         AggregatorConfig {
             apdex_threshold_ms: 500,
             max_endpoints_per_service: 1000,
+            max_services: 10_000,
             flush_interval: default_flush_interval(),
             max_future: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(60),
-            channel_capacity: 1024,
+            channel_capacity: 256,
+            max_pending_rows: 2_000_000,
         }
     }
 }
@@ -107,6 +117,7 @@ struct SelfMetrics {
     calls: Counter,
     dropped: Family<ReasonLabel, Counter>,
     endpoints_overflowed: Counter,
+    services_overflowed: Counter,
     rows_written: Counter,
     flush_seconds: PromHistogram,
     flush_failures: Counter,
@@ -119,6 +130,7 @@ impl SelfMetrics {
             calls: Counter::default(),
             dropped: Family::default(),
             endpoints_overflowed: Counter::default(),
+            services_overflowed: Counter::default(),
             rows_written: Counter::default(),
             flush_seconds: PromHistogram::new(exponential_buckets(0.001, 2.0, 14)),
             flush_failures: Counter::default(),
@@ -138,6 +150,11 @@ impl SelfMetrics {
             "endpoints_overflowed",
             "Calls recorded under the (overflow) endpoint because the service hit its endpoint cap",
             m.endpoints_overflowed.clone(),
+        );
+        registry.register(
+            "services_overflowed",
+            "Calls recorded under the (overflow) node because the service cap was reached",
+            m.services_overflowed.clone(),
         );
         registry.register(
             "rows_written",
@@ -256,6 +273,9 @@ impl Aggregator {
             if applied.endpoint_overflowed {
                 self.metrics.endpoints_overflowed.inc();
             }
+            if applied.service_overflowed {
+                self.metrics.services_overflowed.inc();
+            }
             self.metrics.calls.inc();
         }
         self.metrics.pending_rows.set(self.rollups.len() as i64);
@@ -271,12 +291,10 @@ impl Aggregator {
         if self.rollups.is_empty() {
             return Ok(());
         }
-        let batch = self.rollups.take();
+        let batch = Arc::new(self.rollups.take());
         let rows = batch.len();
         let started = Instant::now();
-        // Keep a copy so a refused write can be retried without losing rows.
-        let retry = batch.tables.clone();
-        match self.store.write(batch).await {
+        match self.store.write(batch.clone()).await {
             Ok(()) => {
                 self.metrics.rows_written.inc_by(rows as u64);
                 self.metrics
@@ -292,8 +310,24 @@ impl Aggregator {
             }
             Err(e) => {
                 self.metrics.flush_failures.inc();
-                self.rollups.restore(retry);
-                warn!(error = %e, rows, "flush failed; rows kept for the next attempt");
+                let pending = self.rollups.len() + rows;
+                if pending > self.config.max_pending_rows {
+                    self.metrics
+                        .dropped
+                        .get_or_create(&ReasonLabel {
+                            reason: "store_unavailable",
+                        })
+                        .inc_by(batch.calls());
+                    error!(error = %e, rows, pending, limit = self.config.max_pending_rows,
+                        "flush failed and the pending-row limit is reached; these rows are lost");
+                } else {
+                    let batch = Arc::try_unwrap(batch).unwrap_or_else(|shared| RowBatch {
+                        tables: shared.tables.clone(),
+                    });
+                    self.rollups.restore(batch.tables);
+                    warn!(error = %e, rows, "flush failed; rows kept for the next attempt");
+                }
+                self.metrics.pending_rows.set(self.rollups.len() as i64);
                 Err(e)
             }
         }
@@ -314,13 +348,15 @@ impl Aggregator {
                         let _ = reply.send(self.flush().await);
                     }
                     Some(Command::Maintain(reply)) => {
-                        if let Some(m) = maintenance.take() {
-                            let _ = m.await;
-                        }
+                        // Runs after any maintenance already under way; ingestion goes on.
+                        let previous = maintenance.take();
                         let store = self.store.clone();
-                        tokio::spawn(async move {
+                        maintenance = Some(tokio::spawn(async move {
+                            if let Some(p) = previous {
+                                let _ = p.await;
+                            }
                             let _ = reply.send(store.maintain().await);
-                        });
+                        }));
                     }
                     Some(Command::Shutdown(reply)) => {
                         self.drain();
@@ -341,11 +377,23 @@ impl Aggregator {
                 },
                 batch = self.calls.recv() => match batch {
                     Some(batch) => self.apply(batch),
-                    // Every sender is gone; wait for the shutdown command.
+                    // Every sender is gone: flush, then keep answering commands until
+                    // told to stop.
                     None => {
                         let _ = self.flush().await;
-                        if let Some(Command::Shutdown(reply) | Command::Flush(reply) | Command::Maintain(reply)) = self.commands.recv().await {
-                            let _ = reply.send(self.flush().await);
+                        while let Some(command) = self.commands.recv().await {
+                            match command {
+                                Command::Flush(reply) => {
+                                    let _ = reply.send(self.flush().await);
+                                }
+                                Command::Maintain(reply) => {
+                                    let _ = reply.send(self.store.maintain().await);
+                                }
+                                Command::Shutdown(reply) => {
+                                    let _ = reply.send(self.flush().await);
+                                    return Ok(());
+                                }
+                            }
                         }
                         return Ok(());
                     }
@@ -382,6 +430,7 @@ pub fn spawn(
     let rollups = Rollups::new(RollupSettings {
         apdex_t_nanos: config.apdex_threshold_ms.saturating_mul(1_000_000),
         max_endpoints_per_service: config.max_endpoints_per_service,
+        max_services: config.max_services,
     });
     info!(
         flush_interval = ?config.flush_interval,

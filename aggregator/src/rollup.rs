@@ -46,16 +46,32 @@ impl RowBatch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Calls in the batch, counted once (from the service table, which every call touches
+    /// exactly once).
+    pub fn calls(&self) -> u64 {
+        self.tables
+            .iter()
+            .filter(|(t, _)| *t == Table::Service)
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.metrics.calls))
+            .sum()
+    }
 }
 
 /// The endpoint that stands for every endpoint past a service's cap.
 pub const OVERFLOW_ENDPOINT: &str = "(overflow)";
+
+/// The node that stands for every service name past the service cap.
+pub const OVERFLOW_SERVICE: &str = "(overflow)";
 
 /// Settings that shape rollups.
 #[derive(Debug, Clone)]
 pub struct RollupSettings {
     pub apdex_t_nanos: u64,
     pub max_endpoints_per_service: usize,
+    /// Distinct service names (real and virtual) kept; further names count under
+    /// `(overflow)`, so a flood of external hosts cannot grow memory without bound.
+    pub max_services: usize,
 }
 
 /// Accumulating rollups for all tables.
@@ -68,12 +84,15 @@ pub struct Rollups {
     tables: [HashMap<RowKey, (u8, Metrics)>; 5],
     /// Endpoints admitted so far per service, for the cap.
     endpoints: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// Service names admitted so far, for the cap.
+    services: HashSet<Arc<str>>,
 }
 
 /// What applying a call did beyond the rollups, for self-metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     pub endpoint_overflowed: bool,
+    pub service_overflowed: bool,
 }
 
 impl Rollups {
@@ -85,7 +104,20 @@ impl Rollups {
             overflow: Arc::from(OVERFLOW_ENDPOINT),
             tables: Default::default(),
             endpoints: HashMap::new(),
+            services: HashSet::new(),
         }
+    }
+
+    /// The name to record for a service, applying the service cap.
+    fn admit_service(&mut self, name: &Arc<str>) -> Option<Arc<str>> {
+        if self.services.contains(name) {
+            return None;
+        }
+        if self.services.len() < self.settings.max_services {
+            self.services.insert(name.clone());
+            return None;
+        }
+        Some(self.overflow.clone())
     }
 
     fn keys<const N: usize>(&self, values: [&Arc<str>; N]) -> Keys {
@@ -134,9 +166,12 @@ impl Rollups {
         };
         let flags = client_flag | server_flag;
         let protocol = self.protocols[call.protocol as usize].clone();
-        let server = &call.server.service;
-        let client = &call.client.service;
         let mut applied = Applied::default();
+        let server_capped = self.admit_service(&call.server.service);
+        let client_capped = self.admit_service(&call.client.service);
+        applied.service_overflowed = server_capped.is_some() || client_capped.is_some();
+        let server = server_capped.as_ref().unwrap_or(&call.server.service);
+        let client = client_capped.as_ref().unwrap_or(&call.client.service);
 
         let key = |keys| RowKey { minute, side, keys };
         self.bump(Table::Service, key(self.keys([server])), server_flag, &o);
@@ -254,6 +289,7 @@ mod tests {
         RollupSettings {
             apdex_t_nanos: 500_000_000,
             max_endpoints_per_service: 3,
+            max_services: 100,
         }
     }
 
@@ -277,7 +313,8 @@ mod tests {
             } else {
                 Protocol::Http
             },
-            latency_nanos: (!i.is_multiple_of(7)).then_some(i.wrapping_mul(7_919_993) % 3_000_000_000),
+            latency_nanos: (!i.is_multiple_of(7))
+                .then_some(i.wrapping_mul(7_919_993) % 3_000_000_000),
             status_code: 200,
             grpc_status: None,
             error: i.is_multiple_of(11),
@@ -322,6 +359,34 @@ mod tests {
         assert_eq!(overflow.metrics.calls, 7);
     }
 
+    #[test]
+    fn service_cap_sends_new_names_to_overflow() {
+        let mut r = Rollups::new(RollupSettings {
+            max_services: 2,
+            ..settings()
+        });
+        let mut overflowed = 0;
+        for i in 0..5 {
+            let (mut c, m) = call(0);
+            c.client.service = Arc::from("a.ns");
+            c.server.service = Arc::from(format!("host-{i}:443"));
+            overflowed += u32::from(r.apply(&c, m).service_overflowed);
+        }
+        assert_eq!(overflowed, 4);
+        let batch = r.take();
+        let services: Vec<String> = batch
+            .tables
+            .iter()
+            .find(|(t, _)| *t == Table::Service)
+            .expect("rows")
+            .1
+            .iter()
+            .map(|row| row.key.keys[0].to_string())
+            .collect();
+        assert_eq!(services.len(), 2);
+        assert!(services.contains(&OVERFLOW_SERVICE.to_string()));
+    }
+
     proptest! {
         /// Applying calls in chunks, flushing between chunks, in any order of chunks, then
         /// merging all partial rows equals one pass over all calls.
@@ -335,7 +400,7 @@ mod tests {
             let uncapped = || Rollups::new(RollupSettings { max_endpoints_per_service: 1000, ..settings() });
             let mut one = uncapped();
             for (c, m) in &calls { one.apply(c, *m); }
-            let whole: Vec<Row> = one.take().tables.into_iter().flat_map(|(_, r)| r).collect();
+            let whole = one.take().tables;
 
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| (c.min(n)) as usize).collect();
             cuts.sort_unstable();
@@ -347,12 +412,17 @@ mod tests {
             }
             if reverse { chunks.reverse(); }
             let mut r = uncapped();
-            let mut parts = Vec::new();
+            let mut parts: Vec<(Table, Row)> = Vec::new();
             for chunk in chunks {
                 for (c, m) in chunk { r.apply(c, *m); }
-                parts.extend(r.take().tables.into_iter().flat_map(|(_, r)| r));
+                parts.extend(r.take().tables.into_iter().flat_map(|(t, rows)| rows.into_iter().map(move |row| (t, row))));
             }
-            prop_assert_eq!(sorted(merge_rows(parts)), sorted(merge_rows(whole)));
+            // Per table: merging the partial rows gives exactly the one-pass rows (which
+            // never went through a merge, so a field `merge` forgot would show here).
+            for (table, one_pass) in whole {
+                let merged = merge_rows(parts.iter().filter(|(t, _)| *t == table).map(|(_, r)| r.clone()));
+                prop_assert_eq!(sorted(merged), sorted(one_pass));
+            }
         }
     }
 }

@@ -136,6 +136,53 @@ impl Reporter {
     }
 }
 
+/// Most addresses the [`AddressBook`] holds; past it, new addresses are not learned.
+pub const ADDRESS_BOOK_CAP: usize = 200_000;
+
+/// Pod addresses → workloads, learned from the identifiers of every stream (each proxy
+/// announces its pod IPs in `node.id` and `INSTANCE_IPS`). Resolves the peer of an entry
+/// that carries no peer metadata (Istio < 1.24 without the FlatBuffers peer, plain Envoy)
+/// from its socket address, so the server side can still name its caller and a call seen
+/// by both sides lands on one edge. Shared by all streams.
+#[derive(Debug, Default)]
+pub struct AddressBook {
+    map: std::sync::RwLock<HashMap<String, Node>>,
+}
+
+impl AddressBook {
+    /// Records the addresses of a reporting proxy.
+    pub fn learn(&self, node: &EnvoyNode, reporter: &Reporter) {
+        if !reporter.node.real {
+            return;
+        }
+        let empty = prost_types::Struct::default();
+        let md = node.metadata.as_ref().unwrap_or(&empty);
+        let listed = string_field(md, "INSTANCE_IPS")
+            .or_else(|| string_field(md, "ISTIO_META_INSTANCE_IPS"))
+            .unwrap_or("");
+        let from_id = node.id.split('~').nth(1).unwrap_or("");
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        for ip in listed.split(',').chain([from_id]).map(str::trim) {
+            if ip.is_empty() || ip.starts_with("fe80:") {
+                continue;
+            }
+            if map.len() >= ADDRESS_BOOK_CAP && !map.contains_key(ip) {
+                return;
+            }
+            map.insert(ip.to_string(), reporter.node.clone());
+        }
+    }
+
+    /// The workload last seen at `ip`.
+    pub fn lookup(&self, ip: &str) -> Option<Node> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(ip)
+            .cloned()
+    }
+}
+
 /// Direction and destination encoded in `upstream_cluster`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Cluster<'a> {
@@ -162,6 +209,13 @@ fn parse_cluster(c: &str) -> Cluster<'_> {
         Some("PassthroughCluster") => Cluster::Passthrough,
         Some("BlackHoleCluster") => Cluster::BlackHole,
         Some(s) if s.starts_with("InboundPassthroughCluster") => Cluster::Inbound,
+        // `direction|port|subset|fqdn` forms of ambient waypoints (`inbound-vip|…`) and
+        // others: a call to the named service.
+        Some(_) if c.contains('|') => {
+            let port = parts.next().unwrap_or("");
+            let fqdn = c.rsplit('|').next().unwrap_or("");
+            Cluster::Outbound { port, fqdn }
+        }
         // A static cluster name (plain Envoy): the destination is that cluster.
         Some(_) => Cluster::Outbound { port: "", fqdn: c },
         None => Cluster::Missing,
@@ -187,6 +241,7 @@ fn now_nanos() -> i64 {
 /// Per-stream conversion state.
 pub struct StreamDecoder {
     reporter: Option<Reporter>,
+    book: Arc<AddressBook>,
     peers: HashMap<Bytes, Node>,
     destinations: HashMap<String, Node>,
 }
@@ -204,19 +259,44 @@ pub enum Skip {
     HttpOnTcpLogger,
 }
 
-impl Default for StreamDecoder {
-    fn default() -> Self {
-        StreamDecoder::new()
-    }
-}
-
 impl StreamDecoder {
-    pub fn new() -> StreamDecoder {
+    /// A decoder for one stream, resolving addresses through `book`.
+    pub fn new(book: Arc<AddressBook>) -> StreamDecoder {
         StreamDecoder {
             reporter: None,
+            book,
             peers: HashMap::new(),
             destinations: HashMap::new(),
         }
+    }
+
+    /// Identifies the stream's reporter (from the first message) and learns its addresses.
+    pub fn identify(&mut self, node: &EnvoyNode) -> &Reporter {
+        let reporter = Reporter::from_node(node);
+        self.book.learn(node, &reporter);
+        self.reporter.insert(reporter)
+    }
+
+    /// Who called the reporter: peer metadata, else the announced address, else `unknown`.
+    fn downstream(&mut self, common: &AccessLogCommon) -> Node {
+        match self.peer(common, false) {
+            Some(n) => n,
+            None => self
+                .by_address(&common.downstream_remote_address)
+                .unwrap_or_else(Node::unknown),
+        }
+    }
+
+    /// The upstream pod, when its address is known and belongs to the cluster's service.
+    fn outbound_by_address(&self, common: &AccessLogCommon, fqdn: &str) -> Option<Node> {
+        let n = self.by_address(&common.upstream_remote_address)?;
+        let service = naming::service_from_fqdn(fqdn)?;
+        (*n.service == *service).then_some(n)
+    }
+
+    fn by_address(&self, address: &Option<proto::als::Address>) -> Option<Node> {
+        let ip = address.as_ref()?.socket_address.as_ref()?.address.as_str();
+        self.book.lookup(ip)
     }
 
     /// The cached reporter, if the stream has identified itself.
@@ -238,8 +318,8 @@ impl StreamDecoder {
                 return Some(n.clone());
             }
             let node = if key.starts_with("wasm.") {
-                // Istio < 1.24 FlatBuffers peer metadata is not decoded yet.
-                None
+                crate::flatnode::unwrap_any(&any.type_url, &any.value)
+                    .and_then(|b| decode_flat_peer(&b))
             } else {
                 decode_peer_struct(&any.value)
             };
@@ -247,7 +327,9 @@ impl StreamDecoder {
                 if self.peers.len() >= PEER_CACHE_CAP {
                     self.peers.clear();
                 }
-                self.peers.insert(any.value.clone(), node.clone());
+                // Copied so the cache does not pin the whole receive buffer.
+                self.peers
+                    .insert(Bytes::copy_from_slice(&any.value), node.clone());
                 return Some(node);
             }
         }
@@ -275,12 +357,13 @@ impl StreamDecoder {
     ) -> (Side, Node, Node) {
         let me = reporter.node.clone();
         match parse_cluster(&common.upstream_cluster) {
-            Cluster::Inbound => {
-                let client = self.peer(common, false).unwrap_or_else(Node::unknown);
-                (Side::Server, client, me)
-            }
+            Cluster::Inbound => (Side::Server, self.downstream(common), me),
             Cluster::Outbound { port, fqdn } => {
-                let server = match self.peer(common, true) {
+                let peer = match self.peer(common, true) {
+                    Some(n) => Some(n),
+                    None => self.outbound_by_address(common, fqdn),
+                };
+                let server = match peer {
                     Some(n) => n,
                     None => {
                         let key = format!("{fqdn}:{port}");
@@ -406,7 +489,7 @@ impl StreamDecoder {
             // the gateway has its own service metrics and an inbound edge.
             let mut inbound = call.clone();
             inbound.side = Side::Server;
-            inbound.client = self.peer(common, false).unwrap_or_else(Node::unknown);
+            inbound.client = self.downstream(common);
             inbound.server = reporter.node.clone();
             out.push(inbound);
         }
@@ -505,6 +588,23 @@ fn decode_peer_struct(bytes: &[u8]) -> Option<Node> {
     ))
 }
 
+/// Decodes Istio < 1.24 peer metadata (a FlatBuffers `FlatNode`).
+fn decode_flat_peer(bytes: &[u8]) -> Option<Node> {
+    let n = crate::flatnode::parse(bytes)?;
+    let app = [
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ]
+    .into_iter()
+    .find_map(|k| n.label(k))
+    .or(n.workload_name)?;
+    Some(Node::real(
+        Arc::from(naming::service_name(app, n.namespace)),
+        n.name.map(Arc::from),
+    ))
+}
+
 /// The ALS gRPC service: a `tower::Service` answering the one client-streaming method.
 #[derive(Clone)]
 pub struct AlsServer {
@@ -513,6 +613,7 @@ pub struct AlsServer {
 
 struct AlsInner {
     calls: mpsc::Sender<CallBatch>,
+    book: Arc<AddressBook>,
     metrics: CollectorMetrics,
     shutdown: watch::Receiver<bool>,
     max_message_bytes: usize,
@@ -530,6 +631,7 @@ impl AlsServer {
         AlsServer {
             inner: Arc::new(AlsInner {
                 calls,
+                book: Arc::default(),
                 metrics,
                 shutdown,
                 max_message_bytes,
@@ -631,7 +733,7 @@ impl AlsInner {
         self.metrics.streams_total.inc();
         let _guard = StreamGuard(self.metrics.clone());
         let mut shutdown = self.shutdown.clone();
-        let mut decoder = StreamDecoder::new();
+        let mut decoder = StreamDecoder::new(self.book.clone());
         loop {
             let message = tokio::select! {
                 m = stream.message() => m,
@@ -646,12 +748,12 @@ impl AlsInner {
                 Err(status) => return Err(self.reject(status)),
             };
             if let Some(id) = &message.identifier {
-                let reporter =
-                    Reporter::from_node(id.node.as_ref().unwrap_or(&EnvoyNode::default()));
-                debug!(reporter = %reporter.node.service, role = ?reporter.role, log_name = %id.log_name, "access-log stream identified");
-                decoder.reporter = Some(reporter);
+                let node = id.node.clone().unwrap_or_default();
+                let reporter = decoder.identify(&node);
+                debug!(reporter = %reporter.node.service, role = ?reporter.role,
+                    log_name = %id.log_name, "access-log stream identified");
             }
-            if decoder.reporter.is_none() {
+            if decoder.reporter().is_none() {
                 let n = message.http_logs.as_ref().map_or(0, |h| h.log_entry.len())
                     + message.tcp_logs.as_ref().map_or(0, |t| t.log_entry.len());
                 self.metrics.entries_dropped("no_identifier", n as u64);
@@ -700,5 +802,186 @@ impl AlsInner {
             }
             self.metrics.calls_emitted.inc_by(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::als::{HttpRequestProperties, HttpResponseProperties};
+
+    fn sv(v: &str) -> prost_types::Value {
+        prost_types::Value {
+            kind: Some(Kind::StringValue(v.into())),
+        }
+    }
+
+    fn node(id: &str, md: &[(&str, prost_types::Value)]) -> EnvoyNode {
+        EnvoyNode {
+            id: id.into(),
+            cluster: String::new(),
+            metadata: Some(prost_types::Struct {
+                fields: md.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn reporters_follow_the_naming_chain() {
+        let labels = prost_types::Value {
+            kind: Some(Kind::StructValue(prost_types::Struct {
+                fields: [
+                    ("app".to_string(), sv("reviews-app")),
+                    ("service.istio.io/canonical-name".to_string(), sv("reviews")),
+                ]
+                .into(),
+            })),
+        };
+        let modern = Reporter::from_node(&node(
+            "sidecar~10.0.0.1~reviews-v2-7bf8c9648f-xk2lp.default~default.svc.cluster.local",
+            &[
+                ("NAME", sv("reviews-v2-7bf8c9648f-xk2lp")),
+                ("NAMESPACE", sv("default")),
+                ("LABELS", labels),
+            ],
+        ));
+        assert_eq!(&*modern.node.service, "reviews.default");
+        assert_eq!(
+            modern.node.instance.as_deref(),
+            Some("reviews-v2-7bf8c9648f-xk2lp")
+        );
+        assert_eq!(modern.role, Role::Sidecar);
+
+        let legacy = Reporter::from_node(&node(
+            "router~10.44.2.56~istio-ingressgateway-699c7dc774-hjxq5.istio-system~istio-system.svc.cluster.local",
+            &[
+                ("POD_NAME", sv("istio-ingressgateway-699c7dc774-hjxq5")),
+                ("config_namespace", sv("istio-system")),
+            ],
+        ));
+        assert_eq!(&*legacy.node.service, "istio-ingressgateway.istio-system");
+        assert_eq!(legacy.role, Role::Router);
+
+        let bare = Reporter::from_node(&EnvoyNode::default());
+        assert_eq!(&*bare.node.service, UNKNOWN);
+    }
+
+    #[test]
+    fn clusters_give_direction() {
+        assert_eq!(parse_cluster("inbound|9080||"), Cluster::Inbound);
+        assert_eq!(
+            parse_cluster("inbound|9080|http|reviews.default.svc.cluster.local"),
+            Cluster::Inbound
+        );
+        assert_eq!(
+            parse_cluster("outbound|9080|v1|reviews.default.svc.cluster.local"),
+            Cluster::Outbound {
+                port: "9080",
+                fqdn: "reviews.default.svc.cluster.local"
+            }
+        );
+        assert_eq!(parse_cluster("PassthroughCluster"), Cluster::Passthrough);
+        assert_eq!(parse_cluster("BlackHoleCluster"), Cluster::BlackHole);
+        assert_eq!(
+            parse_cluster("InboundPassthroughClusterIpv4"),
+            Cluster::Inbound
+        );
+        assert_eq!(parse_cluster(""), Cluster::Missing);
+        assert_eq!(
+            parse_cluster("inbound-vip|9080|http|reviews.default.svc.cluster.local"),
+            Cluster::Outbound {
+                port: "9080",
+                fqdn: "reviews.default.svc.cluster.local"
+            }
+        );
+    }
+
+    fn decoder() -> StreamDecoder {
+        let mut d = StreamDecoder::new(Arc::default());
+        d.identify(&node(
+            "sidecar~10.0.0.1~productpage-v1-6b746f74dc-9stvs.default~default.svc.cluster.local",
+            &[
+                ("NAMESPACE", sv("default")),
+                ("NAME", sv("productpage-v1-6b746f74dc-9stvs")),
+                ("app", sv("productpage")),
+            ],
+        ));
+        d
+    }
+
+    fn http(log_type: i32, intermediate: bool) -> HttpAccessLogEntry {
+        HttpAccessLogEntry {
+            common_properties: Some(AccessLogCommon {
+                upstream_cluster: "outbound|9080||details.default.svc.cluster.local".into(),
+                access_log_type: log_type,
+                intermediate_log_entry: intermediate,
+                time_to_last_downstream_tx_byte: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 5,
+                }),
+                ..Default::default()
+            }),
+            protocol_version: 2,
+            request: Some(HttpRequestProperties {
+                request_method: 1,
+                path: "/details/42?x=1".into(),
+                ..Default::default()
+            }),
+            response: Some(HttpResponseProperties {
+                response_code: Some(200),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn only_final_entries_of_the_right_logger_count() {
+        let mut d = decoder();
+        let mut out = Vec::new();
+        assert_eq!(d.http_entry(&http(6, false), &mut out), Ok(()));
+        assert_eq!(d.http_entry(&http(0, false), &mut out), Ok(()));
+        assert_eq!(
+            d.http_entry(&http(5, false), &mut out),
+            Err(Skip::Intermediate)
+        );
+        assert_eq!(
+            d.http_entry(&http(0, true), &mut out),
+            Err(Skip::Intermediate)
+        );
+        assert_eq!(d.http_entry(&http(3, false), &mut out), Err(Skip::NotHttp));
+        let tcp = |t: i32| TcpAccessLogEntry {
+            common_properties: Some(AccessLogCommon {
+                access_log_type: t,
+                ..Default::default()
+            }),
+            connection_properties: None,
+        };
+        assert_eq!(d.tcp_entry(&tcp(3), &mut out), Ok(()));
+        assert_eq!(d.tcp_entry(&tcp(6), &mut out), Err(Skip::HttpOnTcpLogger));
+        assert_eq!(d.tcp_entry(&tcp(2), &mut out), Err(Skip::Intermediate));
+        assert_eq!(out.len(), 3);
+        let call = &out[0];
+        assert_eq!(call.side, Side::Client);
+        assert_eq!(&*call.server.service, "details.default");
+        assert_eq!(call.endpoint.as_deref(), Some("GET /details/{id}"));
+        assert_eq!(call.latency_nanos, Some(1_000_000_005));
+        assert!(!call.error);
+    }
+
+    #[test]
+    fn absurd_timestamps_saturate_instead_of_becoming_now() {
+        let far = AccessLogCommon {
+            start_time: Some(prost_types::Timestamp {
+                seconds: i64::MAX / 10,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(start_nanos(&far), i64::MAX);
+        let negative = prost_types::Duration {
+            seconds: -1,
+            nanos: 0,
+        };
+        assert_eq!(duration_nanos(&negative), None);
     }
 }

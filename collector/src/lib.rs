@@ -6,6 +6,7 @@
 //! the streams down (backpressure); a closed one answers `UNAVAILABLE`.
 
 pub mod als;
+pub mod flatnode;
 pub mod metrics;
 pub mod naming;
 

@@ -16,31 +16,74 @@ pub const DEFAULT_WINDOW_SECONDS: i64 = 15 * 60;
 
 pub type Params = HashMap<String, String>;
 
+/// Query parameters, with malformed query strings answered as JSON 400s.
+pub struct ApiQuery(pub Params);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<Params>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| bad(format!("malformed query string: {}", e.body_text())))
+    }
+}
+
+/// The one path parameter, with malformed encodings answered as JSON 400s.
+pub struct ApiPath(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| bad(format!("malformed path: {}", e.body_text())))
+    }
+}
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Parses unix seconds (integer or fractional) or RFC 3339.
+/// Latest accepted time: 9999-12-31T23:59:59Z.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// Parses unix seconds (integer or fractional) or RFC 3339, between 1970 and 9999.
 pub fn parse_time(name: &str, v: &str) -> Result<i64, ApiError> {
-    if let Ok(secs) = v.parse::<i64>() {
-        return Ok(secs);
-    }
-    if let Ok(f) = v.parse::<f64>()
+    let t = if let Ok(secs) = v.parse::<i64>() {
+        secs
+    } else if let Ok(f) = v.parse::<f64>()
         && f.is_finite()
         && f.abs() < 1e13
     {
-        return Ok(f.floor() as i64);
+        f.floor() as i64
+    } else {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.timestamp())
+            .map_err(|_| {
+                bad(format!(
+                    "{name} must be unix seconds or RFC 3339, got {:?}",
+                    clip(v)
+                ))
+            })?
+    };
+    if !(0..=MAX_TIME).contains(&t) {
+        return Err(bad(format!(
+            "{name} must be between 1970 and the year 9999"
+        )));
     }
-    chrono::DateTime::parse_from_rfc3339(v)
-        .map(|t| t.timestamp())
-        .map_err(|_| {
-            bad(format!(
-                "{name} must be unix seconds or RFC 3339, got {:?}",
-                clip(v)
-            ))
-        })
+    Ok(t)
 }
 
 /// Shortens a hostile value for an error message.
@@ -56,7 +99,7 @@ pub fn window(p: &Params) -> Result<Window, ApiError> {
     };
     let start = match p.get("start") {
         Some(v) => parse_time("start", v)?,
-        None => end - DEFAULT_WINDOW_SECONDS,
+        None => (end - DEFAULT_WINDOW_SECONDS).max(0),
     };
     if start >= end {
         return Err(bad("start must be before end"));

@@ -6,14 +6,14 @@ use aggregator::metrics::{Metrics, Summary};
 use aggregator::query::{self, Entity, Window};
 use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Table};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Serialize;
 
 use crate::ApiState;
 use crate::error::{ApiError, bad};
-use crate::params::{self, Params};
+use crate::params::{self, ApiPath, ApiQuery, Params};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
 
@@ -100,10 +100,7 @@ async fn nodes(state: &ApiState, w: Window) -> Result<BTreeMap<String, (bool, Me
     Ok(nodes)
 }
 
-pub async fn services(
-    State(state): State<ApiState>,
-    Query(p): Query<Params>,
-) -> ApiResult<Services> {
+pub async fn services(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> ApiResult<Services> {
     let w = params::window(&p)?;
     let services = nodes(&state, w)
         .await?
@@ -155,8 +152,8 @@ async fn children(
 
 pub async fn instances(
     State(state): State<ApiState>,
-    Path(service): Path<String>,
-    Query(p): Query<Params>,
+    ApiPath(service): ApiPath,
+    ApiQuery(p): ApiQuery,
 ) -> ApiResult<Instances> {
     let instances = children(&state, Table::Instance, &service, &p).await?;
     Ok(Json(Instances { instances }))
@@ -164,8 +161,8 @@ pub async fn instances(
 
 pub async fn endpoints(
     State(state): State<ApiState>,
-    Path(service): Path<String>,
-    Query(p): Query<Params>,
+    ApiPath(service): ApiPath,
+    ApiQuery(p): ApiQuery,
 ) -> ApiResult<Endpoints> {
     let endpoints = children(&state, Table::Endpoint, &service, &p).await?;
     Ok(Json(Endpoints { endpoints }))
@@ -252,10 +249,7 @@ fn focus_edges(edges: Vec<Entity>, focus: &str, depth: i64) -> Vec<Entity> {
         .collect()
 }
 
-pub async fn topology(
-    State(state): State<ApiState>,
-    Query(p): Query<Params>,
-) -> ApiResult<Topology> {
+pub async fn topology(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> ApiResult<Topology> {
     let w = params::window(&p)?;
     let focus = params::opt_name(&p, "service")?;
     let depth = params::int(&p, "depth", 1, 1, 10)?;
@@ -315,7 +309,7 @@ fn instance_label(service: &str, instance: &str) -> String {
 
 pub async fn topology_instances(
     State(state): State<ApiState>,
-    Query(p): Query<Params>,
+    ApiQuery(p): ApiQuery,
 ) -> ApiResult<Topology> {
     let w = params::window(&p)?;
     let client = params::name(&p, "client")?;
@@ -415,10 +409,7 @@ fn pick(s: &Summary, metric: &str) -> Option<f64> {
     }
 }
 
-pub async fn timeseries(
-    State(state): State<ApiState>,
-    Query(p): Query<Params>,
-) -> ApiResult<Points> {
+pub async fn timeseries(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> ApiResult<Points> {
     let w = params::window(&p)?;
     let metric = p
         .get("metric")

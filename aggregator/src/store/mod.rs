@@ -2,6 +2,8 @@
 
 pub mod parquet;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::Result;
@@ -29,8 +31,9 @@ pub struct ScanRequest {
 /// Writes are deltas: the same key may be written many times and reads return the sum.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Persists a batch of partial rows durably before returning.
-    async fn write(&self, batch: RowBatch) -> Result<()>;
+    /// Persists a batch of partial rows durably before returning. On error nothing of the
+    /// batch is visible, and the caller may retry with the same batch.
+    async fn write(&self, batch: Arc<RowBatch>) -> Result<()>;
 
     /// Rows matching the request, merged per `(keys, side)` (and per minute when
     /// `by_minute`).

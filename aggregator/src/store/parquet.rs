@@ -7,7 +7,7 @@
 //! Compaction merges a day's small files into one and swaps them in one manifest update;
 //! replaced files are deleted after a grace period so running queries can finish.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{ParquetReadOptions, col, lit};
+use futures::StreamExt;
 use proto::Side;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
@@ -35,7 +36,7 @@ use tracing::{debug, info, warn};
 use super::{ScanRequest, Store};
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
-use crate::rollup::{Row, RowBatch, RowKey, merge_rows};
+use crate::rollup::{Row, RowBatch, RowKey};
 use crate::schema::{self, Keys, MAX_KEYS, Table};
 use crate::{Error, Result};
 
@@ -74,6 +75,9 @@ struct FileEntry {
     min_minute: i64,
     max_minute: i64,
     rows: u64,
+    /// 0 for flushed files; compacting files of level n gives one file of level n + 1.
+    #[serde(default)]
+    level: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -91,6 +95,8 @@ pub struct ParquetStore {
 
 struct Inner {
     dir: PathBuf,
+    /// Held for the store's lifetime: one process per data dir.
+    _lock: fs::File,
     settings: ParquetSettings,
     ctx: SessionContext,
     manifest: Mutex<Manifest>,
@@ -159,7 +165,7 @@ fn counters(m: &Metrics) -> [u64; 9] {
     ]
 }
 
-fn to_record_batch(table: Table, rows: &[Row]) -> Result<RecordBatch> {
+fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch> {
     let schema = arrow_schema(table);
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from_iter_values(
@@ -232,16 +238,15 @@ fn from_record_batch(
         .map(|c| column(batch, c, &DataType::UInt64))
         .collect::<Result<_>>()?;
     let counters: Vec<&UInt64Array> = counters.iter().map(|a| a.as_primitive()).collect();
-    let hist_index = batch
-        .column_by_name(schema::HIST_INDEX)
-        .ok_or_else(|| Error::Schema("missing column hist_index".into()))?
-        .as_list::<i32>()
-        .clone();
-    let hist_count = batch
-        .column_by_name(schema::HIST_COUNT)
-        .ok_or_else(|| Error::Schema("missing column hist_count".into()))?
-        .as_list::<i32>()
-        .clone();
+    let list = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_list_opt::<i32>())
+            .cloned()
+            .ok_or_else(|| Error::Schema(format!("column {name} is missing or not a list")))
+    };
+    let hist_index = list(schema::HIST_INDEX)?;
+    let hist_count = list(schema::HIST_COUNT)?;
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
         let side = Side::parse(side.value(i))
@@ -323,8 +328,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all().map_err(io_err(&tmp))?;
     }
     fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(parent) = path.parent() {
-        fsync_dir(parent)?;
+    // The rename has happened: from here on the new content is what readers see, so a
+    // failing folder fsync must not turn into an error (the caller would retry and
+    // double the data); it only weakens durability against power loss.
+    if let Some(parent) = path.parent()
+        && let Err(e) = fsync_dir(parent)
+    {
+        warn!(error = %e, "folder fsync failed after rename");
     }
     Ok(())
 }
@@ -340,6 +350,11 @@ impl ParquetStore {
     pub fn open(dir: impl Into<PathBuf>, settings: ParquetSettings) -> Result<ParquetStore> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+        if lock_file.try_lock().is_err() {
+            return Err(Error::Locked(dir));
+        }
         let manifest_path = dir.join(MANIFEST);
         let manifest = match fs::read(&manifest_path) {
             Ok(bytes) => {
@@ -363,7 +378,17 @@ impl ParquetStore {
             },
             Err(e) => return Err(io_err(&manifest_path)(e)),
         };
+        let mut manifest = manifest;
+        let before = manifest.files.len();
+        manifest.files.retain(|f| dir.join(&f.path).is_file());
+        if manifest.files.len() != before {
+            tracing::error!(
+                missing = before - manifest.files.len(),
+                "data files named in the manifest are missing; their rows are lost"
+            );
+        }
         let store = Inner {
+            _lock: lock_file,
             dir,
             settings,
             ctx: SessionContext::new(),
@@ -448,15 +473,22 @@ impl Inner {
         };
         let rel = format!("{}/{}/{seq:010}.parquet", table.name(), day_dir_name(day));
         let abs = self.dir.join(&rel);
-        if let Some(parent) = abs.parent() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
+        if let Some(day_dir) = abs.parent()
+            && !day_dir.is_dir()
+        {
+            fs::create_dir_all(day_dir).map_err(io_err(day_dir))?;
+            // Make the new folders themselves durable before a manifest names files in them.
+            if let Some(table_dir) = day_dir.parent() {
+                fsync_dir(table_dir)?;
+            }
+            fsync_dir(&self.dir)?;
         }
         Ok((abs, rel))
     }
 
     /// Writes one file of rows (all of one table and day) and returns its entry; the
     /// manifest is not touched.
-    fn write_file(&self, table: Table, day: i64, rows: &[Row]) -> Result<FileEntry> {
+    fn write_file(&self, table: Table, day: i64, level: u32, rows: &[&Row]) -> Result<FileEntry> {
         let (abs, rel) = self.next_path(table, day)?;
         let batch = to_record_batch(table, rows)?;
         let props = WriterProperties::builder()
@@ -476,18 +508,19 @@ impl Inner {
             min_minute,
             max_minute,
             rows: rows.len() as u64,
+            level,
         })
     }
 
-    fn write_blocking(&self, batch: RowBatch) -> Result<()> {
+    fn write_blocking(&self, batch: &RowBatch) -> Result<()> {
         let mut entries = Vec::new();
-        for (table, rows) in batch.tables {
-            let mut by_day: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
+        for (table, rows) in &batch.tables {
+            let mut by_day: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
             for r in rows {
                 by_day.entry(day_of(r.key.minute)).or_default().push(r);
             }
             for (day, rows) in by_day {
-                entries.push(self.write_file(table, day, &rows)?);
+                entries.push(self.write_file(*table, day, 0, &rows)?);
             }
         }
         if entries.is_empty() {
@@ -510,11 +543,16 @@ impl Inner {
             .collect()
     }
 
+    /// Reads `paths` through DataFusion, applying the request's minute range and key
+    /// filters, and merges rows per `(minute, side, keys)` batch by batch, so memory follows
+    /// the number of distinct result rows rather than the rows scanned. With
+    /// `collapse_minutes` every row is put at `collapse_to` first (whole-window merge).
     async fn read_rows(
         &self,
         table: Table,
         paths: Vec<String>,
         request: Option<&ScanRequest>,
+        collapse_to: Option<i64>,
     ) -> Result<Vec<Row>> {
         if paths.is_empty() {
             return Ok(Vec::new());
@@ -535,22 +573,51 @@ impl Inner {
             }
             df = df.filter(predicate)?;
         }
-        let batches = df.collect().await?;
+        let mut stream = df.execute_stream().await?;
         let empty: Arc<str> = Arc::from("");
         let mut interner = HashSet::new();
-        let mut rows = Vec::new();
-        for b in &batches {
-            rows.extend(from_record_batch(table, b, &empty, &mut interner)?);
+        let mut merged: HashMap<RowKey, (u8, Metrics)> = HashMap::new();
+        while let Some(batch) = stream.next().await {
+            for mut row in from_record_batch(table, &batch?, &empty, &mut interner)? {
+                if let Some(m) = collapse_to {
+                    row.key.minute = m;
+                }
+                let e = merged
+                    .entry(row.key)
+                    .or_insert_with(|| (0, Metrics::default()));
+                e.0 |= row.flags;
+                e.1.merge(&row.metrics);
+            }
         }
-        Ok(rows)
+        Ok(merged
+            .into_iter()
+            .map(|(key, (flags, metrics))| Row {
+                key,
+                flags,
+                metrics,
+            })
+            .collect())
     }
 
+    /// Tiered compaction: within a table and day, once `compact_min_files` files of one
+    /// level exist they are merged into one file of the next level, so each row is
+    /// rewritten about log(files) times rather than on every round.
     async fn compact(self: &Arc<Self>) -> Result<()> {
-        let groups: Vec<((String, i64), Vec<FileEntry>)> = {
+        // A bounded number of rounds: each round can promote a level.
+        for _ in 0..8 {
+            if !self.compact_round().await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn compact_round(self: &Arc<Self>) -> Result<bool> {
+        let groups: Vec<((String, i64, u32), Vec<FileEntry>)> = {
             let m = lock(&self.manifest);
-            let mut g: BTreeMap<(String, i64), Vec<FileEntry>> = BTreeMap::new();
+            let mut g: BTreeMap<(String, i64, u32), Vec<FileEntry>> = BTreeMap::new();
             for f in &m.files {
-                g.entry((f.table.clone(), f.day))
+                g.entry((f.table.clone(), f.day, f.level))
                     .or_default()
                     .push(f.clone());
             }
@@ -558,7 +625,8 @@ impl Inner {
                 .filter(|(_, files)| files.len() >= self.settings.compact_min_files.max(2))
                 .collect()
         };
-        for ((table_name, day), inputs) in groups {
+        let compacted = !groups.is_empty();
+        for ((table_name, day, level), inputs) in groups {
             let Some(table) = Table::parse(&table_name) else {
                 continue;
             };
@@ -567,10 +635,12 @@ impl Inner {
                 .iter()
                 .map(|f| self.dir.join(&f.path).to_string_lossy().into_owned())
                 .collect();
-            let rows = merge_rows(self.read_rows(table, paths, None).await?);
+            let rows = self.read_rows(table, paths, None, None).await?;
             let this = self.clone();
             let n_inputs = inputs.len();
-            let swapped = blocking(move || this.swap_compacted(table, day, &rows, &inputs)).await?;
+            let swapped =
+                blocking(move || this.swap_compacted(table, day, level + 1, &rows, &inputs))
+                    .await?;
             if let Some(output_rows) = swapped {
                 debug!(
                     table = table.name(),
@@ -582,7 +652,7 @@ impl Inner {
                 );
             }
         }
-        Ok(())
+        Ok(compacted)
     }
 
     /// Writes the merged rows of `inputs` as one file and swaps it in for them in one
@@ -592,10 +662,12 @@ impl Inner {
         &self,
         table: Table,
         day: i64,
+        level: u32,
         rows: &[Row],
         inputs: &[FileEntry],
     ) -> Result<Option<u64>> {
-        let output = self.write_file(table, day, rows)?;
+        let rows: Vec<&Row> = rows.iter().collect();
+        let output = self.write_file(table, day, level, &rows)?;
         let replaced: HashSet<&str> = inputs.iter().map(|f| f.path.as_str()).collect();
         let mut m = lock(&self.manifest);
         let mut next = m.clone();
@@ -666,29 +738,21 @@ impl Inner {
 
 #[async_trait]
 impl Store for ParquetStore {
-    async fn write(&self, batch: RowBatch) -> Result<()> {
+    async fn write(&self, batch: Arc<RowBatch>) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
         let inner = self.inner.clone();
-        blocking(move || inner.write_blocking(batch)).await
+        blocking(move || inner.write_blocking(&batch)).await
     }
 
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
         let inner = &self.inner;
         let paths = inner.files_for(request.table, request.start_minute, request.end_minute);
-        let rows = inner.read_rows(request.table, paths, Some(request)).await?;
-        let rows = if request.by_minute {
-            rows
-        } else {
-            rows.into_iter()
-                .map(|mut r| {
-                    r.key.minute = request.start_minute;
-                    r
-                })
-                .collect()
-        };
-        Ok(merge_rows(rows))
+        let collapse = (!request.by_minute).then_some(request.start_minute);
+        inner
+            .read_rows(request.table, paths, Some(request), collapse)
+            .await
     }
 
     async fn maintain(&self) -> Result<()> {
@@ -714,6 +778,134 @@ impl Drop for Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollup::{RollupSettings, Rollups};
+    use proto::{Call, Node, Protocol};
+
+    fn batch(minutes: &[i64], calls_per_minute: u64) -> RowBatch {
+        let mut r = Rollups::new(RollupSettings {
+            apdex_t_nanos: 500_000_000,
+            max_endpoints_per_service: 10,
+            max_services: 10,
+        });
+        for &m in minutes {
+            for i in 0..calls_per_minute {
+                let call = Call {
+                    start_unix_nanos: m * 1_000_000_000,
+                    side: Side::Server,
+                    client: Node::real(Arc::from("a.ns"), Some(Arc::from("a-1"))),
+                    server: Node::real(Arc::from("b.ns"), Some(Arc::from("b-1"))),
+                    endpoint: Some(Arc::from("GET /x")),
+                    protocol: Protocol::Http,
+                    latency_nanos: Some(1_000_000 * (i + 1)),
+                    status_code: 200,
+                    grpc_status: None,
+                    error: false,
+                    mtls: true,
+                    request_bytes: 1,
+                    response_bytes: 2,
+                };
+                r.apply(&call, m);
+            }
+        }
+        r.take()
+    }
+
+    fn scan_all(table: Table) -> ScanRequest {
+        ScanRequest {
+            table,
+            start_minute: 0,
+            end_minute: i64::MAX / 2,
+            filters: vec![],
+            by_minute: false,
+        }
+    }
+
+    fn settings(retention_days: u32) -> ParquetSettings {
+        ParquetSettings {
+            retention_days,
+            compact_min_files: 2,
+            delete_grace: Duration::ZERO,
+        }
+    }
+
+    #[tokio::test]
+    async fn files_not_in_the_manifest_are_removed_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+        store
+            .write(Arc::new(batch(&[600], 3)))
+            .await
+            .expect("write");
+        drop(store);
+        // What an interrupted flush leaves behind: a data file the manifest never named.
+        let stray = dir.path().join("service/1970-01-01/0000009999.parquet");
+        std::fs::write(&stray, b"half written").expect("stray");
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("reopen");
+        assert!(!stray.exists());
+        let rows = store.scan(&scan_all(Table::Service)).await.expect("scan");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].metrics.calls, 3);
+    }
+
+    #[tokio::test]
+    async fn compaction_keeps_the_sums_and_retention_drops_old_days() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), settings(2)).expect("open");
+        let today = day_of(now_unix());
+        let old = today - 10 * SECONDS_PER_DAY;
+        for _ in 0..3 {
+            store
+                .write(Arc::new(batch(&[today + 60, old + 60], 2)))
+                .await
+                .expect("write");
+        }
+        assert_eq!(store.file_count(), 5 * 2 * 3);
+        store.maintain().await.expect("maintain");
+        // Old day gone; today's three files per table compacted into one.
+        assert_eq!(store.file_count(), 5);
+        let rows = store.scan(&scan_all(Table::Endpoint)).await.expect("scan");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].key.minute, 0);
+        assert_eq!(rows[0].metrics.calls, 6);
+        assert_eq!(
+            rows[0].metrics.latency_sum_nanos,
+            3 * (1_000_000 + 2_000_000)
+        );
+        assert_eq!(rows[0].metrics.histogram.count(), 6);
+        // Replaced files are gone from disk once the grace period (zero here) has passed.
+        store.maintain().await.expect("maintain");
+        let on_disk = std::fs::read_dir(dir.path().join("endpoint"))
+            .expect("endpoint dir")
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .count();
+        assert_eq!(on_disk, 1);
+    }
+
+    #[tokio::test]
+    async fn filters_and_minute_ranges_select_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+        store
+            .write(Arc::new(batch(&[60, 120, 180], 1)))
+            .await
+            .expect("write");
+        let mut req = scan_all(Table::ServiceRelation);
+        req.start_minute = 120;
+        req.end_minute = 180;
+        req.by_minute = true;
+        let rows = store.scan(&req).await.expect("scan");
+        assert_eq!(
+            rows.iter().map(|r| r.key.minute).collect::<Vec<_>>(),
+            vec![120]
+        );
+        req.start_minute = 0;
+        req.end_minute = 1_000;
+        req.filters = vec![(1, "b.ns' OR '1'='1".into())];
+        assert!(store.scan(&req).await.expect("scan").is_empty());
+        req.filters = vec![(1, "b.ns".into())];
+        assert_eq!(store.scan(&req).await.expect("scan").len(), 3);
+    }
 
     #[test]
     fn day_names_are_civil_dates() {
