@@ -821,6 +821,11 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
     use tokio::sync::mpsc;
 
     let mut generator = Generator::new(now_nanos() as u64);
+    // Proxies open their streams when they start, before traffic flows.
+    let all = 0..generator.mesh.workloads.len();
+    if let Err(e) = announce(&endpoint, &generator.mesh, all).await {
+        tracing::warn!(error = %e, "demo traffic could not announce its proxies");
+    }
     let mut streams: HashMap<(usize, bool), mpsc::Sender<StreamAccessLogsMessage>> = HashMap::new();
     let ticks_per_second = 5u32;
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(

@@ -6,7 +6,7 @@
 //! otherwise the client side. The choice is made over the whole window, never per minute,
 //! so a call whose two reports straddle a minute boundary is still counted once.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use proto::Side;
 
@@ -62,7 +62,7 @@ struct Sides {
 }
 
 fn fold_sides(rows: Vec<Row>) -> HashMap<Keys, Sides> {
-    let mut by_key: HashMap<Keys, Sides> = HashMap::new();
+    let mut by_key: HashMap<Keys, Sides> = HashMap::default();
     for row in rows {
         let e = by_key.entry(row.key.keys).or_default();
         e.flags |= row.flags;

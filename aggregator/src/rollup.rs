@@ -5,7 +5,8 @@
 //! afresh, and the store sums deltas on read, so late data and successive flushes merge
 //! exactly.
 
-use std::collections::{HashMap, HashSet};
+// foldhash: these maps are hit several times per call; SipHash showed in profiles.
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 use proto::{Call, Side};
@@ -103,8 +104,8 @@ impl Rollups {
             protocols: [Arc::from("http"), Arc::from("grpc"), Arc::from("tcp")],
             overflow: Arc::from(OVERFLOW_ENDPOINT),
             tables: Default::default(),
-            endpoints: HashMap::new(),
-            services: HashSet::new(),
+            endpoints: HashMap::default(),
+            services: HashSet::default(),
         }
     }
 
@@ -261,7 +262,7 @@ impl Rollups {
 /// Merges rows with equal keys (sum of metrics, OR of flags): the reference merge every
 /// backend must agree with.
 pub fn merge_rows(rows: impl IntoIterator<Item = Row>) -> Vec<Row> {
-    let mut merged: HashMap<RowKey, (u8, Metrics)> = HashMap::new();
+    let mut merged: HashMap<RowKey, (u8, Metrics)> = HashMap::default();
     for row in rows {
         let e = merged
             .entry(row.key)

@@ -6,7 +6,7 @@
 //! and cached per stream by the raw bytes of the peer metadata, so repeated peers cost a
 //! hash lookup, not a decode.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -265,8 +265,8 @@ impl StreamDecoder {
         StreamDecoder {
             reporter: None,
             book,
-            peers: HashMap::new(),
-            destinations: HashMap::new(),
+            peers: HashMap::default(),
+            destinations: HashMap::default(),
         }
     }
 

@@ -7,7 +7,7 @@
 //! Compaction merges a day's small files into one and swaps them in one manifest update;
 //! replaced files are deleted after a grace period so running queries can finish.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -576,7 +576,7 @@ impl Inner {
         let mut stream = df.execute_stream().await?;
         let empty: Arc<str> = Arc::from("");
         let mut interner = HashSet::new();
-        let mut merged: HashMap<RowKey, (u8, Metrics)> = HashMap::new();
+        let mut merged: foldhash::HashMap<RowKey, (u8, Metrics)> = Default::default();
         while let Some(batch) = stream.next().await {
             for mut row in from_record_batch(table, &batch?, &empty, &mut interner)? {
                 if let Some(m) = collapse_to {
