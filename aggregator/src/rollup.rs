@@ -75,14 +75,64 @@ pub struct RollupSettings {
     pub max_services: usize,
 }
 
+/// Interned names: rows accumulate under small integer ids, so the five lookups a call
+/// makes hash a few integers instead of strings and touch no reference counts.
+#[derive(Debug)]
+struct Names {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
+}
+
+/// Fixed ids: the empty key slot, the three protocols, and the overflow name.
+const ID_EMPTY: u32 = 0;
+const ID_PROTOCOLS: [u32; 3] = [1, 2, 3];
+const ID_OVERFLOW: u32 = 4;
+
+/// Past this many names, the table is rebuilt at the next flush (pods come and go).
+const NAMES_RESET: usize = 1 << 16;
+
+impl Names {
+    fn new() -> Names {
+        let mut n = Names {
+            ids: HashMap::default(),
+            names: Vec::new(),
+        };
+        for s in ["", "http", "grpc", "tcp", OVERFLOW_ENDPOINT] {
+            n.id(&Arc::from(s));
+        }
+        n
+    }
+
+    fn id(&mut self, name: &Arc<str>) -> u32 {
+        if let Some(&id) = self.ids.get(&**name) {
+            return id;
+        }
+        // More than u32::MAX names cannot accumulate between two resets.
+        let id = self.names.len() as u32;
+        self.names.push(name.clone());
+        self.ids.insert(name.clone(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> Arc<str> {
+        self.names[id as usize].clone()
+    }
+}
+
+/// Identity of an accumulating row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct IdKey {
+    minute: i64,
+    side: Side,
+    ids: [u32; MAX_KEYS],
+}
+
 /// Accumulating rollups for all tables.
 #[derive(Debug)]
 pub struct Rollups {
     settings: RollupSettings,
-    empty: Arc<str>,
-    protocols: [Arc<str>; 3],
-    overflow: Arc<str>,
-    tables: [HashMap<RowKey, (u8, Metrics)>; 5],
+    names: Names,
+    tables: [HashMap<IdKey, (u8, Metrics)>; 5],
     /// Endpoints admitted so far per service, for the cap.
     endpoints: HashMap<Arc<str>, HashSet<Arc<str>>>,
     /// Service names admitted so far, for the cap.
@@ -100,36 +150,43 @@ impl Rollups {
     pub fn new(settings: RollupSettings) -> Rollups {
         Rollups {
             settings,
-            empty: Arc::from(""),
-            protocols: [Arc::from("http"), Arc::from("grpc"), Arc::from("tcp")],
-            overflow: Arc::from(OVERFLOW_ENDPOINT),
+            names: Names::new(),
             tables: Default::default(),
             endpoints: HashMap::default(),
             services: HashSet::default(),
         }
     }
 
-    /// The name to record for a service, applying the service cap.
-    fn admit_service(&mut self, name: &Arc<str>) -> Option<Arc<str>> {
+    /// Whether a service name is past the service cap.
+    fn service_overflows(&mut self, name: &Arc<str>) -> bool {
         if self.services.contains(name) {
-            return None;
+            return false;
         }
         if self.services.len() < self.settings.max_services {
             self.services.insert(name.clone());
-            return None;
+            return false;
         }
-        Some(self.overflow.clone())
+        true
     }
 
-    fn keys<const N: usize>(&self, values: [&Arc<str>; N]) -> Keys {
-        let mut keys: Keys = std::array::from_fn(|_| self.empty.clone());
-        for (slot, v) in keys.iter_mut().zip(values).take(MAX_KEYS) {
-            *slot = v.clone();
+    /// Whether an endpoint of `service` is past the per-service cap.
+    fn endpoint_overflows(&mut self, service: &Arc<str>, endpoint: &Arc<str>) -> bool {
+        let cap = self.settings.max_endpoints_per_service;
+        let known = match self.endpoints.get_mut(service) {
+            Some(k) => k,
+            None => self.endpoints.entry(service.clone()).or_default(),
+        };
+        if known.contains(endpoint) {
+            return false;
         }
-        keys
+        if known.len() < cap {
+            known.insert(endpoint.clone());
+            return false;
+        }
+        true
     }
 
-    fn bump(&mut self, table: Table, key: RowKey, flags: u8, o: &Observation) {
+    fn bump(&mut self, table: Table, key: IdKey, flags: u8, o: &Observation) {
         let entry = self.tables[table as usize]
             .entry(key)
             .or_insert_with(|| (0, Metrics::default()));
@@ -137,24 +194,9 @@ impl Rollups {
         entry.1.observe(o);
     }
 
-    /// The endpoint to record for `service`, applying the per-service cap.
-    fn admit_endpoint(&mut self, service: &Arc<str>, endpoint: &Arc<str>) -> (Arc<str>, bool) {
-        let cap = self.settings.max_endpoints_per_service;
-        let known = self.endpoints.entry(service.clone()).or_default();
-        if known.contains(endpoint) {
-            return (endpoint.clone(), false);
-        }
-        if known.len() < cap {
-            known.insert(endpoint.clone());
-            return (endpoint.clone(), false);
-        }
-        (self.overflow.clone(), true)
-    }
-
     /// Adds one call to the five rows it touches. `minute` is the call's minute start.
     pub fn apply(&mut self, call: &Call, minute: i64) -> Applied {
         let o = Observation::of(call, self.settings.apdex_t_nanos);
-        let side = call.side;
         let client_flag = if call.client.real {
             FLAG_CLIENT_REAL
         } else {
@@ -166,46 +208,55 @@ impl Rollups {
             0
         };
         let flags = client_flag | server_flag;
-        let protocol = self.protocols[call.protocol as usize].clone();
+        let protocol = ID_PROTOCOLS[call.protocol as usize];
         let mut applied = Applied::default();
-        let server_capped = self.admit_service(&call.server.service);
-        let client_capped = self.admit_service(&call.client.service);
-        applied.service_overflowed = server_capped.is_some() || client_capped.is_some();
-        let server = server_capped.as_ref().unwrap_or(&call.server.service);
-        let client = client_capped.as_ref().unwrap_or(&call.client.service);
-
-        let key = |keys| RowKey { minute, side, keys };
-        self.bump(Table::Service, key(self.keys([server])), server_flag, &o);
-        if let Some(inst) = &call.server.instance {
-            self.bump(
-                Table::Instance,
-                key(self.keys([server, inst])),
-                server_flag,
-                &o,
-            );
-        }
+        let server_over = self.service_overflows(&call.server.service);
+        let client_over = self.service_overflows(&call.client.service);
+        applied.service_overflowed = server_over || client_over;
+        let s = if server_over {
+            ID_OVERFLOW
+        } else {
+            self.names.id(&call.server.service)
+        };
+        let c = if client_over {
+            ID_OVERFLOW
+        } else {
+            self.names.id(&call.client.service)
+        };
+        let key = |ids| IdKey {
+            minute,
+            side: call.side,
+            ids,
+        };
+        let e0 = ID_EMPTY;
+        self.bump(Table::Service, key([s, e0, e0, e0, e0]), server_flag, &o);
+        let si = match &call.server.instance {
+            Some(inst) => {
+                let si = self.names.id(inst);
+                self.bump(Table::Instance, key([s, si, e0, e0, e0]), server_flag, &o);
+                si
+            }
+            None => ID_EMPTY,
+        };
         if let Some(ep) = &call.endpoint {
-            let (ep, overflowed) = self.admit_endpoint(server, ep);
-            applied.endpoint_overflowed = overflowed;
-            self.bump(
-                Table::Endpoint,
-                key(self.keys([server, &ep])),
-                server_flag,
-                &o,
-            );
+            let over = self.endpoint_overflows(&call.server.service, ep);
+            applied.endpoint_overflowed = over;
+            let e = if over { ID_OVERFLOW } else { self.names.id(ep) };
+            self.bump(Table::Endpoint, key([s, e, e0, e0, e0]), server_flag, &o);
         }
         self.bump(
             Table::ServiceRelation,
-            key(self.keys([client, server, &protocol])),
+            key([c, s, protocol, e0, e0]),
             flags,
             &o,
         );
-        let empty = self.empty.clone();
-        let ci = call.client.instance.as_ref().unwrap_or(&empty);
-        let si = call.server.instance.as_ref().unwrap_or(&empty);
+        let ci = match &call.client.instance {
+            Some(inst) => self.names.id(inst),
+            None => ID_EMPTY,
+        };
         self.bump(
             Table::InstanceRelation,
-            key(self.keys([client, ci, server, si, &protocol])),
+            key([c, ci, s, si, protocol]),
             flags,
             &o,
         );
@@ -222,14 +273,19 @@ impl Rollups {
         self.len() == 0
     }
 
-    /// Takes every accumulated row, leaving the rollups empty (the endpoint cap state stays).
+    /// Takes every accumulated row, leaving the rollups empty (the cap state stays).
     pub fn take(&mut self) -> RowBatch {
         let mut batch = RowBatch::default();
         for table in Table::ALL {
+            let names = &self.names;
             let rows: Vec<Row> = self.tables[table as usize]
                 .drain()
                 .map(|(key, (flags, metrics))| Row {
-                    key,
+                    key: RowKey {
+                        minute: key.minute,
+                        side: key.side,
+                        keys: key.ids.map(|id| names.name(id)),
+                    },
                     flags,
                     metrics,
                 })
@@ -238,19 +294,24 @@ impl Rollups {
                 batch.tables.push((table, rows));
             }
         }
+        if self.names.names.len() > NAMES_RESET {
+            self.names = Names::new();
+        }
         batch
     }
-}
 
-impl Rollups {
     /// Puts rows taken by [`Rollups::take`] back (after a failed write), merging them with
     /// anything accumulated since.
     pub fn restore(&mut self, tables: Vec<(Table, Vec<Row>)>) {
         for (table, rows) in tables {
-            let map = &mut self.tables[table as usize];
             for row in rows {
-                let e = map
-                    .entry(row.key)
+                let key = IdKey {
+                    minute: row.key.minute,
+                    side: row.key.side,
+                    ids: row.key.keys.each_ref().map(|k| self.names.id(k)),
+                };
+                let e = self.tables[table as usize]
+                    .entry(key)
                     .or_insert_with(|| (0, Metrics::default()));
                 e.0 |= row.flags;
                 e.1.merge(&row.metrics);

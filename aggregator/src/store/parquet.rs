@@ -725,11 +725,21 @@ impl Inner {
                 }
             }
         });
-        // Day folders left empty are removed; failures (not empty) are expected.
+        // Folders of days past retention are removed once empty. Newer day folders stay:
+        // a flush may be about to write into one it has just created.
+        if self.settings.retention_days == 0 {
+            return;
+        }
+        let cutoff = day_dir_name(
+            day_of(now_unix()) - i64::from(self.settings.retention_days) * SECONDS_PER_DAY,
+        );
         for table in Table::ALL {
             if let Ok(days) = fs::read_dir(self.dir.join(table.name())) {
                 for d in days.flatten() {
-                    let _ = fs::remove_dir(d.path());
+                    if d.file_name().to_string_lossy().as_ref() < cutoff.as_str() {
+                        // Fails (harmlessly) while files remain.
+                        let _ = fs::remove_dir(d.path());
+                    }
                 }
             }
         }
