@@ -293,6 +293,67 @@ async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
     );
     assert_eq!(sum as u64, edges[&key].calls);
 
+    // Per-minute service series: every point is the calls whose start fell in that
+    // minute, counted from the generated hops.
+    let mut per_minute: BTreeMap<i64, u64> = BTreeMap::new();
+    for hop in &hops {
+        if mesh.server_name(hop) == "reviews.default" {
+            *per_minute
+                .entry(hop.start_unix_nanos.div_euclid(60_000_000_000) * 60)
+                .or_default() += 1;
+        }
+    }
+    let pts = stack
+        .ok(&format!(
+            "/api/v1/timeseries?entity=service&service=reviews.default&metric=calls&step=60&{}",
+            window(start)
+        ))
+        .await;
+    let got: BTreeMap<i64, u64> = pts["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| (p[0].as_i64().expect("t"), p[1].as_f64().expect("v") as u64))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    assert_eq!(got, per_minute);
+
+    // Instance topology: one edge per (client pod, server pod), counted once.
+    let mut pods: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for hop in hops.iter().filter(|h| {
+        mesh.client_name(h) == "productpage.default" && mesh.server_name(h) == "reviews.default"
+    }) {
+        let (Some(c), Target::Workload(s)) = (hop.client, &hop.server) else {
+            continue;
+        };
+        let key = (
+            format!("productpage.default/{}", mesh.workloads[c].pod),
+            format!("reviews.default/{}", mesh.workloads[*s].pod),
+        );
+        *pods.entry(key).or_default() += 1;
+    }
+    let inst = stack
+        .ok(&format!(
+            "/api/v1/topology/instances?client=productpage.default&server=reviews.default&{}",
+            window(start)
+        ))
+        .await;
+    let got: BTreeMap<(String, String), u64> = inst["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["source"].as_str().expect("source").to_string(),
+                    e["target"].as_str().expect("target").to_string(),
+                ),
+                e["calls"].as_u64().expect("calls"),
+            )
+        })
+        .collect();
+    assert_eq!(got, pods, "{inst}");
+
     // Focus on ratings with depth 1: its callers and its database, nothing else.
     let focus = stack
         .ok(&format!(
@@ -435,4 +496,51 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// Istio < 1.24 proxies (details here) log peers as FlatBuffers under `wasm.*_peer`.
+/// Without any announced addresses, only that metadata can name the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_flatbuffers_peers_name_the_caller() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let (mesh, hops, start) = scenario(13, 200);
+    let details = mesh
+        .workloads
+        .iter()
+        .position(|w| w.app == "details")
+        .expect("details");
+    assert!(mesh.workloads[details].legacy_proxy);
+    // Only the details proxy's stream, and no announcements.
+    for (proxy, messages) in sim::encode(&mesh, &hops) {
+        if proxy == details {
+            sim::send(&stack.grpc, messages).await.expect("send");
+        }
+    }
+    stack.flush().await;
+    let into_details: Vec<&Hop> = hops
+        .iter()
+        .filter(|h| h.server == Target::Workload(details))
+        .collect();
+    let named = into_details
+        .iter()
+        .filter(|h| h.client.is_some() && h.peer_metadata)
+        .count() as u64;
+    let anonymous = into_details.len() as u64 - named;
+    assert!(named > 0 && anonymous > 0);
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    let calls = |source: &str| {
+        topo["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .find(|e| e["source"] == source && e["target"] == "details.default")
+            .and_then(|e| e["calls"].as_u64())
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("productpage.default"), named, "{topo}");
+    assert_eq!(calls("unknown"), anonymous, "{topo}");
+    stack.stop().await;
 }
