@@ -21,7 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram as PromHistogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use proto::CallBatch;
+use proto::channel::{CallReceiver, CallSender, Received};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
@@ -86,6 +86,8 @@ pub struct AggregatorConfig {
     pub maintenance_interval: Duration,
     /// Capacity of the collector → aggregator channel, in batches.
     pub channel_capacity: usize,
+    /// Calls in flight between collector and aggregator; senders wait beyond it.
+    pub max_in_flight_calls: u32,
     /// Rows kept in memory while the store refuses writes; past this, a failed flush's
     /// rows are dropped, counted and logged at ERROR.
     pub max_pending_rows: usize,
@@ -101,6 +103,7 @@ impl Default for AggregatorConfig {
             max_future: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(60),
             channel_capacity: 256,
+            max_in_flight_calls: 500_000,
             max_pending_rows: 2_000_000,
         }
     }
@@ -226,14 +229,14 @@ impl Handle {
 }
 
 /// The bounded channel receivers send call batches into.
-pub fn channel(config: &AggregatorConfig) -> (mpsc::Sender<CallBatch>, mpsc::Receiver<CallBatch>) {
-    mpsc::channel(config.channel_capacity.max(1))
+pub fn channel(config: &AggregatorConfig) -> (CallSender, CallReceiver) {
+    proto::channel::call_channel(config.channel_capacity, config.max_in_flight_calls)
 }
 
 struct Aggregator {
     config: AggregatorConfig,
     store: Arc<dyn Store>,
-    calls: mpsc::Receiver<CallBatch>,
+    calls: CallReceiver,
     commands: mpsc::Receiver<Command>,
     rollups: Rollups,
     metrics: SelfMetrics,
@@ -247,13 +250,15 @@ fn now_nanos() -> i64 {
 }
 
 impl Aggregator {
-    fn apply(&mut self, batch: CallBatch) {
+    /// Rolls up a batch; its share of the channel budget is freed when `received` drops.
+    fn apply(&mut self, received: Received) {
+        let batch = &received.batch;
         let now = now_nanos();
         let max_future = i64::try_from(self.config.max_future.as_nanos()).unwrap_or(i64::MAX);
         let oldest = self
             .retention
             .map(|r| now.saturating_sub(i64::try_from(r.as_nanos()).unwrap_or(i64::MAX)));
-        for call in &batch {
+        for call in batch {
             if call.start_unix_nanos > now.saturating_add(max_future) {
                 self.metrics
                     .dropped
@@ -282,7 +287,7 @@ impl Aggregator {
     }
 
     fn drain(&mut self) {
-        while let Ok(batch) = self.calls.try_recv() {
+        while let Some(batch) = self.calls.try_recv() {
             self.apply(batch);
         }
     }
@@ -421,7 +426,7 @@ impl Aggregator {
 pub fn spawn(
     config: AggregatorConfig,
     store: Arc<dyn Store>,
-    calls: mpsc::Receiver<CallBatch>,
+    calls: CallReceiver,
     retention: Option<Duration>,
     registry: &mut Registry,
 ) -> (Handle, tokio::task::JoinHandle<Result<()>>) {

@@ -18,8 +18,9 @@ use proto::als::{
     AccessLogCommon, EnvoyNode, HTTP_FINAL_LOG_TYPES, HttpAccessLogEntry, NETWORK_LOG_TYPES,
     StreamAccessLogsMessage, TCP_FINAL_LOG_TYPES, TcpAccessLogEntry, method_name,
 };
+use proto::channel::CallSender;
 use proto::{Call, CallBatch, Node, Protocol, Side, UNKNOWN};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::{Code, Status};
 use tracing::{debug, trace, warn};
@@ -612,7 +613,7 @@ pub struct AlsServer {
 }
 
 struct AlsInner {
-    calls: mpsc::Sender<CallBatch>,
+    calls: CallSender,
     book: Arc<AddressBook>,
     metrics: CollectorMetrics,
     shutdown: watch::Receiver<bool>,
@@ -623,7 +624,7 @@ impl AlsServer {
     /// A server sending call batches into `calls`; open streams end when `shutdown` turns
     /// true.
     pub fn new(
-        calls: mpsc::Sender<CallBatch>,
+        calls: CallSender,
         metrics: CollectorMetrics,
         shutdown: watch::Receiver<bool>,
         max_message_bytes: usize,

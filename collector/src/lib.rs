@@ -12,10 +12,9 @@ pub mod naming;
 
 use std::future::Future;
 
-use proto::CallBatch;
 use serde::Deserialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
 pub use crate::metrics::CollectorMetrics;
@@ -48,7 +47,7 @@ impl Default for CollectorConfig {
 /// What the gRPC server needs from the rest of the process.
 pub struct Deps {
     pub config: CollectorConfig,
-    pub calls: mpsc::Sender<CallBatch>,
+    pub calls: proto::channel::CallSender,
     pub metrics: CollectorMetrics,
     /// Turns true when open streams should end (they end with OK; Envoy reconnects).
     pub stop_streams: watch::Receiver<bool>,

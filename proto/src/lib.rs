@@ -6,6 +6,7 @@
 //! messages that decodes only what meshscope uses and skips the rest on the wire.
 
 pub mod als;
+pub mod channel;
 
 use std::sync::Arc;
 
@@ -129,3 +130,26 @@ pub struct Call {
 
 /// A batch of calls: the unit that flows from a receiver to the aggregator.
 pub type CallBatch = Vec<Call>;
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    pub fn call() -> Call {
+        Call {
+            start_unix_nanos: 0,
+            side: Side::Server,
+            client: Node::unknown(),
+            server: Node::unknown(),
+            endpoint: None,
+            protocol: Protocol::Tcp,
+            latency_nanos: None,
+            status_code: 0,
+            grpc_status: None,
+            error: false,
+            mtls: false,
+            request_bytes: 0,
+            response_bytes: 0,
+        }
+    }
+}
