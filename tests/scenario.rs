@@ -178,28 +178,16 @@ fn window(start: i64) -> String {
     format!("start={}&end={}", start - 60, start + 600)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let stack = common::start(common::config(dir.path())).await;
-    let (mesh, hops, start) = scenario(7, 300);
-    sim::send_all(&stack.grpc, &mesh, &hops)
-        .await
-        .expect("send");
-    stack.flush().await;
-    let (edges, services, endpoints) = expected(&mesh, &hops);
-
-    let topo = stack
-        .ok(&format!("/api/v1/topology?{}", window(start)))
-        .await;
-    let got_edges = topo["edges"].as_array().expect("edges");
-    assert_eq!(got_edges.len(), edges.len(), "edge set: {topo}");
-    for ((c, s, p), want) in &edges {
-        let e = got_edges
+/// The topology's edges match the expected ones exactly: same set, same figures.
+fn check_all_edges(topo: &Value, edges: &BTreeMap<EdgeKey, Expect>) {
+    let got = topo["edges"].as_array().expect("edges");
+    assert_eq!(got.len(), edges.len(), "edge set: {topo}");
+    for ((c, s, p), want) in edges {
+        let e = got
             .iter()
             .find(|e| e["source"] == *c && e["target"] == *s && e["protocol"] == *p)
-            .unwrap_or_else(|| panic!("missing edge {c} -> {s} ({p})"));
-        check_metrics(&format!("edge {c}->{s}"), e, want);
+            .unwrap_or_else(|| panic!("missing edge {c} -> {s} ({p}): {topo}"));
+        check_metrics(&format!("edge {c}->{s} ({p})"), e, want);
         let mut points = vec![];
         if want.client_seen {
             points.push("client");
@@ -218,6 +206,23 @@ async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
             "edge {c}->{s} mtls"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let (mesh, hops, start) = scenario(7, 300);
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let (edges, services, endpoints) = expected(&mesh, &hops);
+
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    check_all_edges(&topo, &edges);
     // Every node of the graph is either a real workload or one of the virtual nodes.
     for n in topo["nodes"].as_array().expect("nodes") {
         let name = n["name"].as_str().expect("name");
@@ -403,14 +408,8 @@ async fn restart_loses_nothing_and_doubles_nothing() {
     let topo = stack
         .ok(&format!("/api/v1/topology?{}", window(start)))
         .await;
-    let e = topo["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .find(|e| e["source"] == "productpage.default" && e["target"] == "reviews.default")
-        .cloned()
-        .expect("edge");
-    check_metrics("edge after restart", &e, &edges[&key]);
+    check_all_edges(&topo, &edges);
+    assert!(edges.contains_key(&key));
     stack.stop().await;
 
     // A third start with nothing new reads the same numbers.
@@ -441,15 +440,7 @@ async fn compaction_and_many_small_flushes_merge_exactly() {
     let topo = stack
         .ok(&format!("/api/v1/topology?{}", window(start)))
         .await;
-    for ((c, s, p), want) in &edges {
-        let e = topo["edges"]
-            .as_array()
-            .expect("edges")
-            .iter()
-            .find(|e| e["source"] == *c && e["target"] == *s && e["protocol"] == *p)
-            .unwrap_or_else(|| panic!("missing edge {c} -> {s}"));
-        check_metrics(&format!("edge {c}->{s}"), e, want);
-    }
+    check_all_edges(&topo, &edges);
     let list = stack
         .ok(&format!("/api/v1/services?{}", window(start)))
         .await;
