@@ -87,8 +87,8 @@ impl CollectorMetrics {
             m.calls_emitted.clone(),
         );
         registry.register(
-            "calls_dropped",
-            "Calls the collector could not hand to the aggregator, by reason",
+            "calls_undelivered",
+            "Calls the collector could not hand to the aggregator (it had stopped), by reason",
             m.calls_dropped.clone(),
         );
         m
