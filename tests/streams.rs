@@ -1,0 +1,104 @@
+//! Many concurrent, long-lived ALS streams: entries are rolled up as they arrive, not when
+//! a stream ends, and every stream's entries count exactly once.
+
+mod common;
+
+use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+use meshscope::sim::{self, Generator};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const STREAMS: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_open_streams_are_counted_while_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let mut g = Generator::new(17);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let hops: Vec<_> = (0..5)
+        .flat_map(|i| g.user_request(now - 120_000_000_000 + i * 1_000_000))
+        .collect();
+    let details = g
+        .mesh
+        .workloads
+        .iter()
+        .position(|w| w.app == "details")
+        .expect("details");
+    // The details proxy's server-side entries for these hops: one round per stream.
+    let log = sim::entries(&g.mesh, &hops)
+        .remove(&details)
+        .expect("details log");
+    let per_round = log.http.len() as u64;
+    assert!(per_round > 0);
+    let round = sim::stream_messages(&g.mesh.workloads[details], log, false);
+
+    let mut senders = Vec::new();
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let (tx, rx) = mpsc::channel(4);
+        let mut client = AccessLogServiceClient::connect(stack.grpc.clone())
+            .await
+            .expect("connect");
+        streams.push(tokio::spawn(async move {
+            client.stream_access_logs(ReceiverStream::new(rx)).await
+        }));
+        senders.push(tx);
+    }
+    let details_calls = |json: &serde_json::Value| {
+        json["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .find(|s| s["name"] == "details.default")
+            .and_then(|s| s["calls"].as_u64())
+            .unwrap_or(0)
+    };
+    for r in 1..=2u64 {
+        for tx in &senders {
+            for (i, m) in round.iter().enumerate() {
+                let mut m = m.clone();
+                if r > 1 && i == 0 {
+                    m.identifier = None; // only the first message of a stream carries it
+                }
+                tx.send(m).await.expect("stream open");
+            }
+        }
+        // Wait until the server has taken every message of this round off the wire,
+        // then flush: the streams are still open.
+        let want = r * per_round * STREAMS as u64;
+        let mut decoded = 0.0;
+        for _ in 0..200 {
+            decoded = common::metric_value(
+                &stack.metrics().await,
+                "meshscope_als_entries_decoded_total",
+            );
+            if decoded as u64 >= want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(decoded as u64, want, "round {r}");
+        stack.flush().await;
+        let services = stack.ok("/api/v1/services").await;
+        assert_eq!(details_calls(&services), want, "round {r}");
+        let text = stack.metrics().await;
+        assert_eq!(
+            common::metric_value(&text, "meshscope_als_streams_open"),
+            STREAMS as f64
+        );
+    }
+    drop(senders);
+    for s in streams {
+        s.await.expect("task").expect("stream ends with OK");
+    }
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(&text, "meshscope_als_streams_open"),
+        0.0
+    );
+    stack.stop().await;
+}
