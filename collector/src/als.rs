@@ -174,6 +174,29 @@ impl AddressBook {
         }
     }
 
+    /// A book seeded with configured addresses (`ip` → `service` or `service/pod`), for
+    /// peers that never open a stream themselves (workloads without a proxy). Addresses a
+    /// proxy announces later take precedence.
+    pub fn with_static(entries: &std::collections::BTreeMap<String, String>) -> AddressBook {
+        let map = entries
+            .iter()
+            .filter(|(ip, name)| !ip.is_empty() && !name.is_empty())
+            .map(|(ip, name)| {
+                let node = match name.split_once('/') {
+                    Some((service, pod)) if !pod.is_empty() => {
+                        Node::real(Arc::from(service), Some(Arc::from(pod)))
+                    }
+                    _ => Node::real(Arc::from(name.trim_end_matches('/')), None),
+                };
+                (ip.trim().to_string(), node)
+            })
+            .take(ADDRESS_BOOK_CAP)
+            .collect();
+        AddressBook {
+            map: std::sync::RwLock::new(map),
+        }
+    }
+
     /// The workload last seen at `ip`.
     pub fn lookup(&self, ip: &str) -> Option<Node> {
         self.map
@@ -625,6 +648,7 @@ impl AlsServer {
     /// true.
     pub fn new(
         calls: CallSender,
+        book: Arc<AddressBook>,
         metrics: CollectorMetrics,
         shutdown: watch::Receiver<bool>,
         max_message_bytes: usize,
@@ -632,7 +656,7 @@ impl AlsServer {
         AlsServer {
             inner: Arc::new(AlsInner {
                 calls,
-                book: Arc::default(),
+                book,
                 metrics,
                 shutdown,
                 max_message_bytes,
@@ -865,6 +889,36 @@ mod tests {
 
         let bare = Reporter::from_node(&EnvoyNode::default());
         assert_eq!(&*bare.node.service, UNKNOWN);
+    }
+
+    #[test]
+    fn static_addresses_name_peers_until_a_proxy_announces_itself() {
+        let entries = [
+            ("10.9.0.1".to_string(), "legacy-db.data".to_string()),
+            ("10.9.0.2".to_string(), "batch.jobs/batch-7f9c".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let book = AddressBook::with_static(&entries);
+        assert_eq!(
+            book.lookup("10.9.0.1")
+                .map(|n| n.service.to_string())
+                .as_deref(),
+            Some("legacy-db.data")
+        );
+        let batch = book.lookup("10.9.0.2").expect("batch");
+        assert_eq!(batch.instance.as_deref(), Some("batch-7f9c"));
+        let announced = node(
+            "sidecar~10.9.0.1~db-0.data~data.svc.cluster.local",
+            &[("app", sv("db")), ("NAMESPACE", sv("data"))],
+        );
+        book.learn(&announced, &Reporter::from_node(&announced));
+        assert_eq!(
+            book.lookup("10.9.0.1")
+                .map(|n| n.service.to_string())
+                .as_deref(),
+            Some("db.data")
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod naming;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -34,12 +35,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct CollectorConfig {
     /// Largest accepted gRPC message, in bytes; larger ones are rejected and counted.
     pub max_message_bytes: usize,
+    /// Pod or VM addresses of workloads without a proxy: `"10.0.0.7" = "legacy-db.data"`
+    /// (or `"service/instance"`). Names callers that would otherwise be `unknown`.
+    pub addresses: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for CollectorConfig {
     fn default() -> Self {
         CollectorConfig {
             max_message_bytes: 4 * 1024 * 1024,
+            addresses: Default::default(),
         }
     }
 }
@@ -59,8 +64,10 @@ pub async fn serve_grpc(
     deps: Deps,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let book = Arc::new(als::AddressBook::with_static(&deps.config.addresses));
     let als = als::AlsServer::new(
         deps.calls,
+        book,
         deps.metrics,
         deps.stop_streams,
         deps.config.max_message_bytes,
