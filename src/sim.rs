@@ -41,6 +41,7 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// The name meshscope reports for the protocol.
     pub fn as_str(self) -> &'static str {
         match self {
             Proto::Http => "http",
@@ -206,10 +207,12 @@ pub fn bookinfo() -> Mesh {
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
+    /// The next pseudo-random number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -237,6 +240,7 @@ pub struct Generator {
 }
 
 impl Generator {
+    /// The bookinfo mesh with a traffic generator seeded with `seed`.
     pub fn new(seed: u64) -> Generator {
         Generator {
             mesh: bookinfo(),

@@ -58,6 +58,7 @@ pub enum Error {
     Locked(std::path::PathBuf),
 }
 
+/// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn default_flush_interval() -> Duration {

@@ -147,6 +147,7 @@ pub struct Applied {
 }
 
 impl Rollups {
+    /// Empty rollups with the given caps and apdex threshold.
     pub fn new(settings: RollupSettings) -> Rollups {
         Rollups {
             settings,

@@ -9,10 +9,13 @@ use std::sync::Arc;
 /// Most key columns any table has.
 pub const MAX_KEYS: usize = 5;
 
+/// Column: unix seconds of the minute start (UTC).
 pub const MINUTE: &str = "minute";
+/// Column: `client` or `server`, the side that reported.
 pub const SIDE: &str = "side";
 /// Bit 0: the client node is real; bit 1: the server node (the service itself) is real.
 pub const FLAGS: &str = "flags";
+// Metric columns: the fields of `Metrics` of the same names.
 pub const CALLS: &str = "calls";
 pub const ERRORS: &str = "errors";
 pub const LATENCY_COUNT: &str = "latency_count";
@@ -22,7 +25,9 @@ pub const APDEX_TOLERATING: &str = "apdex_tolerating";
 pub const MTLS_CALLS: &str = "mtls_calls";
 pub const BYTES_SENT: &str = "bytes_sent";
 pub const BYTES_RECEIVED: &str = "bytes_received";
+/// Column: non-empty histogram bucket indexes (a list).
 pub const HIST_INDEX: &str = "hist_index";
+/// Column: the counts of those buckets (a list, same length).
 pub const HIST_COUNT: &str = "hist_count";
 
 /// The scalar `u64` metric columns, in storage order.
@@ -38,7 +43,9 @@ pub const COUNTER_COLUMNS: [&str; 9] = [
     BYTES_RECEIVED,
 ];
 
+/// Flag bit: the client node is real.
 pub const FLAG_CLIENT_REAL: u8 = 1;
+/// Flag bit: the server node is real.
 pub const FLAG_SERVER_REAL: u8 = 2;
 
 /// One rollup table per entity kind (DESIGN § 5).
@@ -52,6 +59,7 @@ pub enum Table {
 }
 
 impl Table {
+    /// Every table, in storage order.
     pub const ALL: [Table; 5] = [
         Table::Service,
         Table::Instance,

@@ -27,6 +27,7 @@ pub enum Error {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Collector settings (`[collector]` in the config file).

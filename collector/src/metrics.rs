@@ -8,11 +8,13 @@ use prometheus_client::registry::Registry;
 
 use crate::als::Skip;
 
+/// Label set `{kind}` (http, tcp).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Label set `{reason}`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -94,12 +96,14 @@ impl CollectorMetrics {
         m
     }
 
+    /// Counts entries of one kind in a well-formed message.
     pub fn entries_received(&self, kind: &'static str, n: u64) {
         self.entries_received
             .get_or_create(&KindLabel { kind })
             .inc_by(n);
     }
 
+    /// Counts an entry deliberately not turned into a call.
     pub fn entries_skipped(&self, skip: Skip) {
         let reason = match skip {
             Skip::Intermediate => "intermediate",
@@ -111,18 +115,21 @@ impl CollectorMetrics {
             .inc();
     }
 
+    /// Counts entries lost for `reason`.
     pub fn entries_dropped(&self, reason: &'static str, n: u64) {
         self.entries_dropped
             .get_or_create(&ReasonLabel { reason })
             .inc_by(n);
     }
 
+    /// Counts a message answered with a gRPC error.
     pub fn messages_rejected(&self, reason: &'static str) {
         self.messages_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 
+    /// Counts calls that could not be handed to the aggregator.
     pub fn calls_dropped(&self, reason: &'static str, n: u64) {
         self.calls_dropped
             .get_or_create(&ReasonLabel { reason })

@@ -14,6 +14,7 @@ pub const MAX_WINDOW_SECONDS: i64 = 90 * 86_400;
 /// Default window: the last 15 minutes.
 pub const DEFAULT_WINDOW_SECONDS: i64 = 15 * 60;
 
+/// Raw query parameters.
 pub type Params = HashMap<String, String>;
 
 /// Query parameters, with malformed query strings answered as JSON 400s.
