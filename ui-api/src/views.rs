@@ -81,8 +81,12 @@ pub struct Services {
 }
 
 /// Every node known in the window: services with inbound metrics, plus callers seen only
-/// in edges (with zero metrics).
-async fn nodes(state: &ApiState, w: Window) -> Result<BTreeMap<String, (bool, Metrics)>, ApiError> {
+/// in `edges` (the window's service relations), with zero metrics.
+async fn nodes(
+    state: &ApiState,
+    w: Window,
+    edges: &[Entity],
+) -> Result<BTreeMap<String, (bool, Metrics)>, ApiError> {
     let store = state.store.as_ref();
     let mut nodes: BTreeMap<String, (bool, Metrics)> = BTreeMap::new();
     for e in query::entities(store, Table::Service, w, vec![]).await? {
@@ -91,7 +95,7 @@ async fn nodes(state: &ApiState, w: Window) -> Result<BTreeMap<String, (bool, Me
             (e.flags & FLAG_SERVER_REAL != 0, e.metrics),
         );
     }
-    for e in query::entities(store, Table::ServiceRelation, w, vec![]).await? {
+    for e in edges {
         let client = nodes.entry(e.keys[0].to_string()).or_default();
         client.0 |= e.flags & FLAG_CLIENT_REAL != 0;
         let server = nodes.entry(e.keys[1].to_string()).or_default();
@@ -102,7 +106,8 @@ async fn nodes(state: &ApiState, w: Window) -> Result<BTreeMap<String, (bool, Me
 
 pub async fn services(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> ApiResult<Services> {
     let w = params::window(&p)?;
-    let services = nodes(&state, w)
+    let edges = query::entities(state.store.as_ref(), Table::ServiceRelation, w, vec![]).await?;
+    let services = nodes(&state, w, &edges)
         .await?
         .into_iter()
         .map(|(name, (real, m))| ServiceView {
@@ -258,7 +263,7 @@ pub async fn topology(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> A
     }
     let mut edges =
         query::entities(state.store.as_ref(), Table::ServiceRelation, w, vec![]).await?;
-    let all_nodes = nodes(&state, w).await?;
+    let all_nodes = nodes(&state, w, &edges).await?;
     let mut keep: BTreeSet<String> = all_nodes.keys().cloned().collect();
     if let Some(focus) = &focus {
         if !all_nodes.contains_key(focus) {
