@@ -321,25 +321,42 @@ impl Rollups {
     }
 }
 
-/// Merges rows with equal keys (sum of metrics, OR of flags): the reference merge every
-/// backend must agree with.
-pub fn merge_rows(rows: impl IntoIterator<Item = Row>) -> Vec<Row> {
-    let mut merged: HashMap<RowKey, (u8, Metrics)> = HashMap::default();
-    for row in rows {
-        let e = merged
+/// Merges rows with equal keys (sum of metrics, OR of flags) as they arrive: the
+/// reference merge every backend must agree with.
+#[derive(Debug, Default)]
+pub struct RowMerger {
+    rows: HashMap<RowKey, (u8, Metrics)>,
+}
+
+impl RowMerger {
+    /// Adds one partial row.
+    pub fn add(&mut self, row: Row) {
+        let e = self
+            .rows
             .entry(row.key)
             .or_insert_with(|| (0, Metrics::default()));
         e.0 |= row.flags;
         e.1.merge(&row.metrics);
     }
-    merged
-        .into_iter()
-        .map(|(key, (flags, metrics))| Row {
-            key,
-            flags,
-            metrics,
-        })
-        .collect()
+
+    /// The merged rows, one per key.
+    pub fn finish(self) -> Vec<Row> {
+        self.rows
+            .into_iter()
+            .map(|(key, (flags, metrics))| Row {
+                key,
+                flags,
+                metrics,
+            })
+            .collect()
+    }
+}
+
+/// Merges rows with equal keys (see [`RowMerger`]).
+pub fn merge_rows(rows: impl IntoIterator<Item = Row>) -> Vec<Row> {
+    let mut merger = RowMerger::default();
+    rows.into_iter().for_each(|r| merger.add(r));
+    merger.finish()
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use tracing::{debug, info, warn};
 use super::{ScanRequest, Store};
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
-use crate::rollup::{Row, RowBatch, RowKey};
+use crate::rollup::{Row, RowBatch, RowKey, RowMerger};
 use crate::schema::{self, Keys, MAX_KEYS, Table};
 use crate::{Error, Result};
 
@@ -576,27 +576,16 @@ impl Inner {
         let mut stream = df.execute_stream().await?;
         let empty: Arc<str> = Arc::from("");
         let mut interner = HashSet::new();
-        let mut merged: foldhash::HashMap<RowKey, (u8, Metrics)> = Default::default();
+        let mut merged = RowMerger::default();
         while let Some(batch) = stream.next().await {
             for mut row in from_record_batch(table, &batch?, &empty, &mut interner)? {
                 if let Some(m) = collapse_to {
                     row.key.minute = m;
                 }
-                let e = merged
-                    .entry(row.key)
-                    .or_insert_with(|| (0, Metrics::default()));
-                e.0 |= row.flags;
-                e.1.merge(&row.metrics);
+                merged.add(row);
             }
         }
-        Ok(merged
-            .into_iter()
-            .map(|(key, (flags, metrics))| Row {
-                key,
-                flags,
-                metrics,
-            })
-            .collect())
+        Ok(merged.finish())
     }
 
     /// Tiered compaction: within a table and day, once `compact_min_files` files of one
