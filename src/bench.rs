@@ -82,7 +82,7 @@ struct Cycle {
 
 fn build_cycles() -> (Vec<Cycle>, u64, usize) {
     let mut generator = sim::Generator::new(42);
-    let t0 = now_nanos() - 120_000_000_000;
+    let t0 = sim::now_nanos() - 120_000_000_000;
     let hops: Vec<sim::Hop> = (0..4000)
         .flat_map(|i| generator.user_request(t0 + i * 10_000_000))
         .collect();
@@ -106,12 +106,6 @@ fn build_cycles() -> (Vec<Cycle>, u64, usize) {
         cycles.push(cycle);
     }
     (cycles, entries, bytes)
-}
-
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// utime + stime of a process in seconds (USER_HZ = 100 on Linux).
@@ -148,16 +142,23 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
+/// Sum of the samples of metric `name` (every label set) in Prometheus/OpenMetrics text.
+/// `name` may include a label set (`name{reason="x"}`); a longer metric name that merely
+/// starts with `name` does not match.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 async fn metric(http: &str, name: &str) -> anyhow::Result<f64> {
     let text = reqwest::get(format!("{http}/metrics"))
         .await?
         .text()
         .await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    Ok(metric_sum(&text, name))
 }
 
 /// Streams already-encoded `StreamAccessLogsMessage` bytes (valid or not) as one ALS

@@ -811,7 +811,8 @@ pub async fn send_all(endpoint: &str, mesh: &Mesh, hops: &[Hop]) -> Result<(), t
     Ok(())
 }
 
-fn now_nanos() -> i64 {
+/// Now, in unix nanoseconds.
+pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64)

@@ -57,10 +57,7 @@ async fn garbage_oversized_and_unidentified_streams_are_rejected_and_counted() {
     assert_eq!(rejected("no_identifier"), 1.0, "{text}");
 
     // Still serving: a good stream goes through and is counted exactly.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as i64;
+    let now = common::now_nanos();
     let hops = g.user_request(now - 60_000_000_000);
     sim::send_all(&stack.grpc, &g.mesh, &hops)
         .await
@@ -106,10 +103,7 @@ async fn hostile_api_parameters_get_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stack = common::start(common::config(dir.path())).await;
     let mut g = Generator::new(4);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as i64;
+    let now = common::now_nanos();
     sim::send_all(
         &stack.grpc,
         &g.mesh.clone(),

@@ -39,10 +39,7 @@ async fn sigterm_flushes_everything_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut g = Generator::new(21);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as i64;
+    let now = common::now_nanos();
     let hops: Vec<_> = (0..20)
         .flat_map(|i| g.user_request(now - 120_000_000_000 + i * 1_000_000))
         .collect();

@@ -104,10 +104,7 @@ fn expected(mesh: &Mesh, hops: &[Hop]) -> Expected {
 fn scenario(seed: u64, requests: i64) -> (Mesh, Vec<Hop>, i64) {
     let mut g = Generator::new(seed);
     // Three minutes of traffic ending two minutes ago.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
+    let now = common::now_nanos() / 1_000_000_000;
     let start = (now / 60 - 5) * 60;
     let step = 180_000_000_000 / requests;
     let hops: Vec<Hop> = (0..requests)

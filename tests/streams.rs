@@ -15,10 +15,7 @@ async fn hundreds_of_open_streams_are_counted_while_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stack = common::start(common::config(dir.path())).await;
     let mut g = Generator::new(17);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as i64;
+    let now = common::now_nanos();
     let hops: Vec<_> = (0..5)
         .flat_map(|i| g.user_request(now - 120_000_000_000 + i * 1_000_000))
         .collect();

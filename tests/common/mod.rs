@@ -70,11 +70,15 @@ impl Stack {
 
 /// Sum of the samples of a metric (all label sets) in Prometheus text.
 pub fn metric_value(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    meshscope::bench::metric_sum(text, name)
+}
+
+/// Now, in unix nanoseconds.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64
 }
 
 /// Relative difference.
