@@ -352,16 +352,15 @@ impl RowMerger {
     }
 }
 
-/// Merges rows with equal keys (see [`RowMerger`]).
-pub fn merge_rows(rows: impl IntoIterator<Item = Row>) -> Vec<Row> {
-    let mut merger = RowMerger::default();
-    rows.into_iter().for_each(|r| merger.add(r));
-    merger.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn merge_rows(rows: impl IntoIterator<Item = Row>) -> Vec<Row> {
+        let mut merger = RowMerger::default();
+        rows.into_iter().for_each(|r| merger.add(r));
+        merger.finish()
+    }
     use proptest::prelude::*;
     use proto::{Node, Protocol};
 
