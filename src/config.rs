@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aggregator::AggregatorConfig;
+use aggregator::query::Dedup;
 use anyhow::{Context, bail};
 use collector::CollectorConfig;
+use collector::otlp::OtlpConfig;
 use serde::Deserialize;
 
 /// Listener addresses and shutdown behaviour (`[server]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// gRPC listener: Envoy ALS (and OTLP/gRPC later).
+    /// gRPC listener: Envoy ALS and OTLP/gRPC.
     pub grpc_addr: String,
     /// OTLP/HTTP listener.
     pub otlp_http_addr: String,
@@ -64,7 +66,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub collector: CollectorConfig,
+    pub otlp: OtlpConfig,
     pub aggregator: AggregatorConfig,
+    pub dedup: Dedup,
 }
 
 /// The environment prefix of nested keys: `MESHSCOPE__STORE__DATA_DIR=/var/lib/meshscope`.
@@ -137,6 +141,12 @@ impl Config {
         }
         if self.collector.max_message_bytes < 1024 {
             bail!("collector.max_message_bytes must be at least 1024");
+        }
+        if self.otlp.pairing_ttl.is_zero() {
+            bail!("otlp.pairing_ttl must be longer than zero");
+        }
+        if self.otlp.pairing_max_spans == 0 {
+            bail!("otlp.pairing_max_spans must be at least 1");
         }
         if self.store.compact_min_files < 2 {
             bail!("store.compact_min_files must be at least 2");

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod config;
 pub mod sim;
+pub mod traces;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct App {
     grpc: JoinHandle<Result<(), collector::Error>>,
     http: JoinHandle<std::io::Result<()>>,
     otlp_http: JoinHandle<std::io::Result<()>>,
+    otlp_expiry: JoinHandle<()>,
+    otlp: collector::otlp::OtlpReceiver,
     aggregator_task: JoinHandle<aggregator::Result<()>>,
     grace: Duration,
 }
@@ -40,17 +43,6 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding the {what} listener on {addr}"))
-}
-
-/// OTLP/HTTP is bound now so deployments can point at it; span ingestion comes next.
-fn otlp_http_router() -> axum::Router {
-    use axum::http::StatusCode;
-    axum::Router::new().fallback(|| async {
-        (
-            StatusCode::NOT_IMPLEMENTED,
-            axum::Json(serde_json::json!({"error": "OTLP/HTTP trace ingestion is not implemented yet; use Envoy ALS on the gRPC port"})),
-        )
-    })
 }
 
 impl App {
@@ -76,9 +68,17 @@ impl App {
 
         let mut registry = Registry::with_prefix("meshscope");
         let collector_metrics = collector::CollectorMetrics::register(&mut registry);
+        let otlp_metrics = collector::otlp::OtlpMetrics::register(&mut registry);
         let (calls_tx, calls_rx) = aggregator::channel(&config.aggregator);
         let retention = (config.store.retention_days > 0)
             .then(|| Duration::from_secs(u64::from(config.store.retention_days) * 86_400));
+        let otlp = collector::otlp::OtlpReceiver::new(
+            &config.otlp,
+            config.collector.max_message_bytes,
+            calls_tx.clone(),
+            collector_metrics.clone(),
+            otlp_metrics,
+        );
         let (handle, aggregator_task) = aggregator::spawn(
             config.aggregator.clone(),
             store.clone(),
@@ -99,22 +99,37 @@ impl App {
                 calls: calls_tx,
                 metrics: collector_metrics,
                 stop_streams: stopped.clone(),
+                otlp: otlp.clone(),
             },
             wait(stopped.clone()),
         ));
+        let otlp_expiry = tokio::spawn(otlp.clone().run_expiry(stopped.clone()));
+        let before_flush: ui_api::FlushHook = {
+            let otlp = otlp.clone();
+            Arc::new(move || {
+                let otlp = otlp.clone();
+                Box::pin(async move {
+                    // An error means the aggregator stopped; the flush reports that.
+                    let _ = otlp.flush().await;
+                })
+            })
+        };
         let http = tokio::spawn(ui_api::serve(
             http_listener,
             ui_api::ApiState {
                 store,
                 registry,
                 aggregator: Some(handle.clone()),
+                before_flush: Some(before_flush),
+                dedup: Arc::new(config.dedup.clone()),
             },
             wait(stopped.clone()),
         ));
         let otlp_http = tokio::spawn({
             let shutdown = wait(stopped.clone());
+            let router = otlp.http_router();
             async move {
-                axum::serve(otlp_listener, otlp_http_router())
+                axum::serve(otlp_listener, router)
                     .with_graceful_shutdown(shutdown)
                     .await
             }
@@ -130,13 +145,26 @@ impl App {
             grpc,
             http,
             otlp_http,
+            otlp_expiry,
+            otlp,
             aggregator_task,
             grace: config.server.shutdown_grace,
         })
     }
 
-    /// Stops accepting, ends open streams, rolls up and flushes everything received, and
-    /// waits for every task. Errors mean data may not have been written.
+    /// Makes everything received so far queryable: spans still waiting for their pair
+    /// are recorded unpaired, then the aggregator flushes.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        if self.otlp.flush().await.is_err() {
+            anyhow::bail!("the aggregator has stopped");
+        }
+        self.aggregator.flush().await.context("flush")?;
+        Ok(())
+    }
+
+    /// Stops accepting, ends open streams, records spans still waiting for their pair,
+    /// rolls up and flushes everything received, and waits for every task. Errors mean
+    /// data may not have been written.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         info!("shutting down: ending streams and flushing");
         let _ = self.stop.send(true);
@@ -148,19 +176,27 @@ impl App {
                 warn!(grace = ?self.grace, "gRPC connections still open after the grace period; closing them")
             }
         }
+        match tokio::time::timeout(self.grace, self.otlp_http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "OTLP/HTTP server ended with an error"),
+            Ok(Err(e)) => warn!(error = %e, "OTLP/HTTP server task failed"),
+            Err(_) => warn!("OTLP/HTTP server did not stop within the grace period"),
+        }
+        let _ = self.otlp_expiry.await;
+        if self.otlp.flush().await.is_err() {
+            warn!("the aggregator stopped before spans waiting for their pair were recorded");
+        }
         let flushed = self.aggregator.shutdown().await;
         match self.aggregator_task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => error!(error = %e, "aggregator ended with an error"),
             Err(e) => error!(error = %e, "aggregator task failed"),
         }
-        for (name, task) in [("HTTP API", self.http), ("OTLP/HTTP", self.otlp_http)] {
-            match tokio::time::timeout(self.grace, task).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => warn!(error = %e, "{name} server ended with an error"),
-                Ok(Err(e)) => warn!(error = %e, "{name} server task failed"),
-                Err(_) => warn!("{name} server did not stop within the grace period"),
-            }
+        match tokio::time::timeout(self.grace, self.http).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP API server ended with an error"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP API server task failed"),
+            Err(_) => warn!("HTTP API server did not stop within the grace period"),
         }
         flushed.context("final flush")?;
         info!("shutdown complete");

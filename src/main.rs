@@ -100,7 +100,7 @@ async fn serve(args: ServeArgs, demo_rate: Option<u32>) -> anyhow::Result<()> {
         let endpoint = format!("http://127.0.0.1:{}", app.grpc_addr.port());
         let api = format!("http://localhost:{}", app.http_addr.port());
         info!(rate, "demo traffic starting; try: curl -s {api}/api/v1/topology");
-        eprintln!("meshscope demo: simulated bookinfo traffic is flowing. In a few seconds:\n  curl -s {api}/api/v1/topology\n  curl -s {api}/api/v1/services");
+        eprintln!("meshscope demo: simulated bookinfo mesh traffic (Envoy ALS) and a traced shop (OTLP) are flowing. In a few seconds:\n  curl -s {api}/api/v1/topology\n  curl -s {api}/api/v1/services");
         tokio::spawn(sim::run_traffic(endpoint, rate))
     });
     let signal = shutdown_signal().await;

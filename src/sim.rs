@@ -820,7 +820,9 @@ pub(crate) fn now_nanos() -> i64 {
 
 /// Streams live traffic at `rate` user requests per second over long-lived ALS streams,
 /// one per proxy and logger, as Envoy does; a stream that fails is reopened on the next
-/// tick. Runs until aborted.
+/// tick. Alongside, the traced shop of [`crate::traces`] exports OTLP spans over gRPC at
+/// half the rate, and `ratings` exports spans for the mesh's calls into it. Runs until
+/// aborted.
 pub async fn run_traffic(endpoint: String, rate: u32) {
     use std::collections::HashMap;
     use tokio::sync::mpsc;
@@ -837,6 +839,8 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
         1000 / u64::from(ticks_per_second),
     ));
     let per_tick = (rate / ticks_per_second).max(1);
+    let mut shop = crate::traces::Shop::new(now_nanos() as u64 ^ 0x5eed);
+    let mut exporter: Option<crate::traces::Exporter> = None;
     loop {
         tick.tick().await;
         let now = now_nanos();
@@ -844,6 +848,26 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
         let hops: Vec<Hop> = (0..per_tick)
             .flat_map(|i| generator.user_request(now - 200_000_000 + i64::from(i) * spread))
             .collect();
+        let mut spans = crate::traces::Spans::default();
+        shop.mesh_server_spans(&generator.mesh, &hops, &mut spans);
+        for i in 0..per_tick.div_ceil(2) {
+            shop.request(now - 200_000_000 + 2 * i64::from(i) * spread, &mut spans);
+        }
+        if exporter.is_none() {
+            match crate::traces::Exporter::connect(&endpoint).await {
+                Ok(e) => exporter = Some(e),
+                Err(e) => tracing::warn!(error = %e, "demo traces could not connect"),
+            }
+        }
+        if let Some(e) = exporter.as_mut() {
+            for request in spans.requests(512) {
+                if let Err(err) = e.export(request).await {
+                    tracing::warn!(error = %err, "demo trace export failed; reconnecting");
+                    exporter = None;
+                    break;
+                }
+            }
+        }
         for (proxy, log) in entries(&generator.mesh, &hops) {
             for tcp in [false, true] {
                 if (tcp && log.tcp.is_empty()) || (!tcp && log.http.is_empty()) {

@@ -532,3 +532,158 @@ async fn legacy_flatbuffers_peers_name_the_caller() {
     assert_eq!(calls("unknown"), anonymous, "{topo}");
     stack.stop().await;
 }
+
+/// `ratings.default` is meshed *and* instrumented: its sidecar and its spans report every
+/// call into it. By default the mesh counts (one source per destination), so ratings and
+/// its inbound edges show the mesh's figures exactly once; the spans still add what only
+/// they know: ratings' MongoDB queries. With `[dedup.services] "ratings.default" = "trace"`
+/// the spans count instead, and the mesh's edges into ratings give way to the trace's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instrumented_meshed_service_is_counted_once() {
+    use common::otel;
+    use opentelemetry::trace::{
+        Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    };
+    use opentelemetry::{Context, KeyValue};
+
+    for prefer_trace in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = common::config(dir.path());
+        if prefer_trace {
+            config
+                .dedup
+                .services
+                .insert("ratings.default".into(), proto::Source::Trace);
+        }
+        let stack = common::start(config).await;
+        let (mesh, hops, start) = scenario(11, 200);
+        sim::send_all(&stack.grpc, &mesh, &hops)
+            .await
+            .expect("send");
+
+        let into_ratings: Vec<&Hop> = hops
+            .iter()
+            .filter(
+                |h| matches!(h.server, Target::Workload(w) if mesh.workloads[w].app == "ratings"),
+            )
+            .collect();
+        assert!(into_ratings.len() > 20, "the scenario calls ratings");
+        let mut providers = BTreeMap::new();
+        for hop in &into_ratings {
+            let Target::Workload(w) = hop.server else {
+                unreachable!()
+            };
+            let pod = mesh.workloads[w].pod.clone();
+            providers.entry(pod.clone()).or_insert_with(|| {
+                otel::provider(&stack, otel::Transport::Grpc, "ratings", "default", &pod)
+            });
+        }
+        let mut db = Expect {
+            client_seen: true,
+            ..Expect::default()
+        };
+        let mut traced = Expect {
+            server_seen: true,
+            ..Expect::default()
+        };
+        for (i, hop) in into_ratings.iter().enumerate() {
+            let Target::Workload(w) = hop.server else {
+                unreachable!()
+            };
+            let tracer = providers[&mesh.workloads[w].pod].tracer("ratings");
+            // The caller's span belongs to a tracer that exports elsewhere.
+            let parent =
+                Context::new().with_remote_span_context(otel::foreign_parent(i as u64 + 1));
+            let t = hop.start_unix_nanos;
+            let mut server = tracer
+                .span_builder("GET /ratings/{id}")
+                .with_kind(SpanKind::Server)
+                .with_start_time(otel::at(t))
+                .with_attributes(vec![
+                    KeyValue::new("http.request.method", hop.method),
+                    KeyValue::new("http.route", "/ratings/{id}"),
+                ])
+                .start_with_context(&tracer, &parent);
+            if hop.is_error() {
+                server.set_status(Status::error("failed"));
+            }
+            let cx = Context::new().with_remote_span_context(server.span_context().clone());
+            let query = hop.server_latency_nanos / 2;
+            let mut q = tracer
+                .span_builder("find ratings")
+                .with_kind(SpanKind::Client)
+                .with_start_time(otel::at(t + 1000))
+                .with_attributes(vec![
+                    KeyValue::new("db.system", "mongodb"),
+                    KeyValue::new("db.namespace", "ratings"),
+                ])
+                .start_with_context(&tracer, &cx);
+            q.end_with_timestamp(otel::at(t + 1000 + query as i64));
+            server.end_with_timestamp(otel::at(t + hop.server_latency_nanos as i64));
+            for (e, latency, error) in [
+                (&mut db, query, false),
+                (&mut traced, hop.server_latency_nanos, hop.is_error()),
+            ] {
+                e.calls += 1;
+                e.errors += u64::from(error);
+                e.latencies.push(latency);
+                if !error {
+                    e.apdex_points += if latency <= APDEX_T {
+                        1.0
+                    } else if latency <= 4 * APDEX_T {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        otel::finish(providers.into_values().collect()).await;
+        stack.flush().await;
+
+        let (mut edges, services, _) = expected(&mesh, &hops);
+        edges.insert(
+            (
+                "ratings.default".into(),
+                "mongodb/ratings".into(),
+                "database".into(),
+            ),
+            db.clone(),
+        );
+        if prefer_trace {
+            edges.retain(|(_, s, _), _| s != "ratings.default");
+            edges.insert(
+                ("unknown".into(), "ratings.default".into(), "http".into()),
+                traced.clone(),
+            );
+        }
+        let topo = stack
+            .ok(&format!("/api/v1/topology?{}", window(start)))
+            .await;
+        check_all_edges(&topo, &edges);
+        for e in topo["edges"].as_array().expect("edges") {
+            let traced_edge = e["target"] == "mongodb/ratings"
+                || (prefer_trace && e["target"] == "ratings.default");
+            let want = if traced_edge { "trace" } else { "mesh" };
+            assert_eq!(e["telemetry"], want, "{e}");
+        }
+        let listed = stack
+            .ok(&format!("/api/v1/services?{}", window(start)))
+            .await;
+        let ratings = listed["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .find(|s| s["name"] == "ratings.default")
+            .expect("ratings listed")
+            .clone();
+        let want = if prefer_trace {
+            traced.clone()
+        } else {
+            services["ratings.default"].clone()
+        };
+        assert_eq!(want.calls, into_ratings.len() as u64);
+        check_metrics("service ratings.default", &ratings, &want);
+        stack.stop().await;
+    }
+}

@@ -5,10 +5,27 @@
 //! each entity, if any server-side row exists in the window the server side is used,
 //! otherwise the client side. The choice is made over the whole window, never per minute,
 //! so a call whose two reports straddle a minute boundary is still counted once.
+//!
+//! The source rule: a meshed service that is also instrumented reports each request twice,
+//! through Envoy ALS (`mesh`) and as spans (`trace`). Every figure about calls *into* a
+//! destination service — its service, instance and endpoint metrics and all its inbound
+//! edges — comes from one source, chosen per destination over the whole window:
+//! 1. the preferred source (default `mesh`, configurable per service) if it has
+//!    server-side reports for the destination (the destination reports itself there);
+//! 2. else the other source if it has server-side reports;
+//! 3. else (only callers report it: databases, external hosts, uninstrumented unmeshed
+//!    services) the preferred source if it has any report, else the other.
+//!
+//! A source that hears the destination itself sees all of its inbound calls, so rules 1–2
+//! lose nothing; the side rule then applies within the chosen source.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use foldhash::HashMap;
+use serde::Deserialize;
 
-use proto::Side;
+use proto::{Side, Source};
 
 use crate::Result;
 use crate::metrics::Metrics;
@@ -41,6 +58,138 @@ impl Window {
     }
 }
 
+/// Which source counts when the mesh and traces both report calls into a service
+/// (`[dedup]` in the config file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dedup {
+    /// The source preferred for every destination: `mesh` (default) or `trace`.
+    pub prefer: Source,
+    /// Per-service exceptions: `"checkout.shop" = "trace"`.
+    pub services: BTreeMap<String, Source>,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup {
+            prefer: Source::Mesh,
+            services: BTreeMap::new(),
+        }
+    }
+}
+
+impl Dedup {
+    /// The preferred source for `service`.
+    pub fn preferred(&self, service: &str) -> Source {
+        self.services.get(service).copied().unwrap_or(self.prefer)
+    }
+}
+
+/// What the store holds for one destination: per source, whether it has server-side
+/// reports and whether it has any.
+#[derive(Debug, Default, Clone, Copy)]
+struct Heard {
+    server: [bool; 2],
+    any: [bool; 2],
+}
+
+impl Heard {
+    fn choose(self, preferred: Source) -> Source {
+        let other = preferred.other();
+        let (p, o) = (preferred as usize, other as usize);
+        if self.server[p] {
+            preferred
+        } else if self.server[o] {
+            other
+        } else if self.any[p] || !self.any[o] {
+            preferred
+        } else {
+            other
+        }
+    }
+}
+
+/// The source chosen per destination service for one window (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SourceChoice {
+    chosen: HashMap<Arc<str>, Source>,
+    dedup: Dedup,
+}
+
+impl SourceChoice {
+    /// The source counted for calls into `service`.
+    pub fn of(&self, service: &str) -> Source {
+        match self.chosen.get(service) {
+            Some(s) => *s,
+            // Reports that arrived after the choice was made: the preferred source.
+            None => self.dedup.preferred(service),
+        }
+    }
+
+    /// Reads the service table once and chooses a source per destination; with `service`,
+    /// only for that one.
+    pub async fn load(
+        store: &dyn Store,
+        dedup: &Dedup,
+        window: Window,
+        service: Option<&str>,
+    ) -> Result<SourceChoice> {
+        let rows = store
+            .scan(&ScanRequest {
+                table: Table::Service,
+                start_minute: window.start_minute,
+                end_minute: window.end_minute,
+                filters: service.map(|s| (0, s.to_string())).into_iter().collect(),
+                by_minute: false,
+            })
+            .await?;
+        let mut heard: HashMap<Arc<str>, Heard> = HashMap::default();
+        for r in rows {
+            let h = heard.entry(r.key.keys[0].clone()).or_default();
+            let i = r.key.source as usize;
+            h.any[i] = true;
+            h.server[i] |= r.key.side == Side::Server;
+        }
+        let chosen = heard
+            .into_iter()
+            .map(|(name, h)| {
+                let pick = h.choose(dedup.preferred(&name));
+                (name, pick)
+            })
+            .collect();
+        Ok(SourceChoice {
+            chosen,
+            dedup: dedup.clone(),
+        })
+    }
+}
+
+/// The key column naming the destination service of a table's rows.
+fn destination_key(table: Table) -> usize {
+    match table {
+        Table::Service | Table::Instance | Table::Endpoint => 0,
+        Table::ServiceRelation => 1,
+        Table::InstanceRelation => 2,
+    }
+}
+
+/// Chooses sources for a query on `table` with `filters`: only for the filtered
+/// destination when the filters name one.
+async fn choice_for(
+    store: &dyn Store,
+    dedup: &Dedup,
+    table: Table,
+    window: Window,
+    filters: &[(usize, String)],
+) -> Result<SourceChoice> {
+    let dest = destination_key(table);
+    let service = filters
+        .iter()
+        .find(|(k, _)| *k == dest)
+        .map(|(_, v)| v.as_str());
+    SourceChoice::load(store, dedup, window, service).await
+}
+
 /// One entity's merged metrics over a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entity {
@@ -50,6 +199,8 @@ pub struct Entity {
     /// Which sides reported it (`detect_points`).
     pub client_seen: bool,
     pub server_seen: bool,
+    /// The source the figures come from (see the source rule).
+    pub source: Source,
     /// Metrics from the chosen side.
     pub metrics: Metrics,
 }
@@ -61,9 +212,13 @@ struct Sides {
     server: Option<Metrics>,
 }
 
-fn fold_sides(rows: Vec<Row>) -> HashMap<Keys, Sides> {
+fn fold_sides(rows: Vec<Row>, table: Table, choice: &SourceChoice) -> HashMap<Keys, Sides> {
+    let dest = destination_key(table);
     let mut by_key: HashMap<Keys, Sides> = HashMap::default();
     for row in rows {
+        if row.key.source != choice.of(&row.key.keys[dest]) {
+            continue;
+        }
         let e = by_key.entry(row.key.keys).or_default();
         e.flags |= row.flags;
         let slot = match row.key.side {
@@ -76,13 +231,17 @@ fn fold_sides(rows: Vec<Row>) -> HashMap<Keys, Sides> {
     by_key
 }
 
-/// Entities of `table` in `window` matching `filters`, one per key, side rule applied.
+/// Entities of `table` in `window` matching `filters`, one per key, source and side
+/// rules applied.
 pub async fn entities(
     store: &dyn Store,
+    dedup: &Dedup,
     table: Table,
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<Entity>> {
+    let choice = choice_for(store, dedup, table, window, &filters).await?;
+    let dest = destination_key(table);
     let rows = store
         .scan(&ScanRequest {
             table,
@@ -92,9 +251,10 @@ pub async fn entities(
             by_minute: false,
         })
         .await?;
-    let mut out: Vec<Entity> = fold_sides(rows)
+    let mut out: Vec<Entity> = fold_sides(rows, table, &choice)
         .into_iter()
         .map(|(keys, s)| Entity {
+            source: choice.of(&keys[dest]),
             keys,
             flags: s.flags,
             client_seen: s.client.is_some(),
@@ -107,14 +267,17 @@ pub async fn entities(
 }
 
 /// Per-minute metrics of the rows of `table` matching `filters`, summed over all matching
-/// keys, with the side rule decided per key over the whole window. Minutes without data
-/// are absent.
+/// keys, with the source and side rules decided per key over the whole window. Minutes
+/// without data are absent.
 pub async fn series(
     store: &dyn Store,
+    dedup: &Dedup,
     table: Table,
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<(i64, Metrics)>> {
+    let choice = choice_for(store, dedup, table, window, &filters).await?;
+    let dest = destination_key(table);
     let rows = store
         .scan(&ScanRequest {
             table,
@@ -124,6 +287,10 @@ pub async fn series(
             by_minute: true,
         })
         .await?;
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| r.key.source == choice.of(&r.key.keys[dest]))
+        .collect();
     let mut server_keys = std::collections::HashSet::new();
     for r in &rows {
         if r.key.side == Side::Server {
@@ -147,6 +314,26 @@ pub async fn series(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_that_hears_the_destination_itself_wins() {
+        let heard = |server: [bool; 2], any: [bool; 2]| Heard { server, any };
+        use Source::{Mesh, Trace};
+        // Both hear it as a server: the preference decides.
+        let both = heard([true, true], [true, true]);
+        assert_eq!(both.choose(Mesh), Mesh);
+        assert_eq!(both.choose(Trace), Trace);
+        // Only the traces hear it as a server (an instrumented service outside the mesh
+        // that meshed callers reach): traces, whatever the preference.
+        let traced = heard([false, true], [true, true]);
+        assert_eq!(traced.choose(Mesh), Trace);
+        // Only callers report it: the preferred source when it has anything.
+        let callers = heard([false, false], [true, true]);
+        assert_eq!(callers.choose(Mesh), Mesh);
+        assert_eq!(callers.choose(Trace), Trace);
+        let trace_callers = heard([false, false], [false, true]);
+        assert_eq!(trace_callers.choose(Mesh), Trace);
+    }
 
     #[test]
     fn window_rounds_to_minutes_starting_inside() {

@@ -9,7 +9,7 @@
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
-use proto::{Call, Side};
+use proto::{Call, Protocol, Side, Source};
 
 use crate::metrics::{Metrics, Observation};
 use crate::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Keys, MAX_KEYS, Table};
@@ -20,6 +20,7 @@ pub struct RowKey {
     /// Unix seconds of the minute start.
     pub minute: i64,
     pub side: Side,
+    pub source: Source,
     pub keys: Keys,
 }
 
@@ -83,10 +84,11 @@ struct Names {
     names: Vec<Arc<str>>,
 }
 
-/// Fixed ids: the empty key slot, the three protocols, and the overflow name.
+/// Fixed ids: the empty key slot, the overflow name, and the protocols (from 2 on, in
+/// [`Protocol::ALL`] order).
 const ID_EMPTY: u32 = 0;
-const ID_PROTOCOLS: [u32; 3] = [1, 2, 3];
-const ID_OVERFLOW: u32 = 4;
+const ID_OVERFLOW: u32 = 1;
+const ID_FIRST_PROTOCOL: u32 = 2;
 
 /// Past this many names, the table is rebuilt at the next flush (pods come and go).
 const NAMES_RESET: usize = 1 << 16;
@@ -97,8 +99,11 @@ impl Names {
             ids: HashMap::default(),
             names: Vec::new(),
         };
-        for s in ["", "http", "grpc", "tcp", OVERFLOW_ENDPOINT] {
+        for s in ["", OVERFLOW_ENDPOINT] {
             n.id(&Arc::from(s));
+        }
+        for p in Protocol::ALL {
+            n.id(&Arc::from(p.as_str()));
         }
         n
     }
@@ -124,6 +129,7 @@ impl Names {
 struct IdKey {
     minute: i64,
     side: Side,
+    source: Source,
     ids: [u32; MAX_KEYS],
 }
 
@@ -209,7 +215,7 @@ impl Rollups {
             0
         };
         let flags = client_flag | server_flag;
-        let protocol = ID_PROTOCOLS[call.protocol as usize];
+        let protocol = ID_FIRST_PROTOCOL + call.protocol as u32;
         let mut applied = Applied::default();
         let server_over = self.service_overflows(&call.server.service);
         let client_over = self.service_overflows(&call.client.service);
@@ -227,6 +233,7 @@ impl Rollups {
         let key = |ids| IdKey {
             minute,
             side: call.side,
+            source: call.source,
             ids,
         };
         let e0 = ID_EMPTY;
@@ -285,6 +292,7 @@ impl Rollups {
                     key: RowKey {
                         minute: key.minute,
                         side: key.side,
+                        source: key.source,
                         keys: key.ids.map(|id| names.name(id)),
                     },
                     flags,
@@ -309,6 +317,7 @@ impl Rollups {
                 let key = IdKey {
                     minute: row.key.minute,
                     side: row.key.side,
+                    source: row.key.source,
                     ids: row.key.keys.each_ref().map(|k| self.names.id(k)),
                 };
                 let e = self.tables[table as usize]
@@ -381,6 +390,11 @@ mod tests {
             } else {
                 Side::Server
             },
+            source: if i.is_multiple_of(5) {
+                Source::Trace
+            } else {
+                Source::Mesh
+            },
             client: Node::real(Arc::from(names[(i % 3) as usize]), None),
             server: Node::real(
                 Arc::from(names[((i / 3) % 3) as usize]),
@@ -406,7 +420,12 @@ mod tests {
 
     fn sorted(mut rows: Vec<Row>) -> Vec<(RowKey, u8, Metrics)> {
         rows.sort_by(|a, b| {
-            (a.key.minute, a.key.side, &a.key.keys).cmp(&(b.key.minute, b.key.side, &b.key.keys))
+            (a.key.minute, a.key.side, a.key.source, &a.key.keys).cmp(&(
+                b.key.minute,
+                b.key.side,
+                b.key.source,
+                &b.key.keys,
+            ))
         });
         rows.into_iter()
             .map(|r| (r.key, r.flags, r.metrics))

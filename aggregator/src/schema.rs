@@ -1,7 +1,7 @@
 //! The rollup tables and their column names, shared by every store backend.
 //!
 //! Every table has the same shape: `minute` (unix seconds of the minute start, UTC),
-//! `side` (`client` / `server`: which proxy reported), up to [`MAX_KEYS`] string key
+//! `side` (`client` / `server`: which proxy reported), `source` (`mesh` / `trace`), up to [`MAX_KEYS`] string key
 //! columns, `flags`, and the metric columns of [`crate::metrics::Metrics`].
 
 use std::sync::Arc;
@@ -13,6 +13,8 @@ pub const MAX_KEYS: usize = 5;
 pub const MINUTE: &str = "minute";
 /// Column: `client` or `server`, the side that reported.
 pub const SIDE: &str = "side";
+/// Column: `mesh` or `trace`, the telemetry that reported (null in older files: `mesh`).
+pub const SOURCE: &str = "source";
 /// Bit 0: the client node is real; bit 1: the server node (the service itself) is real.
 pub const FLAGS: &str = "flags";
 // Metric columns: the fields of `Metrics` of the same names.

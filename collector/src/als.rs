@@ -19,7 +19,7 @@ use proto::als::{
     StreamAccessLogsMessage, TCP_FINAL_LOG_TYPES, TcpAccessLogEntry, method_name,
 };
 use proto::channel::CallSender;
-use proto::{Call, CallBatch, Node, Protocol, Side, UNKNOWN};
+use proto::{Call, CallBatch, Node, Protocol, Side, Source, UNKNOWN};
 use tokio::sync::watch;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tonic::{Code, Status};
@@ -496,6 +496,7 @@ impl StreamDecoder {
         let call = Call {
             start_unix_nanos: start_nanos(common),
             side,
+            source: Source::Mesh,
             client,
             server,
             endpoint: endpoint.map(Arc::from),
@@ -543,6 +544,7 @@ impl StreamDecoder {
         out.push(Call {
             start_unix_nanos: start_nanos(common),
             side,
+            source: Source::Mesh,
             client,
             server,
             endpoint: None,

@@ -1,14 +1,16 @@
-//! Receivers: gRPC (and later HTTP) servers that turn telemetry into [`proto::Call`]
-//! batches.
+//! Receivers: gRPC and HTTP servers that turn telemetry into [`proto::Call`] batches.
 //!
-//! In: Envoy access-log streams (`envoy.service.accesslog.v3.AccessLogService`).
-//! Out: `Vec<Call>` batches on a bounded channel to the aggregator. A full channel slows
-//! the streams down (backpressure); a closed one answers `UNAVAILABLE`.
+//! In: Envoy access-log streams (`envoy.service.accesslog.v3.AccessLogService`) and OTLP
+//! trace exports (`opentelemetry.proto.collector.trace.v1.TraceService` on the same gRPC
+//! listener, `POST /v1/traces` on the OTLP/HTTP one). Out: `Vec<Call>` batches on a
+//! bounded channel to the aggregator. A full channel slows the senders down
+//! (backpressure); a closed one answers `UNAVAILABLE`.
 
 pub mod als;
 pub mod flatnode;
 pub mod metrics;
 pub mod naming;
+pub mod otlp;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -57,6 +59,8 @@ pub struct Deps {
     pub metrics: CollectorMetrics,
     /// Turns true when open streams should end (they end with OK; Envoy reconnects).
     pub stop_streams: watch::Receiver<bool>,
+    /// The OTLP receiver, shared with the OTLP/HTTP listener.
+    pub otlp: otlp::OtlpReceiver,
 }
 
 /// Serves the gRPC listener until `shutdown` completes.
@@ -75,6 +79,7 @@ pub async fn serve_grpc(
     );
     tonic::transport::Server::builder()
         .add_service(als)
+        .add_service(deps.otlp.grpc_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -78,7 +78,8 @@ pub fn is_id_like(seg: &str) -> bool {
         && seg.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
-fn truncate(mut s: String) -> String {
+/// Cuts `s` to [`MAX_ENDPOINT_LEN`] bytes at a character boundary.
+pub fn truncate(mut s: String) -> String {
     if s.len() > MAX_ENDPOINT_LEN {
         let mut cut = MAX_ENDPOINT_LEN;
         while !s.is_char_boundary(cut) {

@@ -39,21 +39,78 @@ impl Side {
     }
 }
 
-/// The application protocol of a call.
+/// Which telemetry a report came from.
+///
+/// A meshed service that is also instrumented reports each request twice, once through
+/// its sidecar and once as spans. Reports keep their source so that queries can count
+/// every destination from one source only (see `aggregator::query`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Envoy access logs (the service mesh).
+    Mesh,
+    /// OpenTelemetry spans.
+    Trace,
+}
+
+impl Source {
+    /// Both sources, in storage order.
+    pub const ALL: [Source; 2] = [Source::Mesh, Source::Trace];
+
+    /// The lowercase name used in storage, configuration and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Mesh => "mesh",
+            Source::Trace => "trace",
+        }
+    }
+
+    /// Parses the storage name back; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// The other source.
+    pub fn other(self) -> Source {
+        match self {
+            Source::Mesh => Source::Trace,
+            Source::Trace => Source::Mesh,
+        }
+    }
+}
+
+/// The application protocol of a call (the `connection_type` of an edge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     Http,
     Grpc,
     Tcp,
+    /// A message handed from a producer to a consumer through a broker.
+    Messaging,
+    /// A database query (a client span with `db.system`).
+    Database,
 }
 
 impl Protocol {
+    /// Every protocol, in id order.
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Http,
+        Protocol::Grpc,
+        Protocol::Tcp,
+        Protocol::Messaging,
+        Protocol::Database,
+    ];
+
     /// The lowercase name used in storage and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
             Protocol::Grpc => "grpc",
             Protocol::Tcp => "tcp",
+            Protocol::Messaging => "messaging",
+            Protocol::Database => "database",
         }
     }
 }
@@ -72,6 +129,9 @@ pub struct Node {
 
 /// Name of the virtual node standing for a caller or callee that could not be identified.
 pub const UNKNOWN: &str = "unknown";
+
+/// Name of the virtual node standing for the caller of a trace's root span.
+pub const USER: &str = "user";
 
 impl Node {
     /// A mesh workload.
@@ -105,6 +165,8 @@ pub struct Call {
     pub start_unix_nanos: i64,
     /// Which side reported it.
     pub side: Side,
+    /// Which telemetry reported it.
+    pub source: Source,
     /// The caller.
     pub client: Node,
     /// The callee.
@@ -139,6 +201,7 @@ mod tests_support {
         Call {
             start_unix_nanos: 0,
             side: Side::Server,
+            source: Source::Mesh,
             client: Node::unknown(),
             server: Node::unknown(),
             endpoint: None,

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod otel;
+
 use std::path::Path;
 
 use meshscope::{App, Config};
@@ -12,6 +14,8 @@ pub struct Stack {
     pub app: App,
     pub grpc: String,
     pub http: String,
+    /// OTLP/HTTP base URL.
+    pub otlp_http: String,
 }
 
 pub fn config(dir: &Path) -> Config {
@@ -28,13 +32,14 @@ pub async fn start(config: Config) -> Stack {
     Stack {
         grpc: format!("http://127.0.0.1:{}", app.grpc_addr.port()),
         http: format!("http://127.0.0.1:{}", app.http_addr.port()),
+        otlp_http: format!("http://127.0.0.1:{}", app.otlp_http_addr.port()),
         app,
     }
 }
 
 impl Stack {
     pub async fn flush(&self) {
-        self.app.aggregator.flush().await.expect("flush");
+        self.app.flush().await.expect("flush");
     }
 
     pub async fn get(&self, path_and_query: &str) -> (u16, Value) {

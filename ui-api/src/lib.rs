@@ -9,9 +9,12 @@ mod error;
 mod params;
 mod views;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use aggregator::Handle;
+use aggregator::query::Dedup;
 use aggregator::store::Store;
 use axum::Router;
 use axum::routing::{get, post};
@@ -26,7 +29,16 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// When set, `POST /api/v1/admin/flush` makes pending data queryable at once.
     pub aggregator: Option<Handle>,
+    /// Runs before an admin flush: receivers hand over what they buffer (spans still
+    /// waiting for their pair are recorded as unpaired).
+    pub before_flush: Option<FlushHook>,
+    /// Which source counts when the mesh and traces both report a service.
+    pub dedup: Arc<Dedup>,
 }
+
+/// Work run before an admin flush.
+pub type FlushHook =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> + Send + Sync>;
 
 /// The API router.
 pub fn router(state: ApiState) -> Router {

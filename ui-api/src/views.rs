@@ -51,6 +51,9 @@ pub struct Flushed {
 
 pub async fn flush(State(state): State<ApiState>) -> ApiResult<Flushed> {
     let handle = state.aggregator.ok_or(ApiError::NoAggregator)?;
+    if let Some(hook) = &state.before_flush {
+        hook().await;
+    }
     handle.flush().await?;
     Ok(Json(Flushed { flushed: true }))
 }
@@ -89,7 +92,7 @@ async fn nodes(
 ) -> Result<BTreeMap<String, (bool, Metrics)>, ApiError> {
     let store = state.store.as_ref();
     let mut nodes: BTreeMap<String, (bool, Metrics)> = BTreeMap::new();
-    for e in query::entities(store, Table::Service, w, vec![]).await? {
+    for e in query::entities(store, &state.dedup, Table::Service, w, vec![]).await? {
         nodes.insert(
             e.keys[0].to_string(),
             (e.flags & FLAG_SERVER_REAL != 0, e.metrics),
@@ -106,7 +109,14 @@ async fn nodes(
 
 pub async fn services(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> ApiResult<Services> {
     let w = params::window(&p)?;
-    let edges = query::entities(state.store.as_ref(), Table::ServiceRelation, w, vec![]).await?;
+    let edges = query::entities(
+        state.store.as_ref(),
+        &state.dedup,
+        Table::ServiceRelation,
+        w,
+        vec![],
+    )
+    .await?;
     let services = nodes(&state, w, &edges)
         .await?
         .into_iter()
@@ -145,7 +155,14 @@ async fn children(
 ) -> Result<Vec<Named>, ApiError> {
     let service = params::check_name("service", service)?;
     let w = params::window(p)?;
-    let list = query::entities(state.store.as_ref(), table, w, vec![(0, service)]).await?;
+    let list = query::entities(
+        state.store.as_ref(),
+        &state.dedup,
+        table,
+        w,
+        vec![(0, service)],
+    )
+    .await?;
     Ok(list
         .into_iter()
         .map(|e| Named {
@@ -190,6 +207,8 @@ pub struct EdgeView {
     protocol: String,
     mtls: bool,
     detect_points: Vec<&'static str>,
+    /// `mesh` or `trace`: the telemetry the figures come from.
+    telemetry: &'static str,
     #[serde(flatten)]
     metrics: Summary,
 }
@@ -219,6 +238,7 @@ fn edge_view(e: &Entity, source: String, target: String, protocol: String, w: &W
         protocol,
         mtls: e.metrics.mtls_calls > 0,
         detect_points: detect_points(e),
+        telemetry: e.source.as_str(),
         metrics: e.metrics.summary(minutes(w)),
     }
 }
@@ -261,8 +281,14 @@ pub async fn topology(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> A
     if p.contains_key("depth") && focus.is_none() {
         return Err(bad("depth needs service"));
     }
-    let mut edges =
-        query::entities(state.store.as_ref(), Table::ServiceRelation, w, vec![]).await?;
+    let mut edges = query::entities(
+        state.store.as_ref(),
+        &state.dedup,
+        Table::ServiceRelation,
+        w,
+        vec![],
+    )
+    .await?;
     let all_nodes = nodes(&state, w, &edges).await?;
     let mut keep: BTreeSet<String> = all_nodes.keys().cloned().collect();
     if let Some(focus) = &focus {
@@ -322,17 +348,23 @@ pub async fn topology_instances(
     let store = state.store.as_ref();
     let edges = query::entities(
         store,
+        &state.dedup,
         Table::InstanceRelation,
         w,
         vec![(0, client.clone()), (2, server.clone())],
     )
     .await?;
-    let server_metrics: HashMap<String, Metrics> =
-        query::entities(store, Table::Instance, w, vec![(0, server.clone())])
-            .await?
-            .into_iter()
-            .map(|e| (e.keys[1].to_string(), e.metrics))
-            .collect();
+    let server_metrics: HashMap<String, Metrics> = query::entities(
+        store,
+        &state.dedup,
+        Table::Instance,
+        w,
+        vec![(0, server.clone())],
+    )
+    .await?
+    .into_iter()
+    .map(|e| (e.keys[1].to_string(), e.metrics))
+    .collect();
     let mut nodes: BTreeMap<String, NodeView> = BTreeMap::new();
     let mut edge_views = Vec::new();
     for e in &edges {
@@ -469,7 +501,7 @@ pub async fn timeseries(State(state): State<ApiState>, ApiQuery(p): ApiQuery) ->
             )));
         }
     };
-    let series = query::series(state.store.as_ref(), table, w, filters).await?;
+    let series = query::series(state.store.as_ref(), &state.dedup, table, w, filters).await?;
     let mut buckets: BTreeMap<i64, Metrics> = BTreeMap::new();
     let mut t = w.start_minute;
     while t < w.end_minute {

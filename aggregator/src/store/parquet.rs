@@ -29,7 +29,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{ParquetReadOptions, col, lit};
 use futures::StreamExt;
-use proto::Side;
+use proto::{Side, Source};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
@@ -130,6 +130,8 @@ pub fn arrow_schema(table: Table) -> SchemaRef {
     let mut fields = vec![
         Field::new(schema::MINUTE, DataType::Int64, false),
         Field::new(schema::SIDE, DataType::Utf8, false),
+        // Nullable: files written before sources existed lack the column; null is `mesh`.
+        Field::new(schema::SOURCE, DataType::Utf8, true),
     ];
     for k in table.keys() {
         fields.push(Field::new(*k, DataType::Utf8, false));
@@ -173,6 +175,9 @@ fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch> {
         )),
         Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| r.key.side.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.key.source.as_str()),
         )),
     ];
     for k in 0..table.keys().len() {
@@ -226,6 +231,11 @@ fn from_record_batch(
     let minute = minute.as_primitive::<Int64Type>();
     let side = column(batch, schema::SIDE, &DataType::Utf8)?;
     let side = side.as_string::<i32>();
+    let source = match batch.column_by_name(schema::SOURCE) {
+        Some(_) => Some(column(batch, schema::SOURCE, &DataType::Utf8)?),
+        None => None,
+    };
+    let source = source.as_ref().map(|s| s.as_string::<i32>());
     let keys: Vec<ArrayRef> = table
         .keys()
         .iter()
@@ -251,6 +261,11 @@ fn from_record_batch(
     for i in 0..n {
         let side = Side::parse(side.value(i))
             .ok_or_else(|| Error::Schema(format!("bad side {:?}", side.value(i))))?;
+        let source = match source {
+            Some(s) if s.is_valid(i) => Source::parse(s.value(i))
+                .ok_or_else(|| Error::Schema(format!("bad source {:?}", s.value(i))))?,
+            _ => Source::Mesh,
+        };
         let mut row_keys: Keys = std::array::from_fn(|_| empty.clone());
         for (slot, k) in row_keys.iter_mut().zip(&keys).take(MAX_KEYS) {
             let v = k.as_string::<i32>().value(i);
@@ -274,6 +289,7 @@ fn from_record_batch(
             key: RowKey {
                 minute: minute.value(i),
                 side,
+                source,
                 keys: row_keys,
             },
             flags: flags.value(i),
@@ -781,6 +797,11 @@ mod tests {
     use proto::{Call, Node, Protocol};
 
     fn batch(minutes: &[i64], calls_per_minute: u64) -> RowBatch {
+        sourced_batch(minutes, calls_per_minute, false)
+    }
+
+    /// With `mixed`, every other call is a trace report.
+    fn sourced_batch(minutes: &[i64], calls_per_minute: u64, mixed: bool) -> RowBatch {
         let mut r = Rollups::new(RollupSettings {
             apdex_t_nanos: 500_000_000,
             max_endpoints_per_service: 10,
@@ -791,6 +812,11 @@ mod tests {
                 let call = Call {
                     start_unix_nanos: m * 1_000_000_000,
                     side: Side::Server,
+                    source: if mixed && i % 2 == 1 {
+                        Source::Trace
+                    } else {
+                        Source::Mesh
+                    },
                     client: Node::real(Arc::from("a.ns"), Some(Arc::from("a-1"))),
                     server: Node::real(Arc::from("b.ns"), Some(Arc::from("b-1"))),
                     endpoint: Some(Arc::from("GET /x")),
@@ -904,6 +930,64 @@ mod tests {
         assert!(store.scan(&req).await.expect("scan").is_empty());
         req.filters = vec![(1, "b.ns".into())];
         assert_eq!(store.scan(&req).await.expect("scan").len(), 3);
+    }
+
+    /// Files written before the `source` column existed read back as mesh reports.
+    #[tokio::test]
+    async fn files_without_a_source_column_read_as_mesh() {
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+            store
+                .write(Arc::new(sourced_batch(&[60, 120], 4, true)))
+                .await
+                .expect("write");
+        }
+        let mut rewritten = 0;
+        for table in Table::ALL {
+            let table_dir = dir.path().join(table.name());
+            for day in std::fs::read_dir(&table_dir).expect("table dir").flatten() {
+                for file in std::fs::read_dir(day.path()).expect("day dir").flatten() {
+                    let f = std::fs::File::open(file.path()).expect("open file");
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                        .expect("reader")
+                        .build()
+                        .expect("build");
+                    let mut writer = None;
+                    for b in reader {
+                        let b = b.expect("batch");
+                        let keep: Vec<usize> = (0..b.num_columns())
+                            .filter(|&i| b.schema().field(i).name() != schema::SOURCE)
+                            .collect();
+                        let old = b.project(&keep).expect("project");
+                        writer
+                            .get_or_insert_with(|| {
+                                ArrowWriter::try_new(Vec::new(), old.schema(), None)
+                                    .expect("writer")
+                            })
+                            .write(&old)
+                            .expect("write");
+                    }
+                    let out = writer
+                        .expect("a file has a batch")
+                        .into_inner()
+                        .expect("finish");
+                    std::fs::write(file.path(), out).expect("rewrite");
+                    rewritten += 1;
+                }
+            }
+        }
+        assert!(rewritten >= 5);
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("reopen");
+        let rows = store.scan(&scan_all(Table::Service)).await.expect("scan");
+        assert_eq!(
+            rows.len(),
+            1,
+            "the two sources collapse into mesh: {rows:?}"
+        );
+        assert_eq!(rows[0].key.source, Source::Mesh);
+        assert_eq!(rows[0].metrics.calls, 8);
     }
 
     #[test]
