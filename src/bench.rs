@@ -205,6 +205,82 @@ async fn stream_cycle(
     Ok(sent)
 }
 
+/// A `meshscope serve` child process on loopback ports with a temporary data dir.
+struct Server {
+    child: tokio::process::Child,
+    pid: u32,
+    http: String,
+    endpoint: String,
+    dir: PathBuf,
+}
+
+impl Server {
+    /// Starts `exe` (default: this executable) and waits until it is healthy.
+    async fn start(exe: Option<&PathBuf>) -> anyhow::Result<Server> {
+        let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let (grpc_port, http_port) = (free_port()?, free_port()?);
+        let exe = match exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?,
+        };
+        let child = tokio::process::Command::new(&exe)
+            .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let pid = child.id().context("child pid")?;
+        let http = format!("http://127.0.0.1:{http_port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if reqwest::get(format!("{http}/healthz"))
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("server did not become healthy within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Server {
+            child,
+            pid,
+            http,
+            endpoint: format!("http://127.0.0.1:{grpc_port}"),
+            dir,
+        })
+    }
+
+    /// `POST /api/v1/admin/flush`.
+    async fn flush(&self) -> anyhow::Result<()> {
+        let flush = reqwest::Client::new()
+            .post(format!("{}/api/v1/admin/flush", self.http))
+            .send()
+            .await?;
+        if !flush.status().is_success() {
+            bail!("flush failed: {}", flush.status());
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, wait, remove the data dir.
+    async fn stop(mut self) {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// Runs the benchmark and prints a report.
 pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
     let (cycles, cycle_entries, cycle_bytes) = build_cycles();
@@ -243,40 +319,8 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
         "decode-only floor: {floor:.0} entries/s (envoy-types), {slim_rate:.0} entries/s (meshscope field subset)"
     );
 
-    let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let (grpc_port, http_port) = (free_port()?, free_port()?);
-    let exe = match &args.server {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?,
-    };
-    let mut child = tokio::process::Command::new(&exe)
-        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
-        .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
-    let pid = child.id().context("child pid")?;
-    let http = format!("http://127.0.0.1:{http_port}");
-    let endpoint = format!("http://127.0.0.1:{grpc_port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if reqwest::get(format!("{http}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("server did not become healthy within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
+    let server = Server::start(args.server.as_ref()).await?;
+    let (pid, http, endpoint) = (server.pid, server.http.clone(), server.endpoint.clone());
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
     let per_stream = args.entries / args.streams.max(1) as u64;
@@ -290,26 +334,13 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
     for t in tasks {
         sent += t.await??;
     }
-    let client = reqwest::Client::new();
-    let flush = client
-        .post(format!("{http}/api/v1/admin/flush"))
-        .send()
-        .await?;
-    if !flush.status().is_success() {
-        bail!("flush failed: {}", flush.status());
-    }
+    server.flush().await?;
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid)? - cpu_before;
     let rss = peak_rss_mib(pid)?;
     let decoded_entries = metric(&http, "meshscope_als_entries_decoded_total").await?;
     let aggregated = metric(&http, "meshscope_aggregated_calls_total").await?;
-
-    let _ = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .await;
-    let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
 
     if (decoded_entries as u64) != sent {
         bail!("server decoded {decoded_entries} entries but {sent} were sent");
@@ -331,5 +362,150 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
     println!("  server peak RSS       {rss:.1} MiB");
     println!("  decode-only floor     {floor:.0} entries/s (prost into envoy-types, 1 core)");
     println!("  field-subset decode   {slim_rate:.0} entries/s (meshscope's proto::als, 1 core)");
+    Ok(())
+}
+
+/// Options of `meshscope bench otlp`.
+#[derive(Args, Debug, Clone)]
+pub struct OtlpArgs {
+    /// Spans to send in total (all distinct: generated and encoded before the clock starts).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub spans: u64,
+    /// Concurrent gRPC connections, each sending export requests one after another.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Spans per export request (the SDK batch processor's default is 512).
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// The server binary (default: this executable).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+}
+
+/// Encoded export requests and their span counts, in rounds of whole traces: a round's
+/// caller and callee spans travel on one connection, as two SDKs flushing at about the
+/// same time would send them.
+fn build_rounds(spans: u64, batch: usize) -> (Vec<Vec<(Bytes, u64)>>, u64, usize) {
+    let mut shop = crate::traces::Shop::new(42);
+    let t0 = sim::now_nanos() - 120_000_000_000;
+    let mut rounds = Vec::new();
+    let (mut total, mut bytes, mut request) = (0u64, 0usize, 0i64);
+    while total < spans {
+        let mut round = crate::traces::Spans::default();
+        for _ in 0..200 {
+            shop.request(t0 + request * 300_000, &mut round);
+            request += 1;
+        }
+        let mut encoded = Vec::new();
+        for r in round.requests(batch) {
+            let n: usize = r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum();
+            let b = Bytes::from(r.encode_to_vec());
+            bytes += b.len();
+            total += n as u64;
+            encoded.push((b, n as u64));
+        }
+        rounds.push(encoded);
+    }
+    (rounds, total, bytes)
+}
+
+/// Sends encoded export requests one after another on one connection.
+async fn export_all(endpoint: String, requests: Vec<Bytes>) -> Result<(), Status> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut grpc = tonic::client::Grpc::new(channel);
+    for r in requests {
+        grpc.ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        grpc.unary::<Bytes, (), _>(
+            tonic::Request::new(r),
+            tonic::codegen::http::uri::PathAndQuery::from_static(crate::traces::EXPORT_PATH),
+            RawCodec,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs `meshscope bench otlp` and prints a report.
+pub async fn otlp(args: OtlpArgs) -> anyhow::Result<()> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+    let (rounds, total, bytes) = build_rounds(args.spans, args.batch);
+    eprintln!(
+        "prepared {total} spans in {} export requests, {:.0} bytes/span",
+        rounds.iter().map(Vec::len).sum::<usize>(),
+        bytes as f64 / total as f64
+    );
+    let started = Instant::now();
+    let mut decoded = 0u64;
+    'floor: for round in &rounds {
+        for (b, n) in round {
+            let r = ExportTraceServiceRequest::decode(b.clone())?;
+            std::hint::black_box(&r);
+            decoded += n;
+            if decoded >= 500_000 {
+                break 'floor;
+            }
+        }
+    }
+    let floor = decoded as f64 / started.elapsed().as_secs_f64();
+    eprintln!("decode-only floor: {floor:.0} spans/s (prost into opentelemetry-proto)");
+
+    let server = Server::start(args.server.as_ref()).await?;
+    let connections = args.connections.max(1);
+    let mut per_connection: Vec<Vec<Bytes>> = vec![Vec::new(); connections];
+    for (i, round) in rounds.into_iter().enumerate() {
+        per_connection[i % connections].extend(round.into_iter().map(|(b, _)| b));
+    }
+    let cpu_before = cpu_seconds(server.pid)?;
+    let started = Instant::now();
+    let tasks: Vec<_> = per_connection
+        .into_iter()
+        .map(|requests| tokio::spawn(export_all(server.endpoint.clone(), requests)))
+        .collect();
+    for t in tasks {
+        t.await?.context("exporting")?;
+    }
+    server.flush().await?;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(server.pid)? - cpu_before;
+    let rss = peak_rss_mib(server.pid)?;
+    let received = metric(&server.http, "meshscope_otlp_spans_received_total").await?;
+    let rejected = metric(&server.http, "meshscope_otlp_spans_rejected_total").await?;
+    let paired = metric(&server.http, "meshscope_otlp_spans_paired_total").await?;
+    let unpaired = metric(&server.http, "meshscope_otlp_spans_unpaired_total").await?;
+    let aggregated = metric(&server.http, "meshscope_aggregated_calls_total").await?;
+    server.stop().await;
+
+    if received as u64 != total || rejected != 0.0 {
+        bail!("server received {received} spans ({rejected} rejected) but {total} were sent");
+    }
+    println!("meshscope bench otlp");
+    println!(
+        "  spans sent            {total} over {connections} gRPC connections, {} per request",
+        args.batch
+    );
+    println!("  pairs joined          {paired}  (unpaired at the end: {unpaired})");
+    println!("  calls aggregated      {aggregated}");
+    println!(
+        "  wall time             {wall:.2} s  ({:.0} spans/s)",
+        total as f64 / wall
+    );
+    println!(
+        "  server CPU            {cpu:.2} s  ({:.0} spans per server CPU-second)",
+        total as f64 / cpu
+    );
+    println!("  server peak RSS       {rss:.1} MiB");
+    println!("  decode-only floor     {floor:.0} spans/s (prost into opentelemetry-proto, 1 core)");
     Ok(())
 }

@@ -43,6 +43,9 @@ enum BenchCommand {
     /// Stream pre-encoded Envoy ALS messages over loopback gRPC into a `meshscope serve`
     /// child process and report entries per server CPU-second.
     Als(bench::AlsArgs),
+    /// Send pre-encoded OTLP export requests over loopback gRPC into a `meshscope serve`
+    /// child process and report spans per server CPU-second.
+    Otlp(bench::OtlpArgs),
 }
 
 #[derive(Args, Clone)]
@@ -133,6 +136,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 which: BenchCommand::Als(args),
             } => bench::als(args).await,
+            Command::Bench {
+                which: BenchCommand::Otlp(args),
+            } => bench::otlp(args).await,
         }
     })
 }
