@@ -142,8 +142,8 @@ impl Config {
         if self.collector.max_message_bytes < 1024 {
             bail!("collector.max_message_bytes must be at least 1024");
         }
-        if self.otlp.pairing_ttl.is_zero() {
-            bail!("otlp.pairing_ttl must be longer than zero");
+        if self.otlp.pairing_ttl.is_zero() || self.otlp.pairing_ttl > Duration::from_secs(3600) {
+            bail!("otlp.pairing_ttl must be longer than zero and at most 1h");
         }
         if self.otlp.pairing_max_spans == 0 {
             bail!("otlp.pairing_max_spans must be at least 1");

@@ -165,22 +165,29 @@ impl App {
     /// Stops accepting, ends open streams, records spans still waiting for their pair,
     /// rolls up and flushes everything received, and waits for every task. Errors mean
     /// data may not have been written.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         info!("shutting down: ending streams and flushing");
         let _ = self.stop.send(true);
-        match tokio::time::timeout(self.grace, self.grpc).await {
+        // Both receivers get the same grace period, together; what is still open after it
+        // is cut, so nothing adds spans after the final pairing flush below.
+        let deadline = tokio::time::Instant::now() + self.grace;
+        match tokio::time::timeout_at(deadline, &mut self.grpc).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server ended with an error"),
             Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
             Err(_) => {
-                warn!(grace = ?self.grace, "gRPC connections still open after the grace period; closing them")
+                warn!(grace = ?self.grace, "gRPC connections still open after the grace period; closing them");
+                self.grpc.abort();
             }
         }
-        match tokio::time::timeout(self.grace, self.otlp_http).await {
+        match tokio::time::timeout_at(deadline, &mut self.otlp_http).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => warn!(error = %e, "OTLP/HTTP server ended with an error"),
             Ok(Err(e)) => warn!(error = %e, "OTLP/HTTP server task failed"),
-            Err(_) => warn!("OTLP/HTTP server did not stop within the grace period"),
+            Err(_) => {
+                warn!("OTLP/HTTP requests still open after the grace period; closing them");
+                self.otlp_http.abort();
+            }
         }
         let _ = self.otlp_expiry.await;
         if self.otlp.flush().await.is_err() {

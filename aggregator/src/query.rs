@@ -16,8 +16,10 @@
 //! 3. else (only callers report it: databases, external hosts, uninstrumented unmeshed
 //!    services) the preferred source if it has any report, else the other.
 //!
-//! A source that hears the destination itself sees all of its inbound calls, so rules 1–2
-//! lose nothing; the side rule then applies within the chosen source.
+//! A source that hears the destination itself sees every inbound call it reports (all of
+//! them for a sidecar; for spans, all that were sampled and exported: sample before
+//! meshscope and trace figures shrink with the rate); the side rule then applies within
+//! the chosen source. Callers the chosen source cannot name stay `unknown` / `user`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

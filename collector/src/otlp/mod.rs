@@ -246,17 +246,24 @@ impl OtlpReceiver {
         self.inner.pairing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Hands calls to the aggregator. The send runs in its own task: the calls may
+    /// complete pairs from earlier requests, so they must arrive even if the exporter
+    /// that caused them gives up (times out, disconnects) while backpressure holds it.
     async fn send(&self, batch: CallBatch) -> Result<(), ShuttingDown> {
         if batch.is_empty() {
             return Ok(());
         }
-        let n = batch.len() as u64;
-        if self.inner.calls.send(batch).await.is_err() {
-            self.inner.collector.calls_dropped("aggregator_stopped", n);
-            return Err(ShuttingDown);
-        }
-        self.inner.collector.calls_emitted.inc_by(n);
-        Ok(())
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let n = batch.len() as u64;
+            if inner.calls.send(batch).await.is_err() {
+                inner.collector.calls_dropped("aggregator_stopped", n);
+                return Err(ShuttingDown);
+            }
+            inner.collector.calls_emitted.inc_by(n);
+            Ok(())
+        });
+        task.await.unwrap_or(Err(ShuttingDown))
     }
 
     /// Converts one decoded request and hands the calls it completes to the aggregator.
@@ -265,43 +272,51 @@ impl OtlpReceiver {
         request: ExportTraceServiceRequest,
     ) -> Result<Exported, ShuttingDown> {
         let m = &self.inner.metrics;
-        let mut out = CallBatch::new();
         let mut exported = Exported::default();
+        let mut first: Option<&'static str> = None;
         let mut reject = |n: usize, r: spans::Reject| {
             m.rejected
                 .get_or_create(&Reason { reason: r.reason() })
                 .inc_by(n as u64);
-            if exported.rejected_spans == 0 {
-                exported.message = format!("{} span(s) rejected: {}", n, r.message());
-            }
+            first.get_or_insert(r.message());
             exported.rejected_spans += n as i64;
         };
-        let now = Instant::now();
-        {
-            let mut pairing = self.pairing();
-            for rs in &request.resource_spans {
-                let count: usize = rs.scope_spans.iter().map(|s| s.spans.len()).sum();
-                m.received.inc_by(count as u64);
-                let node = match spans::resource_node(rs.resource.as_ref()) {
-                    Ok(n) => n,
-                    Err(r) => {
-                        reject(count, r);
-                        continue;
+        // Convert outside the lock; take it only to pair.
+        let mut halves = Vec::new();
+        for rs in &request.resource_spans {
+            let count: usize = rs.scope_spans.iter().map(|s| s.spans.len()).sum();
+            m.received.inc_by(count as u64);
+            let node = match spans::resource_node(rs.resource.as_ref()) {
+                Ok(n) => n,
+                Err(r) => {
+                    reject(count, r);
+                    continue;
+                }
+            };
+            for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                match spans::half(&node, span) {
+                    Ok(Some(half)) => halves.push(half),
+                    Ok(None) => {
+                        m.ignored.inc();
                     }
-                };
-                for span in rs.scope_spans.iter().flat_map(|s| &s.spans) {
-                    match spans::half(&node, span) {
-                        Ok(Some(half)) => pairing.offer(half, now, &mut out),
-                        Ok(None) => {
-                            m.ignored.inc();
-                        }
-                        Err(r) => reject(1, r),
-                    }
+                    Err(r) => reject(1, r),
                 }
             }
         }
-        if exported.rejected_spans > 0 {
+        if let Some(first) = first {
+            exported.message = format!(
+                "{} span(s) rejected; the first because {first}",
+                exported.rejected_spans
+            );
             debug!(rejected = exported.rejected_spans, message = %exported.message, "spans rejected");
+        }
+        let mut out = CallBatch::new();
+        let now = Instant::now();
+        {
+            let mut pairing = self.pairing();
+            for half in halves {
+                pairing.offer(half, now, &mut out);
+            }
         }
         self.send(out).await?;
         Ok(exported)
@@ -431,19 +446,25 @@ fn classify_grpc_rejection(
     else {
         return;
     };
-    let reason = match tonic::Code::from_i32(code) {
-        tonic::Code::InvalidArgument => "malformed",
-        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => "too_large",
-        tonic::Code::Unimplemented => "bad_encoding",
+    // Before the service runs, tonic fails only on what the client sent: a bad frame or
+    // compression (`Internal`), an undecodable message (our codec: `InvalidArgument`), a
+    // message over the limit (`OutOfRange`), an unsupported encoding (`Unimplemented`).
+    let (reason, answer) = match tonic::Code::from_i32(code) {
+        tonic::Code::InvalidArgument | tonic::Code::Internal => {
+            ("malformed", tonic::Code::InvalidArgument)
+        }
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
+            ("too_large", tonic::Code::ResourceExhausted)
+        }
+        tonic::Code::Unimplemented => ("bad_encoding", tonic::Code::Unimplemented),
         _ => return,
     };
     metrics.request_rejected("grpc", reason);
     warn!(reason, "OTLP/gRPC export request rejected");
-    if code == tonic::Code::OutOfRange as i32 {
-        response.headers_mut().insert(
-            "grpc-status",
-            HeaderValue::from(tonic::Code::ResourceExhausted as i32),
-        );
+    if answer as i32 != code {
+        response
+            .headers_mut()
+            .insert("grpc-status", HeaderValue::from(answer as i32));
     }
 }
 

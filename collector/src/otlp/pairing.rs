@@ -27,6 +27,10 @@ pub struct PairingSettings {
     pub max_waiting: usize,
 }
 
+/// Most callee spans kept waiting under one caller span (a message fanned out to many
+/// consumers); further ones are recorded at once, from `unknown`.
+const MAX_FAN_OUT: usize = 64;
+
 enum Waiting {
     Client(ClientHalf),
     Servers(Vec<ServerHalf>),
@@ -38,6 +42,16 @@ enum Waiting {
 struct Entry {
     seq: u64,
     waiting: Waiting,
+}
+
+impl Waiting {
+    /// Spans it holds, for the size bound.
+    fn weight(&self) -> usize {
+        match self {
+            Waiting::Servers(list) => list.len(),
+            Waiting::Client(_) | Waiting::Answered(_) => 1,
+        }
+    }
 }
 
 /// Why a half was recorded without its partner (the `reason` label).
@@ -62,6 +76,8 @@ impl Unpaired {
 pub struct Pairing {
     settings: PairingSettings,
     waiting: HashMap<PairKey, Entry>,
+    /// Spans held in `waiting` (a key can hold several callee spans).
+    held: usize,
     /// Insertion order = expiry order (one TTL for all). Entries whose halves have paired
     /// meanwhile are skipped by their sequence number.
     order: VecDeque<(Instant, PairKey, u64)>,
@@ -140,6 +156,7 @@ impl Pairing {
         Pairing {
             settings,
             waiting: HashMap::default(),
+            held: 0,
             order: VecDeque::new(),
             next_seq: 0,
             metrics,
@@ -148,14 +165,20 @@ impl Pairing {
         }
     }
 
-    /// Halves waiting for their partner.
+    /// Spans waiting for their partner.
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.held
     }
 
-    /// Whether no half is waiting.
+    /// Whether no span is waiting.
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.held == 0
+    }
+
+    fn remove(&mut self, key: &PairKey) -> Option<Entry> {
+        let e = self.waiting.remove(key)?;
+        self.held -= e.waiting.weight();
+        Some(e)
     }
 
     /// Takes one half received at `now`; calls it completes go to `out`.
@@ -176,12 +199,26 @@ impl Pairing {
             Half::Client(c) if c.database => out.push(unanswered_call(c)),
             Half::Client(c) => self.offer_client(c, now, out),
         }
-        self.metrics.waiting.set(self.waiting.len() as i64);
+        self.metrics.waiting.set(self.held as i64);
     }
 
     fn offer_server(&mut self, key: PairKey, s: ServerHalf, now: Instant, out: &mut CallBatch) {
         match self.waiting.get_mut(&key).map(|e| &mut e.waiting) {
-            Some(Waiting::Servers(list)) => list.push(s),
+            Some(Waiting::Servers(_)) => {
+                self.make_room(out);
+                match self.waiting.get_mut(&key).map(|e| &mut e.waiting) {
+                    Some(Waiting::Servers(list)) if list.len() < MAX_FAN_OUT => {
+                        list.push(s);
+                        self.held += 1;
+                    }
+                    Some(Waiting::Servers(_)) => {
+                        self.metrics
+                            .unpaired("server", Unpaired::Evicted.as_str(), 1);
+                        out.push(server_call(s, self.unknown.clone()));
+                    }
+                    _ => self.insert(key, Waiting::Servers(vec![s]), now, out),
+                }
+            }
             Some(Waiting::Answered(client)) => {
                 let client = client.clone();
                 self.metrics.paired.inc();
@@ -191,7 +228,7 @@ impl Pairing {
                 let Some(Entry {
                     waiting: Waiting::Client(c),
                     ..
-                }) = self.waiting.remove(&key)
+                }) = self.remove(&key)
                 else {
                     return;
                 };
@@ -219,7 +256,7 @@ impl Pairing {
                 let Some(Entry {
                     waiting: Waiting::Servers(servers),
                     ..
-                }) = self.waiting.remove(&key)
+                }) = self.remove(&key)
                 else {
                     return;
                 };
@@ -240,23 +277,37 @@ impl Pairing {
         }
     }
 
-    fn insert(&mut self, key: PairKey, waiting: Waiting, now: Instant, out: &mut CallBatch) {
-        while self.waiting.len() >= self.settings.max_waiting.max(1) {
+    /// Records the oldest spans early until one more fits.
+    fn make_room(&mut self, out: &mut CallBatch) {
+        while self.held >= self.settings.max_waiting.max(1) {
             if !self.pop_oldest(Unpaired::Evicted, out) {
                 break;
             }
         }
+    }
+
+    fn insert(&mut self, key: PairKey, waiting: Waiting, now: Instant, out: &mut CallBatch) {
+        self.make_room(out);
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.held += waiting.weight();
         self.waiting.insert(key, Entry { seq, waiting });
         self.order.push_back((now + self.settings.ttl, key, seq));
+        // Entries of halves that paired stay queued until their deadline; drop them once
+        // they outnumber the live ones, so the queue follows the store's bound, not the
+        // span rate.
+        if self.order.len() > 2 * self.waiting.len() + 1024 {
+            let waiting = &self.waiting;
+            self.order
+                .retain(|(_, k, seq)| waiting.get(k).is_some_and(|e| e.seq == *seq));
+        }
     }
 
     /// Records the oldest live entry unpaired; false when nothing is left.
     fn pop_oldest(&mut self, why: Unpaired, out: &mut CallBatch) -> bool {
         while let Some((_, key, seq)) = self.order.pop_front() {
             if self.waiting.get(&key).is_some_and(|e| e.seq == seq) {
-                if let Some(e) = self.waiting.remove(&key) {
+                if let Some(e) = self.remove(&key) {
                     self.unpaired(e.waiting, why, out);
                 }
                 return true;
@@ -290,12 +341,12 @@ impl Pairing {
             }
             self.order.pop_front();
             if self.waiting.get(&key).is_some_and(|e| e.seq == seq)
-                && let Some(e) = self.waiting.remove(&key)
+                && let Some(e) = self.remove(&key)
             {
                 self.unpaired(e.waiting, Unpaired::Expired, out);
             }
         }
-        self.metrics.waiting.set(self.waiting.len() as i64);
+        self.metrics.waiting.set(self.held as i64);
     }
 
     /// Records every waiting half unpaired now (admin flush, shutdown).
@@ -426,6 +477,53 @@ mod tests {
         p.flush(&mut out);
         assert_eq!(out.len(), 3);
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn many_callee_spans_under_one_caller_stay_bounded() {
+        let (mut p, m) = store(1000);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..(MAX_FAN_OUT + 10) {
+            p.offer(server(Some(7), false), now, &mut out);
+        }
+        assert_eq!(p.len(), MAX_FAN_OUT);
+        assert_eq!(out.len(), 10);
+        assert_eq!(m.unpaired_count("server", "evicted"), 10);
+        // A full store counts spans, not keys: the key holding three is recorded early.
+        out.clear();
+        let (mut p, _) = store(3);
+        for _ in 0..5 {
+            p.offer(server(Some(7), false), now, &mut out);
+        }
+        assert_eq!((p.len(), out.len()), (2, 3));
+    }
+
+    #[test]
+    fn the_deadline_queue_follows_the_live_halves() {
+        let (mut p, _) = store(100);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for span in 0..20_000u32 {
+            let b = span.to_le_bytes();
+            let key = [b[0], b[1], b[2], b[3], 1, 1, 1, 1];
+            let Half::Client(mut c) = client(0, false) else {
+                unreachable!()
+            };
+            c.key.1 = key;
+            p.offer(Half::Client(c), now, &mut out);
+            let Half::Server(mut s) = server(Some(0), false) else {
+                unreachable!()
+            };
+            s.parent = Some((c_trace(), key));
+            p.offer(Half::Server(s), now, &mut out);
+        }
+        assert!(p.is_empty());
+        assert!(p.order.len() <= 1024 + 2, "{}", p.order.len());
+    }
+
+    fn c_trace() -> [u8; 16] {
+        [1; 16]
     }
 
     #[test]

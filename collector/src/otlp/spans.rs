@@ -27,7 +27,11 @@ pub enum Reject {
     BadParentSpanId,
     NoStartTime,
     EndBeforeStart,
+    AbsurdDuration,
 }
+
+/// Longest span duration taken as a call's latency (one day); longer is a broken clock.
+pub const MAX_DURATION_NANOS: u64 = 86_400 * 1_000_000_000;
 
 impl Reject {
     /// The counter label.
@@ -39,6 +43,7 @@ impl Reject {
             Reject::BadParentSpanId => "bad_parent_span_id",
             Reject::NoStartTime => "no_start_time",
             Reject::EndBeforeStart => "end_before_start",
+            Reject::AbsurdDuration => "absurd_duration",
         }
     }
 
@@ -51,6 +56,7 @@ impl Reject {
             Reject::BadParentSpanId => "parent_span_id must be empty or 8 bytes",
             Reject::NoStartTime => "start_time_unix_nano is missing",
             Reject::EndBeforeStart => "end_time_unix_nano is before start_time_unix_nano",
+            Reject::AbsurdDuration => "the span lasts longer than a day",
         }
     }
 }
@@ -146,7 +152,11 @@ pub fn resource_node(resource: Option<&Resource>) -> Result<Node, Reject> {
         Some(ns) if !name.contains('.') => naming::service_name(name, Some(ns)),
         _ => name.to_string(),
     };
-    let instance = instance.or(pod).or(host).map(Arc::from);
+    let service = naming::truncate(service);
+    let instance = instance
+        .or(pod)
+        .or(host)
+        .map(|i| Arc::from(naming::truncate(i.to_string())));
     Ok(Node::real(Arc::from(service), instance))
 }
 
@@ -281,6 +291,9 @@ pub fn half(node: &Node, span: &Span) -> Result<Option<Half>, Reject> {
     let latency_nanos = match span.end_time_unix_nano {
         0 => None,
         end if end < span.start_time_unix_nano => return Err(Reject::EndBeforeStart),
+        end if end - span.start_time_unix_nano > MAX_DURATION_NANOS => {
+            return Err(Reject::AbsurdDuration);
+        }
         end => Some(end - span.start_time_unix_nano),
     };
     let a = Attrs::of(&span.attributes);
@@ -511,6 +524,9 @@ mod tests {
         let mut sp = span(SpanKind::Server, vec![]);
         sp.end_time_unix_nano = sp.start_time_unix_nano - 1;
         assert_eq!(half(&n, &sp), Err(Reject::EndBeforeStart));
+        let mut sp = span(SpanKind::Server, vec![]);
+        sp.end_time_unix_nano = u64::MAX;
+        assert_eq!(half(&n, &sp), Err(Reject::AbsurdDuration));
         let mut sp = span(SpanKind::Server, vec![]);
         sp.start_time_unix_nano = u64::MAX - 1;
         sp.end_time_unix_nano = u64::MAX;
