@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 
 use common::otel::{self, Transport};
-use common::{Stack, exact_quantile, metric_value, rel};
+use common::{Stack, metric_value};
 use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
@@ -35,25 +35,7 @@ impl Expect {
 }
 
 fn check(what: &str, got: &Value, want: &Expect) {
-    assert_eq!(
-        got["calls"].as_u64(),
-        Some(want.calls),
-        "{what} calls: {got}"
-    );
-    assert_eq!(
-        got["errors"].as_u64(),
-        Some(want.errors),
-        "{what} errors: {got}"
-    );
-    let avg = want.latencies.iter().sum::<u64>() as f64 / want.latencies.len() as f64 / 1e6;
-    let got_avg = got["avg_ms"].as_f64().expect("avg_ms");
-    assert!(rel(got_avg, avg) < 1e-9, "{what} avg_ms {got_avg} != {avg}");
-    let exact = exact_quantile(&mut want.latencies.clone(), 0.99) / 1e6;
-    let p99 = got["p99_ms"].as_f64().expect("p99_ms");
-    assert!(
-        rel(p99, exact) <= 0.02 + 1e-9,
-        "{what} p99 {p99} vs {exact}"
-    );
+    common::check_calls_and_latency(what, got, want.calls, want.errors, &want.latencies);
 }
 
 type EdgeKey = (&'static str, &'static str, &'static str);

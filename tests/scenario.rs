@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{exact_quantile, rel};
+use common::rel;
 use meshscope::sim::{self, Generator, Hop, Mesh, Target};
 use serde_json::Value;
 
@@ -114,36 +114,7 @@ fn scenario(seed: u64, requests: i64) -> (Mesh, Vec<Hop>, i64) {
 }
 
 fn check_metrics(what: &str, got: &Value, want: &Expect) {
-    assert_eq!(
-        got["calls"].as_u64(),
-        Some(want.calls),
-        "{what} calls: {got}"
-    );
-    assert_eq!(
-        got["errors"].as_u64(),
-        Some(want.errors),
-        "{what} errors: {got}"
-    );
-    let sum: u64 = want.latencies.iter().sum();
-    let avg = sum as f64 / want.latencies.len() as f64 / 1e6;
-    let got_avg = got["avg_ms"].as_f64().expect("avg_ms");
-    assert!(rel(got_avg, avg) < 1e-9, "{what} avg_ms {got_avg} != {avg}");
-    for (field, q) in [("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99)] {
-        let exact = exact_quantile(&mut want.latencies.clone(), q) / 1e6;
-        let est = got[field].as_f64().expect(field);
-        assert!(
-            rel(est, exact) <= 0.02 + 1e-9,
-            "{what} {field} {est} vs exact {exact}"
-        );
-    }
-    for (field, q) in [("p75_ms", 0.75), ("p95_ms", 0.95)] {
-        let exact = exact_quantile(&mut want.latencies.clone(), q) / 1e6;
-        let est = got[field].as_f64().expect(field);
-        assert!(
-            rel(est, exact) <= 0.02 + 1e-9,
-            "{what} {field} {est} vs exact {exact}"
-        );
-    }
+    common::check_calls_and_latency(what, got, want.calls, want.errors, &want.latencies);
     let sr = 1.0 - want.errors as f64 / want.calls as f64;
     assert!(rel(got["success_rate"].as_f64().expect("success_rate"), sr) < 1e-12);
     let apdex = want.apdex_points / want.calls as f64;

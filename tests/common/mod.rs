@@ -100,3 +100,35 @@ pub fn exact_quantile(values: &mut [u64], q: f64) -> f64 {
     values.sort_unstable();
     values[(q * (values.len() - 1) as f64).floor() as usize] as f64
 }
+
+/// Checks `calls`, `errors`, the exact mean latency and the p50/p75/p90/p95/p99 (within
+/// the histogram's 2 %) of one API entity against values computed from the input.
+pub fn check_calls_and_latency(
+    what: &str,
+    got: &Value,
+    calls: u64,
+    errors: u64,
+    latencies: &[u64],
+) {
+    assert_eq!(got["calls"].as_u64(), Some(calls), "{what} calls: {got}");
+    assert_eq!(got["errors"].as_u64(), Some(errors), "{what} errors: {got}");
+    let sum: u64 = latencies.iter().sum();
+    let avg = sum as f64 / latencies.len() as f64 / 1e6;
+    let got_avg = got["avg_ms"].as_f64().expect("avg_ms");
+    assert!(rel(got_avg, avg) < 1e-9, "{what} avg_ms {got_avg} != {avg}");
+    let mut sorted = latencies.to_vec();
+    for (field, q) in [
+        ("p50_ms", 0.5),
+        ("p75_ms", 0.75),
+        ("p90_ms", 0.9),
+        ("p95_ms", 0.95),
+        ("p99_ms", 0.99),
+    ] {
+        let exact = exact_quantile(&mut sorted, q) / 1e6;
+        let est = got[field].as_f64().expect(field);
+        assert!(
+            rel(est, exact) <= 0.02 + 1e-9,
+            "{what} {field} {est} vs exact {exact}"
+        );
+    }
+}
