@@ -18,7 +18,7 @@ test:
 bench:
 	cargo build --release
 	$(CARGO_TARGET_DIR)/release/meshscope bench als --entries 2000000 --streams 8
-	$(CARGO_TARGET_DIR)/release/meshscope bench otlp --spans 1000000 --connections 4
+	$(CARGO_TARGET_DIR)/release/meshscope bench otlp --spans 1000000 --connections 8
 
 demo:
 	cargo run --release -- demo

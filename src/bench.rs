@@ -372,7 +372,7 @@ pub struct OtlpArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub spans: u64,
     /// Concurrent gRPC connections, each sending export requests one after another.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub connections: usize,
     /// Spans per export request (the SDK batch processor's default is 512).
     #[arg(long, default_value_t = 512)]
