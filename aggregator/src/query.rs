@@ -123,7 +123,8 @@ impl SourceChoice {
     pub fn of(&self, service: &str) -> Source {
         match self.chosen.get(service) {
             Some(s) => *s,
-            // Reports that arrived after the choice was made: the preferred source.
+            // The service table lacks it (every flush writes all tables at once, so only
+            // a retention cut between the two reads can do this): the preferred source.
             None => self.dedup.preferred(service),
         }
     }
@@ -145,6 +146,11 @@ impl SourceChoice {
                 by_minute: false,
             })
             .await?;
+        Ok(SourceChoice::from_service_rows(&rows, dedup))
+    }
+
+    /// Chooses from rows of the service table already read (any minute split).
+    fn from_service_rows(rows: &[Row], dedup: &Dedup) -> SourceChoice {
         let mut heard: HashMap<Arc<str>, Heard> = HashMap::default();
         for r in rows {
             let h = heard.entry(r.key.keys[0].clone()).or_default();
@@ -159,10 +165,10 @@ impl SourceChoice {
                 (name, pick)
             })
             .collect();
-        Ok(SourceChoice {
+        SourceChoice {
             chosen,
             dedup: dedup.clone(),
-        })
+        }
     }
 }
 
@@ -175,15 +181,21 @@ fn destination_key(table: Table) -> usize {
     }
 }
 
-/// Chooses sources for a query on `table` with `filters`: only for the filtered
-/// destination when the filters name one.
+/// Chooses sources for a query on `table` with `filters` whose rows are `rows`: only for
+/// the filtered destination when the filters name one. A service-table query already
+/// holds every row the choice needs (its only key is the destination), so it reads
+/// nothing more.
 async fn choice_for(
     store: &dyn Store,
     dedup: &Dedup,
     table: Table,
     window: Window,
     filters: &[(usize, String)],
+    rows: &[Row],
 ) -> Result<SourceChoice> {
+    if table == Table::Service {
+        return Ok(SourceChoice::from_service_rows(rows, dedup));
+    }
     let dest = destination_key(table);
     let service = filters
         .iter()
@@ -242,17 +254,18 @@ pub async fn entities(
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<Entity>> {
-    let choice = choice_for(store, dedup, table, window, &filters).await?;
-    let dest = destination_key(table);
     let rows = store
         .scan(&ScanRequest {
             table,
             start_minute: window.start_minute,
             end_minute: window.end_minute,
-            filters,
+            filters: filters.clone(),
             by_minute: false,
         })
         .await?;
+    // After the data: a destination that appears in between is in the choice, not missed.
+    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let dest = destination_key(table);
     let mut out: Vec<Entity> = fold_sides(rows, table, &choice)
         .into_iter()
         .map(|(keys, s)| Entity {
@@ -278,17 +291,18 @@ pub async fn series(
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<(i64, Metrics)>> {
-    let choice = choice_for(store, dedup, table, window, &filters).await?;
-    let dest = destination_key(table);
     let rows = store
         .scan(&ScanRequest {
             table,
             start_minute: window.start_minute,
             end_minute: window.end_minute,
-            filters,
+            filters: filters.clone(),
             by_minute: true,
         })
         .await?;
+    // After the data: a destination that appears in between is in the choice, not missed.
+    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let dest = destination_key(table);
     let rows: Vec<Row> = rows
         .into_iter()
         .filter(|r| r.key.source == choice.of(&r.key.keys[dest]))
