@@ -273,6 +273,61 @@ async fn check_shop(stack: &Stack, truth: &Truth, t0: i64) {
         assert_eq!(n["real"].as_bool(), Some(!virtual_node), "{n}");
     }
 
+    // The same graph in Grafana Node Graph fields.
+    let graph = stack
+        .ok(&format!("/api/v1/topology?format=nodegraph&{}", window(t0)))
+        .await;
+    let gnodes = graph["nodes"].as_array().expect("graph nodes");
+    assert_eq!(gnodes.len(), topo["nodes"].as_array().expect("nodes").len());
+    for n in topo["nodes"].as_array().expect("nodes") {
+        let g = gnodes
+            .iter()
+            .find(|g| g["id"] == n["id"])
+            .unwrap_or_else(|| panic!("graph node for {n}: {graph}"));
+        assert_eq!(g["title"], n["name"]);
+        assert_eq!(g["mainstat"], n["cpm"]);
+        assert_eq!(g["secondarystat"], n["p99_ms"]);
+        assert_eq!(g["detail__calls"], n["calls"]);
+        let calls = n["calls"].as_u64().expect("calls");
+        let (ok, err) = (
+            g["arc__success"].as_f64().expect("arc"),
+            g["arc__errors"].as_f64().expect("arc"),
+        );
+        if calls > 0 {
+            let want = n["errors"].as_u64().expect("errors") as f64 / calls as f64;
+            assert!(
+                (err - want).abs() < 1e-12 && (ok + err - 1.0).abs() < 1e-12,
+                "{g}"
+            );
+        } else {
+            assert_eq!((ok, err), (0.0, 0.0), "{g}");
+        }
+        let virtual_node = !n["real"].as_bool().expect("real");
+        assert_eq!(g["subtitle"] == "virtual", virtual_node, "{g}");
+    }
+    let gedges = graph["edges"].as_array().expect("graph edges");
+    assert_eq!(gedges.len(), edges.len());
+    for e in edges {
+        let g = gedges
+            .iter()
+            .find(|g| g["id"] == e["id"])
+            .unwrap_or_else(|| panic!("graph edge for {e}: {graph}"));
+        for (gf, f) in [
+            ("source", "source"),
+            ("target", "target"),
+            ("mainstat", "cpm"),
+            ("secondarystat", "p99_ms"),
+            ("detail__protocol", "protocol"),
+            ("detail__telemetry", "telemetry"),
+            ("detail__calls", "calls"),
+            ("detail__errors", "errors"),
+        ] {
+            assert_eq!(g[gf], e[f], "{gf}: {g} vs {e}");
+        }
+    }
+    let (status, err) = stack.get("/api/v1/topology?format=xml").await;
+    assert_eq!(status, 400, "{err}");
+
     let services = stack.ok(&format!("/api/v1/services?{}", window(t0))).await;
     for (name, want) in &truth.services {
         let s = services["services"]

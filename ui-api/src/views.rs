@@ -8,7 +8,7 @@ use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Table};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::ApiState;
@@ -274,10 +274,130 @@ fn focus_edges(edges: Vec<Entity>, focus: &str, depth: i64) -> Vec<Entity> {
         .collect()
 }
 
-pub async fn topology(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> ApiResult<Topology> {
-    let w = params::window(&p)?;
-    let focus = params::opt_name(&p, "service")?;
-    let depth = params::int(&p, "depth", 1, 1, 10)?;
+/// A Grafana Node Graph node (field names as the panel expects them).
+#[derive(Serialize)]
+pub struct GraphNode {
+    id: String,
+    title: String,
+    /// `virtual` for virtual nodes, else the namespace part of the name.
+    subtitle: String,
+    /// Calls per minute into the node.
+    mainstat: f64,
+    /// p99 latency of calls into the node, ms.
+    secondarystat: Option<f64>,
+    #[serde(rename = "arc__success")]
+    arc_success: f64,
+    #[serde(rename = "arc__errors")]
+    arc_errors: f64,
+    #[serde(rename = "detail__calls")]
+    detail_calls: u64,
+    #[serde(rename = "detail__errors")]
+    detail_errors: u64,
+}
+
+/// A Grafana Node Graph edge.
+#[derive(Serialize)]
+pub struct GraphEdge {
+    id: String,
+    source: String,
+    target: String,
+    /// Calls per minute.
+    mainstat: f64,
+    /// p99 latency, ms.
+    secondarystat: Option<f64>,
+    #[serde(rename = "detail__protocol")]
+    detail_protocol: String,
+    #[serde(rename = "detail__telemetry")]
+    detail_telemetry: &'static str,
+    #[serde(rename = "detail__calls")]
+    detail_calls: u64,
+    #[serde(rename = "detail__errors")]
+    detail_errors: u64,
+}
+
+/// The topology in Grafana Node Graph field names (`?format=nodegraph`).
+#[derive(Serialize)]
+pub struct NodeGraph {
+    nodes: Vec<GraphNode>,
+    edges: Vec<GraphEdge>,
+}
+
+impl From<Topology> for NodeGraph {
+    fn from(t: Topology) -> NodeGraph {
+        let arcs = |m: &Summary| match m.success_rate {
+            Some(ok) => (ok, 1.0 - ok),
+            None => (0.0, 0.0),
+        };
+        NodeGraph {
+            nodes: t
+                .nodes
+                .into_iter()
+                .map(|n| {
+                    let (arc_success, arc_errors) = arcs(&n.metrics);
+                    GraphNode {
+                        subtitle: if n.real {
+                            namespace_of(&n.name, true).unwrap_or_default()
+                        } else {
+                            "virtual".into()
+                        },
+                        title: n.name,
+                        id: n.id,
+                        mainstat: n.metrics.cpm,
+                        secondarystat: n.metrics.p99_ms,
+                        arc_success,
+                        arc_errors,
+                        detail_calls: n.metrics.calls,
+                        detail_errors: n.metrics.errors,
+                    }
+                })
+                .collect(),
+            edges: t
+                .edges
+                .into_iter()
+                .map(|e| GraphEdge {
+                    id: e.id,
+                    source: e.source,
+                    target: e.target,
+                    mainstat: e.metrics.cpm,
+                    secondarystat: e.metrics.p99_ms,
+                    detail_protocol: e.protocol,
+                    detail_telemetry: e.telemetry,
+                    detail_calls: e.metrics.calls,
+                    detail_errors: e.metrics.errors,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /api/v1/topology`: JSON by default, Grafana Node Graph fields with
+/// `format=nodegraph`.
+pub async fn topology(
+    State(state): State<ApiState>,
+    ApiQuery(p): ApiQuery,
+) -> Result<Response, ApiError> {
+    let nodegraph = match p.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("nodegraph") => true,
+        Some(other) => {
+            return Err(bad(format!(
+                "format must be json or nodegraph, not {:?}",
+                params::clip(other)
+            )));
+        }
+    };
+    let Json(topology) = service_topology(&state, &p).await?;
+    Ok(if nodegraph {
+        Json(NodeGraph::from(topology)).into_response()
+    } else {
+        Json(topology).into_response()
+    })
+}
+
+async fn service_topology(state: &ApiState, p: &Params) -> ApiResult<Topology> {
+    let w = params::window(p)?;
+    let focus = params::opt_name(p, "service")?;
+    let depth = params::int(p, "depth", 1, 1, 10)?;
     if p.contains_key("depth") && focus.is_none() {
         return Err(bad("depth needs service"));
     }
@@ -289,7 +409,7 @@ pub async fn topology(State(state): State<ApiState>, ApiQuery(p): ApiQuery) -> A
         vec![],
     )
     .await?;
-    let all_nodes = nodes(&state, w, &edges).await?;
+    let all_nodes = nodes(state, w, &edges).await?;
     let mut keep: BTreeSet<String> = all_nodes.keys().cloned().collect();
     if let Some(focus) = &focus {
         if !all_nodes.contains_key(focus) {
