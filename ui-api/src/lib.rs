@@ -7,6 +7,7 @@
 
 mod error;
 mod params;
+pub mod prom;
 mod views;
 
 use std::future::Future;
@@ -58,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/topology/instances", get(views::topology_instances))
         .route("/api/v1/timeseries", get(views::timeseries))
         .route("/api/v1/admin/flush", post(views::flush))
+        .nest("/prometheus", prom::router())
         .fallback(views::not_found)
         .with_state(state)
 }
