@@ -164,12 +164,7 @@ async fn metric(http: &str, name: &str) -> anyhow::Result<f64> {
 /// Streams already-encoded `StreamAccessLogsMessage` bytes (valid or not) as one ALS
 /// stream, for load generation and bad-input tests.
 pub async fn send_raw(endpoint: &str, messages: Vec<Bytes>) -> Result<(), Status> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = sim::connect(endpoint).await?;
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -416,12 +411,7 @@ fn build_rounds(spans: u64, batch: usize) -> (Vec<Vec<(Bytes, u64)>>, u64, usize
 
 /// Sends encoded export requests one after another on one connection.
 async fn export_all(endpoint: String, requests: Vec<Bytes>) -> Result<(), Status> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = sim::connect(&endpoint).await?;
     for r in requests {
         grpc.ready()
             .await

@@ -776,6 +776,19 @@ pub async fn send(
         .map(|_| ())
 }
 
+/// A raw gRPC client connected to `endpoint` (`http://127.0.0.1:4317`), for load
+/// generators and tests that send hand-encoded messages.
+pub async fn connect(
+    endpoint: &str,
+) -> Result<tonic::client::Grpc<tonic::transport::Channel>, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
+        .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connect {endpoint}: {e}")))?;
+    Ok(tonic::client::Grpc::new(channel))
+}
+
 /// Opens and closes one stream per proxy carrying only its identifier, as Envoy does at
 /// start-up, so the server knows every proxy's addresses before any entry arrives.
 pub async fn announce(

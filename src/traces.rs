@@ -400,13 +400,8 @@ pub struct Exporter {
 impl Exporter {
     /// Connects to `endpoint` (`http://127.0.0.1:4317`).
     pub async fn connect(endpoint: &str) -> Result<Exporter, tonic::Status> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-            .connect()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("connect {endpoint}: {e}")))?;
         Ok(Exporter {
-            grpc: tonic::client::Grpc::new(channel),
+            grpc: crate::sim::connect(endpoint).await?,
         })
     }
 

@@ -585,12 +585,7 @@ async fn bad_spans_get_partial_success_and_bad_bodies_clear_errors() {
 
 /// Sends raw bytes as one OTLP/gRPC export request and returns the status.
 async fn raw_grpc(endpoint: &str, bytes: Vec<u8>) -> tonic::Status {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let mut grpc = tonic::client::Grpc::new(channel);
+    let mut grpc = meshscope::sim::connect(endpoint).await.expect("connect");
     grpc.ready().await.expect("ready");
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(meshscope::traces::EXPORT_PATH);
     grpc.unary::<bytes::Bytes, (), _>(

@@ -232,16 +232,32 @@ impl Pairing {
                 else {
                     return;
                 };
-                self.metrics.paired.inc();
-                out.push(client_call(&c, &s));
-                let producer = c.producer;
-                let client = c.view.node;
-                out.push(server_call(s, client.clone()));
-                if producer {
-                    self.insert(key, Waiting::Answered(client), now, out);
-                }
+                self.answer(key, c, vec![s], now, out);
             }
             None => self.insert(key, Waiting::Servers(vec![s]), now, out),
+        }
+    }
+
+    /// Records a caller span and the callee spans that answered it: one caller report
+    /// (against the first callee) and one callee report each. A producer stays known
+    /// until its TTL so later consumers of the same message still find it.
+    fn answer(
+        &mut self,
+        key: PairKey,
+        c: ClientHalf,
+        servers: Vec<ServerHalf>,
+        now: Instant,
+        out: &mut CallBatch,
+    ) {
+        self.metrics.paired.inc_by(servers.len() as u64);
+        if let Some(first) = servers.first() {
+            out.push(client_call(&c, first));
+        }
+        for s in servers {
+            out.push(server_call(s, c.view.node.clone()));
+        }
+        if c.producer {
+            self.insert(key, Waiting::Answered(c.view.node), now, out);
         }
     }
 
@@ -260,18 +276,7 @@ impl Pairing {
                 else {
                     return;
                 };
-                self.metrics.paired.inc_by(servers.len() as u64);
-                let mut servers = servers.into_iter();
-                if let Some(first) = servers.next() {
-                    out.push(client_call(&c, &first));
-                    out.push(server_call(first, c.view.node.clone()));
-                }
-                for s in servers {
-                    out.push(server_call(s, c.view.node.clone()));
-                }
-                if c.producer {
-                    self.insert(key, Waiting::Answered(c.view.node), now, out);
-                }
+                self.answer(key, c, servers, now, out);
             }
             None => self.insert(key, Waiting::Client(c), now, out),
         }
