@@ -2,18 +2,23 @@
 # local builds share compiled dependencies.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/meshscope-target
 
-.PHONY: check test bench demo serve fmt
+.PHONY: check test deps bench demo serve fmt
 
 check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test:
+test: deps
 	@if cargo nextest --version >/dev/null 2>&1; then \
 		cargo nextest run --workspace --no-fail-fast; \
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+	python3 dashboards/validate.py
+
+# promtool and the dashboard validator's Python packages, when missing.
+deps:
+	@.ci/deps
 
 bench:
 	cargo build --release

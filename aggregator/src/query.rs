@@ -327,6 +327,90 @@ pub async fn series(
     Ok(by_minute.into_iter().collect())
 }
 
+/// One key's per-minute metrics, each side apart, from the source chosen for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyMinutes {
+    pub keys: Keys,
+    /// The source the rows come from (see the source rule).
+    pub source: Source,
+    /// `(minute start, metrics)` of the caller's reports, in minute order.
+    pub client: Vec<(i64, Metrics)>,
+    /// `(minute start, metrics)` of the callee's reports, in minute order.
+    pub server: Vec<(i64, Metrics)>,
+}
+
+impl KeyMinutes {
+    /// The side the side rule counts: the server's when it reported in the window.
+    pub fn chosen(&self) -> &[(i64, Metrics)] {
+        if self.server.is_empty() {
+            &self.client
+        } else {
+            &self.server
+        }
+    }
+}
+
+/// Per-key, per-side, per-minute metrics of `table` in `window` matching `filters`, with
+/// the source rule applied over the whole window (the side rule is left to the caller:
+/// [`KeyMinutes::chosen`]). Sorted by key.
+pub async fn key_minutes(
+    store: &dyn Store,
+    dedup: &Dedup,
+    table: Table,
+    window: Window,
+    filters: Vec<(usize, String)>,
+) -> Result<Vec<KeyMinutes>> {
+    let rows = store
+        .scan(&ScanRequest {
+            table,
+            start_minute: window.start_minute,
+            end_minute: window.end_minute,
+            filters: filters.clone(),
+            by_minute: true,
+        })
+        .await?;
+    // After the data: a destination that appears in between is in the choice, not missed.
+    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let dest = destination_key(table);
+    let mut by_key: HashMap<Keys, KeyMinutes> = HashMap::default();
+    for r in rows {
+        let source = choice.of(&r.key.keys[dest]);
+        if r.key.source != source {
+            continue;
+        }
+        let k = by_key
+            .entry(r.key.keys.clone())
+            .or_insert_with(|| KeyMinutes {
+                keys: r.key.keys,
+                source,
+                client: Vec::new(),
+                server: Vec::new(),
+            });
+        let side = match r.key.side {
+            Side::Client => &mut k.client,
+            Side::Server => &mut k.server,
+        };
+        side.push((r.key.minute, r.metrics));
+    }
+    let mut out: Vec<KeyMinutes> = by_key.into_values().collect();
+    for k in &mut out {
+        for side in [&mut k.client, &mut k.server] {
+            side.sort_by_key(|(m, _)| *m);
+            // A store may return one minute in several partial rows: merge them.
+            side.dedup_by(|later, kept| {
+                if later.0 == kept.0 {
+                    kept.1.merge(&later.1);
+                    true
+                } else {
+                    false
+                }
+            });
+        }
+    }
+    out.sort_by(|a, b| a.keys.cmp(&b.keys));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod otel;
+pub mod truth;
 
 use std::path::Path;
 

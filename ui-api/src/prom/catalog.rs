@@ -11,6 +11,8 @@ use aggregator::schema::Table;
 pub enum Kind {
     Counter,
     Histogram,
+    /// A value per minute, not a running total (the quantile series).
+    Gauge,
 }
 
 impl Kind {
@@ -19,6 +21,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Histogram => "histogram",
+            Kind::Gauge => "gauge",
         }
     }
 }
@@ -41,6 +44,9 @@ pub enum Measure {
     Errors,
     /// Latency in seconds: `_bucket{le}`, `_sum`, `_count`.
     Latency,
+    /// Latency quantiles in seconds of each minute's calls, per `quantile` label, from the
+    /// histogram (within [`aggregator::histogram::RELATIVE_ERROR`]).
+    Quantile,
 }
 
 /// One metric family.
@@ -107,6 +113,15 @@ pub const FAMILIES: &[Family] = &[
         measure: Measure::Latency,
     },
     Family {
+        name: "meshscope_edge_latency_quantile_seconds",
+        kind: Kind::Gauge,
+        help: "Latency quantiles of each minute's calls from client to server (2 % relative error)",
+        table: Table::ServiceRelation,
+        labels: EDGE,
+        reports: Reports::Chosen,
+        measure: Measure::Quantile,
+    },
+    Family {
         name: "meshscope_service_calls_total",
         kind: Kind::Counter,
         help: "Calls received by a service",
@@ -132,6 +147,15 @@ pub const FAMILIES: &[Family] = &[
         labels: SERVICE,
         reports: Reports::Chosen,
         measure: Measure::Latency,
+    },
+    Family {
+        name: "meshscope_service_latency_quantile_seconds",
+        kind: Kind::Gauge,
+        help: "Latency quantiles of the calls a service received in each minute (2 % relative error)",
+        table: Table::Service,
+        labels: SERVICE,
+        reports: Reports::Chosen,
+        measure: Measure::Quantile,
     },
     Family {
         name: "meshscope_instance_calls_total",
@@ -161,6 +185,15 @@ pub const FAMILIES: &[Family] = &[
         measure: Measure::Latency,
     },
     Family {
+        name: "meshscope_instance_latency_quantile_seconds",
+        kind: Kind::Gauge,
+        help: "Latency quantiles of the calls an instance received in each minute (2 % relative error)",
+        table: Table::Instance,
+        labels: INSTANCE,
+        reports: Reports::Chosen,
+        measure: Measure::Quantile,
+    },
+    Family {
         name: "meshscope_endpoint_calls_total",
         kind: Kind::Counter,
         help: "Calls received by an endpoint",
@@ -187,13 +220,25 @@ pub const FAMILIES: &[Family] = &[
         reports: Reports::Chosen,
         measure: Measure::Latency,
     },
+    Family {
+        name: "meshscope_endpoint_latency_quantile_seconds",
+        kind: Kind::Gauge,
+        help: "Latency quantiles of the calls an endpoint received in each minute (2 % relative error)",
+        table: Table::Endpoint,
+        labels: ENDPOINT,
+        reports: Reports::Chosen,
+        measure: Measure::Quantile,
+    },
 ];
+
+/// The `quantile` label values of the quantile families.
+pub const QUANTILES: [&str; 5] = ["0.5", "0.75", "0.9", "0.95", "0.99"];
 
 /// The series names of a family: itself for a counter; `_bucket`, `_sum`, `_count` for
 /// a histogram.
 pub fn series_names(f: &Family) -> Vec<String> {
     match f.kind {
-        Kind::Counter => vec![f.name.to_string()],
+        Kind::Counter | Kind::Gauge => vec![f.name.to_string()],
         Kind::Histogram => ["_bucket", "_sum", "_count"]
             .iter()
             .map(|s| format!("{}{s}", f.name))
@@ -201,9 +246,29 @@ pub fn series_names(f: &Family) -> Vec<String> {
     }
 }
 
-/// Whether a family has `label` (`le` for histograms' buckets).
-pub fn has_label(f: &Family, label: &str) -> bool {
-    f.labels.iter().any(|(l, _)| *l == label) || (label == "le" && f.kind == Kind::Histogram)
+/// The label a series has besides its family's key labels, with its values: `le` for a
+/// histogram's `_bucket`, `quantile` for a quantile family.
+pub fn extra_label(f: &Family, series: &str) -> Option<(&'static str, Vec<String>)> {
+    if f.kind == Kind::Histogram && series.ends_with("_bucket") {
+        Some(("le", le_values()))
+    } else if f.measure == Measure::Quantile {
+        Some((
+            "quantile",
+            QUANTILES.iter().map(|q| q.to_string()).collect(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Every label name of a family's series, `__name__` aside.
+pub fn label_names(f: &Family) -> impl Iterator<Item = &'static str> {
+    let extra = match (f.kind, f.measure) {
+        (Kind::Histogram, _) => Some("le"),
+        (_, Measure::Quantile) => Some("quantile"),
+        _ => None,
+    };
+    f.labels.iter().map(|(l, _)| *l).chain(extra)
 }
 
 /// The `le` label values, as Prometheus formats them.
@@ -241,6 +306,7 @@ mod tests {
                 "{}",
                 f.name
             );
+            assert_eq!(f.kind == Kind::Gauge, f.measure == Measure::Quantile);
             for (_, k) in f.labels {
                 assert!(*k < f.table.keys().len(), "{}", f.name);
             }

@@ -1,14 +1,15 @@
 //! A Prometheus-compatible HTTP API under `/prometheus`, so Grafana's stock Prometheus
 //! data source works against meshscope (`http://host:8080/prometheus`).
 //!
-//! This increment serves the metadata endpoints over the series of [`catalog`]
-//! (`status/buildinfo`, `metadata`, `labels`, `label/{name}/values`, `series`) and
-//! `query` / `query_range` for scalar expressions (`1+1`, Grafana's health check).
-//! Vector expressions are parsed with `promql-parser` and answered with a clear 422 until
-//! the evaluator lands; nothing returns a made-up number. GET and form-encoded POST are
-//! both accepted, with `match[]` where Prometheus takes it.
+//! The metadata endpoints (`status/buildinfo`, `metadata`, `labels`, `label/{name}/values`,
+//! `series`) list the series of [`catalog`]; `query` and `query_range` evaluate PromQL
+//! with [`eval`] over series built from the rollups by [`data`]. GET and form-encoded
+//! POST are both accepted, with `match[]` where Prometheus takes it. Label values reach
+//! the store only as bound filter values, never as query text.
 
 pub mod catalog;
+mod data;
+mod eval;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,7 +28,8 @@ use serde_json::{Value, json};
 
 use crate::ApiState;
 use crate::params;
-use catalog::{FAMILIES, Family, Kind, Reports};
+use catalog::{FAMILIES, Family, Reports};
+use data::Labels;
 
 /// The Prometheus version meshscope's API follows (what `promql-parser` is compatible
 /// with); Grafana picks its features from it.
@@ -267,23 +269,6 @@ fn selectors(p: &PromParams) -> Result<Vec<VectorSelector>, PromError> {
         .collect()
 }
 
-/// Every matcher of a selector, the metric name included as `__name__`.
-fn matchers_of(vs: &VectorSelector) -> Vec<Matcher> {
-    let mut out: Vec<Matcher> = vs.matchers.matchers.clone();
-    if let Some(name) = &vs.name {
-        out.push(Matcher::new(MatchOp::Equal, "__name__", name));
-    }
-    out
-}
-
-/// One series' labels.
-type Labels = BTreeMap<String, String>;
-
-fn matches(all: &[Matcher], labels: &Labels) -> bool {
-    all.iter()
-        .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
-}
-
 /// Entities of each table a family reads, listed once per request.
 struct Tables<'a> {
     state: &'a ApiState,
@@ -344,10 +329,9 @@ async fn matching_series(
             if named.is_empty() {
                 continue;
             }
-            let les: Vec<Option<String>> = if name.ends_with("_bucket") {
-                catalog::le_values().into_iter().map(Some).collect()
-            } else {
-                vec![None]
+            let extra: Vec<Option<(&str, String)>> = match catalog::extra_label(f, &name) {
+                Some((label, values)) => values.into_iter().map(|v| Some((label, v))).collect(),
+                None => vec![None],
             };
             for e in tables.entities(f.table).await? {
                 if !reported(f, e) {
@@ -357,12 +341,12 @@ async fn matching_series(
                 for (label, key) in f.labels {
                     labels.insert((*label).to_string(), e.keys[*key].to_string());
                 }
-                for le in &les {
+                for x in &extra {
                     let mut l = labels.clone();
-                    if let Some(le) = le {
-                        l.insert("le".into(), le.clone());
+                    if let Some((label, value)) = x {
+                        l.insert((*label).to_string(), value.clone());
                     }
-                    if named.iter().any(|set| matches(set, &l)) {
+                    if named.iter().any(|set| data::matches(set, &l)) {
                         out.insert(l);
                     }
                 }
@@ -373,7 +357,7 @@ async fn matching_series(
 }
 
 async fn series(State(state): State<ApiState>, p: PromParams) -> PromResult {
-    let sets: Vec<Vec<Matcher>> = selectors(&p)?.iter().map(matchers_of).collect();
+    let sets: Vec<Vec<Matcher>> = selectors(&p)?.iter().flat_map(data::matcher_sets).collect();
     if sets.is_empty() {
         return Err(PromError::bad("no match[] parameter provided"));
     }
@@ -382,15 +366,12 @@ async fn series(State(state): State<ApiState>, p: PromParams) -> PromResult {
 }
 
 async fn labels(State(state): State<ApiState>, p: PromParams) -> PromResult {
-    let sets: Vec<Vec<Matcher>> = selectors(&p)?.iter().map(matchers_of).collect();
+    let sets: Vec<Vec<Matcher>> = selectors(&p)?.iter().flat_map(data::matcher_sets).collect();
     let mut names = BTreeSet::new();
     if sets.is_empty() {
         names.insert("__name__".to_string());
         for f in FAMILIES {
-            names.extend(f.labels.iter().map(|(l, _)| l.to_string()));
-            if f.kind == Kind::Histogram {
-                names.insert("le".into());
-            }
+            names.extend(catalog::label_names(f).map(str::to_string));
         }
     } else {
         let window = metadata_window(&p)?;
@@ -420,7 +401,7 @@ async fn label_values(
             params::clip(&name)
         )));
     }
-    let mut sets: Vec<Vec<Matcher>> = selectors(&p)?.iter().map(matchers_of).collect();
+    let mut sets: Vec<Vec<Matcher>> = selectors(&p)?.iter().flat_map(data::matcher_sets).collect();
     if sets.is_empty() {
         // Every series that has the label.
         sets.push(vec![Matcher::new(MatchOp::NotEqual, &name, "")]);
@@ -433,47 +414,6 @@ async fn label_values(
         .filter(|v| !v.is_empty())
         .collect();
     success(values)
-}
-
-/// Evaluates a scalar expression; anything touching series is not supported yet.
-fn scalar(e: &Expr) -> Result<f64, PromError> {
-    use promql_parser::parser::token;
-    match e {
-        Expr::NumberLiteral(n) => Ok(n.val),
-        Expr::Paren(p) => scalar(&p.expr),
-        Expr::Unary(u) => Ok(-scalar(&u.expr)?),
-        Expr::Binary(b) => {
-            let (l, r) = (scalar(&b.lhs)?, scalar(&b.rhs)?);
-            let bool_ = |v: bool| if v { 1.0 } else { 0.0 };
-            let cmp = |v: bool| {
-                if b.return_bool() {
-                    Ok(bool_(v))
-                } else {
-                    Err(PromError::bad("comparisons between scalars must use BOOL"))
-                }
-            };
-            match b.op.id() {
-                token::T_ADD => Ok(l + r),
-                token::T_SUB => Ok(l - r),
-                token::T_MUL => Ok(l * r),
-                token::T_DIV => Ok(l / r),
-                token::T_MOD => Ok(l % r),
-                token::T_POW => Ok(l.powf(r)),
-                token::T_ATAN2 => Ok(l.atan2(r)),
-                token::T_EQLC => cmp(l == r),
-                token::T_NEQ => cmp(l != r),
-                token::T_GTR => cmp(l > r),
-                token::T_LSS => cmp(l < r),
-                token::T_GTE => cmp(l >= r),
-                token::T_LTE => cmp(l <= r),
-                _ => Err(PromError::bad(format!("operator {} needs vectors", b.op))),
-            }
-        }
-        Expr::StringLiteral(_) => Err(PromError::unsupported("string results are not supported")),
-        _ => Err(PromError::unsupported(
-            "meshscope evaluates only scalar expressions in this version; series selectors, functions and aggregations are not supported yet",
-        )),
-    }
 }
 
 fn parse_query(p: &PromParams) -> Result<Expr, PromError> {
@@ -498,11 +438,43 @@ fn sample(v: f64) -> Value {
     Value::String(s)
 }
 
-async fn instant_query(p: PromParams) -> PromResult {
+fn to_ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+fn stamp(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+async fn instant_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
     let expr = parse_query(&p)?;
-    let t = time_param(&p, "time")?.unwrap_or_else(now);
-    let v = scalar(&expr)?;
-    success(json!({"resultType": "scalar", "result": [t, sample(v)]}))
+    let t = to_ms(time_param(&p, "time")?.unwrap_or_else(now));
+    let ev = eval::Evaluator::load(&state, &expr, t, t).await?;
+    match ev.eval(&expr, t)? {
+        eval::Value::Scalar(v) => {
+            success(json!({"resultType": "scalar", "result": [stamp(t), sample(v)]}))
+        }
+        eval::Value::Vector(v) => {
+            let result: Vec<Value> = v
+                .into_iter()
+                .map(|s| json!({"metric": s.labels, "value": [stamp(t), sample(s.value)]}))
+                .collect();
+            success(json!({"resultType": "vector", "result": result}))
+        }
+        eval::Value::Matrix(m) => {
+            let result: Vec<Value> = m
+                .into_iter()
+                .map(|(labels, points)| {
+                    let values: Vec<Value> = points
+                        .into_iter()
+                        .map(|(ts, v)| json!([stamp(ts), sample(v)]))
+                        .collect();
+                    json!({"metric": labels, "values": values})
+                })
+                .collect();
+            success(json!({"resultType": "matrix", "result": result}))
+        }
+    }
 }
 
 /// A Prometheus duration or float seconds, for `step`.
@@ -524,7 +496,7 @@ fn step_param(p: &PromParams) -> Result<f64, PromError> {
     Ok(secs)
 }
 
-async fn range_query(p: PromParams) -> PromResult {
+async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
     let expr = parse_query(&p)?;
     let start = time_param(&p, "start")?.ok_or_else(|| PromError::bad("missing start"))?;
     let end = time_param(&p, "end")?.ok_or_else(|| PromError::bad("missing end"))?;
@@ -536,43 +508,50 @@ async fn range_query(p: PromParams) -> PromResult {
     let step = step_param(&p)?;
     if (end - start) / step > MAX_POINTS as f64 {
         return Err(PromError::bad(format!(
-            "exceeded maximum resolution of {MAX_POINTS} points per timeseries"
+            "exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
         )));
     }
-    let v = scalar(&expr)?;
-    let mut values = Vec::new();
+    if matches!(expr, Expr::MatrixSelector(_)) {
+        return Err(PromError::bad(
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+        ));
+    }
+    let (start, end, step) = (to_ms(start), to_ms(end), to_ms(step).max(1));
+    let ev = eval::Evaluator::load(&state, &expr, start, end).await?;
+    let mut series: BTreeMap<data::Labels, Vec<Value>> = BTreeMap::new();
     let mut t = start;
     while t <= end {
-        values.push(json!([t, sample(v)]));
+        match ev.eval(&expr, t)? {
+            eval::Value::Scalar(v) => series
+                .entry(data::Labels::new())
+                .or_default()
+                .push(json!([stamp(t), sample(v)])),
+            eval::Value::Vector(v) => {
+                for s in v {
+                    series
+                        .entry(s.labels)
+                        .or_default()
+                        .push(json!([stamp(t), sample(s.value)]));
+                }
+            }
+            eval::Value::Matrix(_) => {
+                return Err(PromError::bad(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+                ));
+            }
+        }
         t += step;
     }
-    success(json!({"resultType": "matrix", "result": [{"metric": {}, "values": values}]}))
+    let result: Vec<Value> = series
+        .into_iter()
+        .map(|(metric, values)| json!({"metric": metric, "values": values}))
+        .collect();
+    success(json!({"resultType": "matrix", "result": result}))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn eval(q: &str) -> Result<f64, PromError> {
-        scalar(&parser::parse(q).expect("parses"))
-    }
-
-    #[test]
-    fn scalar_expressions_evaluate_and_the_rest_is_refused() {
-        assert_eq!(eval("1+1").ok(), Some(2.0));
-        assert_eq!(eval("-(2 * 3) ^ 2").ok(), Some(-36.0));
-        assert_eq!(eval("7 % 4 + 10 / 4").ok(), Some(5.5));
-        assert_eq!(eval("1 < bool 2").ok(), Some(1.0));
-        assert_eq!(eval("2 == bool 3").ok(), Some(0.0));
-        let e = eval("sum(rate(traces_service_graph_request_total[5m]))").expect_err("vector");
-        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(
-            eval(r#"traces_service_graph_request_total{client="a"}"#)
-                .expect_err("selector")
-                .kind,
-            "execution"
-        );
-    }
 
     #[test]
     fn label_names_follow_prometheus_syntax() {

@@ -1,0 +1,428 @@
+//! Series for PromQL selectors, built from the per-minute rollups.
+//!
+//! Every rollup row is one minute of one key. A minute's figures become a sample stamped
+//! at the minute's *end* (its calls are complete then):
+//! - counters (`…_total`, a histogram's `_bucket`/`_sum`/`_count`) are running totals of
+//!   the per-minute increments, summed from the start of the query's window. Their samples
+//!   sit on every minute end from the series' first minute with data to five minutes after
+//!   its last (then the series goes stale, as a scraped target that stopped does), so
+//!   `increase(x[r])` at `t` is exactly the calls of the minutes that ended in `(t−r, t]`.
+//! - gauges (the quantile families) have one sample per minute with data.
+//!
+//! Equality matchers on key labels go to the store as bound filters; every matcher is
+//! then applied in memory to the full label set.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use aggregator::histogram;
+use aggregator::metrics::Metrics;
+use aggregator::query::{self, KeyMinutes, Window};
+use aggregator::schema::Table;
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::VectorSelector;
+
+use super::PromError;
+use super::catalog::{self, FAMILIES, Family, Kind, Measure, Reports};
+use crate::ApiState;
+
+/// One series' labels, `__name__` included.
+pub type Labels = BTreeMap<String, String>;
+
+/// How long an instant selector looks back for a sample, and how long a counter stays
+/// present after its last minute with data (Prometheus' default lookback).
+pub const LOOKBACK_MS: i64 = 5 * 60_000;
+
+/// Milliseconds per minute: the sample grid.
+pub const MINUTE_MS: i64 = 60_000;
+
+/// Most samples one query may load (Prometheus' `query.max-samples` is 50 million).
+pub const MAX_SAMPLES: usize = 20_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesKind {
+    Counter,
+    Gauge,
+}
+
+/// One series over the query's window.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub labels: Labels,
+    pub kind: SeriesKind,
+    /// `(minute end in ms, value)` per minute with data, in time order: a counter's running
+    /// total after that minute, a gauge's value for it.
+    pub points: Vec<(i64, f64)>,
+}
+
+impl Series {
+    /// A counter's total at `t`: the increments of the minutes that ended by `t`.
+    pub fn total_at(&self, t: i64) -> f64 {
+        let i = self.points.partition_point(|(e, _)| *e <= t);
+        if i == 0 { 0.0 } else { self.points[i - 1].1 }
+    }
+
+    /// The counter's sample grid clipped to `(a, b]`: first and last minute end, if any.
+    fn grid(&self, a: i64, b: i64) -> Option<(i64, i64)> {
+        let first = self.points.first()?.0;
+        let last = self.points.last()?.0 + LOOKBACK_MS;
+        let lo = first.max((a.div_euclid(MINUTE_MS) + 1) * MINUTE_MS);
+        let hi = last.min(b.div_euclid(MINUTE_MS) * MINUTE_MS);
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Whether the series has a sample in `(a, b]`.
+    pub fn present(&self, a: i64, b: i64) -> bool {
+        match self.kind {
+            SeriesKind::Counter => self.grid(a, b).is_some(),
+            SeriesKind::Gauge => {
+                let i = self.points.partition_point(|(e, _)| *e <= a);
+                self.points.get(i).is_some_and(|(e, _)| *e <= b)
+            }
+        }
+    }
+
+    /// The samples in `(a, b]`.
+    pub fn samples(&self, a: i64, b: i64) -> Vec<(i64, f64)> {
+        match self.kind {
+            SeriesKind::Counter => {
+                let Some((lo, hi)) = self.grid(a, b) else {
+                    return Vec::new();
+                };
+                let mut out = Vec::with_capacity(((hi - lo) / MINUTE_MS + 1) as usize);
+                let mut i = self.points.partition_point(|(e, _)| *e <= lo);
+                let mut g = lo;
+                while g <= hi {
+                    while i < self.points.len() && self.points[i].0 <= g {
+                        i += 1;
+                    }
+                    let v = if i == 0 { 0.0 } else { self.points[i - 1].1 };
+                    out.push((g, v));
+                    g += MINUTE_MS;
+                }
+                out
+            }
+            SeriesKind::Gauge => {
+                let i = self.points.partition_point(|(e, _)| *e <= a);
+                let j = self.points.partition_point(|(e, _)| *e <= b);
+                self.points[i..j].to_vec()
+            }
+        }
+    }
+
+    /// The sample an instant selector sees at `t`: the latest in `(t − lookback, t]`.
+    pub fn latest(&self, t: i64) -> Option<f64> {
+        match self.kind {
+            SeriesKind::Counter => self
+                .grid(t - LOOKBACK_MS, t)
+                .map(|(_, hi)| self.total_at(hi)),
+            SeriesKind::Gauge => {
+                let j = self.points.partition_point(|(e, _)| *e <= t);
+                let (e, v) = *self.points.get(j.checked_sub(1)?)?;
+                (e > t - LOOKBACK_MS).then_some(v)
+            }
+        }
+    }
+}
+
+/// The matcher sets of a selector (AND within a set, OR across sets: `{a="1" or b="2"}`),
+/// the metric name included as `__name__`.
+pub fn matcher_sets(vs: &VectorSelector) -> Vec<Vec<Matcher>> {
+    let mut base: Vec<Matcher> = vs.matchers.matchers.clone();
+    if let Some(name) = &vs.name {
+        base.push(Matcher::new(MatchOp::Equal, "__name__", name));
+    }
+    if vs.matchers.or_matchers.is_empty() {
+        return vec![base];
+    }
+    vs.matchers
+        .or_matchers
+        .iter()
+        .map(|set| set.iter().cloned().chain(base.iter().cloned()).collect())
+        .collect()
+}
+
+/// Whether every matcher accepts `labels` (an absent label reads as empty).
+pub fn matches(all: &[Matcher], labels: &Labels) -> bool {
+    all.iter()
+        .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
+}
+
+/// What one series reads from a minute's metrics.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    Calls,
+    Errors,
+    Count,
+    /// Latency sum; increments in nanoseconds, samples in seconds.
+    SumNanos,
+    /// Calls whose histogram bucket representative is at most this many nanoseconds.
+    AtMost(f64),
+    Quantile(f64),
+}
+
+impl Pick {
+    fn increment(self, m: &Metrics) -> u128 {
+        match self {
+            Pick::Calls => u128::from(m.calls),
+            Pick::Errors => u128::from(m.errors),
+            Pick::Count => u128::from(m.latency_count),
+            Pick::SumNanos => u128::from(m.latency_sum_nanos),
+            Pick::AtMost(le) => m
+                .histogram
+                .iter()
+                .filter(|(i, _)| histogram::bucket_value(*i) <= le)
+                .map(|(_, c)| u128::from(c))
+                .sum(),
+            Pick::Quantile(_) => 0,
+        }
+    }
+
+    fn scale(self) -> f64 {
+        match self {
+            Pick::SumNanos => 1e-9,
+            _ => 1.0,
+        }
+    }
+}
+
+/// The series a family gives one key, before label matching: labels and what they read.
+fn picks(f: &Family, name: &str) -> Vec<(Option<(&'static str, String)>, Pick)> {
+    match (f.measure, catalog::extra_label(f, name)) {
+        (Measure::Calls, _) => vec![(None, Pick::Calls)],
+        (Measure::Errors, _) => vec![(None, Pick::Errors)],
+        (Measure::Latency, Some((label, values))) => values
+            .into_iter()
+            .map(|v| {
+                let le = if v == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    v.parse::<f64>().unwrap_or(f64::INFINITY) * 1e9
+                };
+                (Some((label, v)), Pick::AtMost(le))
+            })
+            .collect(),
+        (Measure::Latency, None) if name.ends_with("_sum") => vec![(None, Pick::SumNanos)],
+        (Measure::Latency, None) => vec![(None, Pick::Count)],
+        (Measure::Quantile, extra) => extra
+            .map(|(label, values)| {
+                values
+                    .into_iter()
+                    .map(|v| {
+                        let q = v.parse::<f64>().unwrap_or(0.5);
+                        (Some((label, v)), Pick::Quantile(q))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn build(kind: Kind, pick: Pick, minutes: &[(i64, Metrics)]) -> (SeriesKind, Vec<(i64, f64)>) {
+    let end = |m: i64| (m + 60) * 1000;
+    match (kind, pick) {
+        (_, Pick::Quantile(q)) => (
+            SeriesKind::Gauge,
+            minutes
+                .iter()
+                .filter_map(|(m, x)| Some((end(*m), x.histogram.quantile(q)? / 1e9)))
+                .collect(),
+        ),
+        _ => {
+            let mut total: u128 = 0;
+            let points = minutes
+                .iter()
+                .map(|(m, x)| {
+                    total = total.saturating_add(pick.increment(x));
+                    (end(*m), total as f64 * pick.scale())
+                })
+                .collect();
+            (SeriesKind::Counter, points)
+        }
+    }
+}
+
+/// A table read with bound equality filters `(key column, value)`.
+type Scan = (Table, Vec<(usize, String)>);
+
+/// Loads series for selectors over one window, reading each table/filter pair once.
+pub struct Fetcher<'a> {
+    state: &'a ApiState,
+    window: Window,
+    cache: HashMap<Scan, Arc<Vec<KeyMinutes>>>,
+    samples: usize,
+}
+
+impl<'a> Fetcher<'a> {
+    pub fn new(state: &'a ApiState, window: Window) -> Fetcher<'a> {
+        Fetcher {
+            state,
+            window,
+            cache: HashMap::new(),
+            samples: 0,
+        }
+    }
+
+    async fn rows(
+        &mut self,
+        table: Table,
+        filters: Vec<(usize, String)>,
+    ) -> Result<Arc<Vec<KeyMinutes>>, PromError> {
+        let key = (table, filters);
+        if let Some(rows) = self.cache.get(&key) {
+            return Ok(rows.clone());
+        }
+        let rows = Arc::new(
+            query::key_minutes(
+                self.state.store.as_ref(),
+                &self.state.dedup,
+                table,
+                self.window,
+                key.1.clone(),
+            )
+            .await?,
+        );
+        self.cache.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    /// Every series one of the selector's matcher sets accepts.
+    pub async fn select(&mut self, vs: &VectorSelector) -> Result<Vec<Series>, PromError> {
+        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
+        for set in matcher_sets(vs) {
+            for f in FAMILIES {
+                let names: Vec<String> = catalog::series_names(f)
+                    .into_iter()
+                    .filter(|n| {
+                        set.iter()
+                            .filter(|m| m.name == "__name__")
+                            .all(|m| m.is_match(n))
+                    })
+                    .collect();
+                if names.is_empty() {
+                    continue;
+                }
+                let mut filters: Vec<(usize, String)> = set
+                    .iter()
+                    .filter(|m| m.op == MatchOp::Equal)
+                    .filter_map(|m| {
+                        f.labels
+                            .iter()
+                            .find(|(l, _)| *l == m.name)
+                            .map(|(_, k)| (*k, m.value.clone()))
+                    })
+                    .collect();
+                filters.sort();
+                filters.dedup();
+                let rows = self.rows(f.table, filters).await?;
+                for km in rows.iter() {
+                    let minutes = match f.reports {
+                        Reports::Chosen => km.chosen(),
+                        Reports::Server => &km.server,
+                        Reports::Client => &km.client,
+                    };
+                    if minutes.is_empty() {
+                        continue;
+                    }
+                    let mut base = Labels::new();
+                    for (label, key) in f.labels {
+                        base.insert((*label).to_string(), km.keys[*key].to_string());
+                    }
+                    for name in &names {
+                        for (extra, pick) in picks(f, name) {
+                            let mut labels = base.clone();
+                            labels.insert("__name__".into(), name.clone());
+                            if let Some((l, v)) = extra {
+                                labels.insert(l.to_string(), v);
+                            }
+                            if out.contains_key(&labels) || !matches(&set, &labels) {
+                                continue;
+                            }
+                            let (kind, points) = build(f.kind, pick, minutes);
+                            if points.is_empty() {
+                                continue;
+                            }
+                            self.samples += points.len();
+                            if self.samples > MAX_SAMPLES {
+                                return Err(PromError::unsupported(format!(
+                                    "the query would load more than {MAX_SAMPLES} samples; narrow its selectors or time range"
+                                )));
+                            }
+                            out.insert(
+                                labels.clone(),
+                                Series {
+                                    labels,
+                                    kind,
+                                    points,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(points: &[(i64, f64)]) -> Series {
+        Series {
+            labels: Labels::new(),
+            kind: SeriesKind::Counter,
+            points: points.to_vec(),
+        }
+    }
+
+    #[test]
+    fn counters_sample_every_minute_until_stale() {
+        let m = MINUTE_MS;
+        // Minutes ending at 2m (3 calls) and 4m (5 calls).
+        let s = counter(&[(2 * m, 3.0), (4 * m, 8.0)]);
+        assert_eq!(s.total_at(m), 0.0);
+        assert_eq!(s.total_at(3 * m), 3.0);
+        assert_eq!(
+            s.samples(0, 5 * m),
+            vec![(2 * m, 3.0), (3 * m, 3.0), (4 * m, 8.0), (5 * m, 8.0)]
+        );
+        // Present until five minutes after the last minute with data.
+        assert_eq!(s.latest(9 * m + 1), Some(8.0));
+        assert_eq!(s.latest(20 * m), None);
+        assert_eq!(s.latest(2 * m - 1), None);
+        assert!(s.present(8 * m, 9 * m));
+        assert!(!s.present(9 * m, 10 * m));
+        // `(a, b]`: a sample exactly at `a` is outside.
+        assert_eq!(s.samples(2 * m, 3 * m), vec![(3 * m, 3.0)]);
+    }
+
+    #[test]
+    fn gauges_have_samples_only_where_data_is() {
+        let m = MINUTE_MS;
+        let s = Series {
+            labels: Labels::new(),
+            kind: SeriesKind::Gauge,
+            points: vec![(2 * m, 0.5), (4 * m, 0.25)],
+        };
+        assert_eq!(s.samples(0, 5 * m).len(), 2);
+        assert!(!s.present(2 * m, 3 * m + 59_999));
+        assert_eq!(s.latest(5 * m), Some(0.25));
+        assert_eq!(s.latest(9 * m + 1), None);
+    }
+
+    #[test]
+    fn bucket_counts_use_the_bucket_representatives() {
+        let mut m = Metrics::default();
+        for nanos in [1_000_000u64, 4_000_000, 20_000_000, 3_000_000_000] {
+            m.histogram.record(nanos);
+            m.latency_count += 1;
+        }
+        let le = |s: f64| Pick::AtMost(s * 1e9).increment(&m);
+        assert_eq!(le(0.005), 2);
+        assert_eq!(le(0.025), 3);
+        assert_eq!(le(2.5), 3);
+        assert_eq!(Pick::AtMost(f64::INFINITY).increment(&m), 4);
+    }
+}
