@@ -2,11 +2,13 @@
 //!
 //! Every rollup row is one minute of one key. A minute's figures become a sample stamped
 //! at the minute's *end* (its calls are complete then):
-//! - counters (`…_total`, a histogram's `_bucket`/`_sum`/`_count`) are running totals of
-//!   the per-minute increments, summed from the start of the query's window. Their samples
-//!   sit on every minute end from the series' first minute with data to five minutes after
-//!   its last (then the series goes stale, as a scraped target that stopped does), so
-//!   `increase(x[r])` at `t` is exactly the calls of the minutes that ended in `(t−r, t]`.
+//! - counters (`…_total`, a histogram's `_bucket`/`_sum`/`_count`) are built from the
+//!   per-minute increments. Their samples sit on every minute end from the series' first
+//!   minute with data to its last; an instant selector looks back five minutes, so a
+//!   series is seen until five minutes after its last data. `increase(x[r])` at `t` is
+//!   exactly the calls of the minutes that ended in `(t−r, t]`. A sample's own value (what
+//!   a bare selector returns) counts from 00:00 UTC of its day, a counter that resets at
+//!   midnight, so it does not depend on the query.
 //! - gauges (the quantile families) have one sample per minute with data.
 //!
 //! Equality matchers on key labels go to the store as bound filters; every matcher is
@@ -36,6 +38,15 @@ pub const LOOKBACK_MS: i64 = 5 * 60_000;
 /// Milliseconds per minute: the sample grid.
 pub const MINUTE_MS: i64 = 60_000;
 
+/// Milliseconds per day: raw counter values count from the start of the UTC day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The UTC day start a raw counter value at `t` counts from: the minute ending at
+/// midnight still belongs to the day before.
+pub fn day_start(t: i64) -> i64 {
+    t.saturating_sub(1).div_euclid(DAY_MS) * DAY_MS
+}
+
 /// Most samples one query may load (Prometheus' `query.max-samples` is 50 million).
 pub const MAX_SAMPLES: usize = 20_000_000;
 
@@ -56,19 +67,43 @@ pub struct Series {
 }
 
 impl Series {
-    /// A counter's total at `t`: the increments of the minutes that ended by `t`.
+    /// A counter's total at `t`: the increments of the minutes that ended by `t` (from the
+    /// start of the loaded window; only differences are meaningful).
     pub fn total_at(&self, t: i64) -> f64 {
         let i = self.points.partition_point(|(e, _)| *e <= t);
         if i == 0 { 0.0 } else { self.points[i - 1].1 }
     }
 
+    /// A counter's sample value at `t`: its calls since the start of the UTC day.
+    fn raw_at(&self, t: i64) -> f64 {
+        self.total_at(t) - self.total_at(day_start(t))
+    }
+
     /// The counter's sample grid clipped to `(a, b]`: first and last minute end, if any.
     fn grid(&self, a: i64, b: i64) -> Option<(i64, i64)> {
         let first = self.points.first()?.0;
-        let last = self.points.last()?.0 + LOOKBACK_MS;
-        let lo = first.max((a.div_euclid(MINUTE_MS) + 1) * MINUTE_MS);
-        let hi = last.min(b.div_euclid(MINUTE_MS) * MINUTE_MS);
+        let last = self.points.last()?.0;
+        let after_a = a
+            .div_euclid(MINUTE_MS)
+            .saturating_add(1)
+            .saturating_mul(MINUTE_MS);
+        let lo = first.max(after_a);
+        let hi = last.min(b.div_euclid(MINUTE_MS).saturating_mul(MINUTE_MS));
         (lo <= hi).then_some((lo, hi))
+    }
+
+    /// How many samples `samples(a, b)` returns, without building them.
+    pub fn sample_count(&self, a: i64, b: i64) -> usize {
+        match self.kind {
+            SeriesKind::Counter => self.grid(a, b).map_or(0, |(lo, hi)| {
+                usize::try_from((hi - lo) / MINUTE_MS + 1).unwrap_or(usize::MAX)
+            }),
+            SeriesKind::Gauge => {
+                let i = self.points.partition_point(|(e, _)| *e <= a);
+                let j = self.points.partition_point(|(e, _)| *e <= b);
+                j.saturating_sub(i)
+            }
+        }
     }
 
     /// Whether the series has a sample in `(a, b]`.
@@ -89,16 +124,14 @@ impl Series {
                 let Some((lo, hi)) = self.grid(a, b) else {
                     return Vec::new();
                 };
-                let mut out = Vec::with_capacity(((hi - lo) / MINUTE_MS + 1) as usize);
-                let mut i = self.points.partition_point(|(e, _)| *e <= lo);
+                let mut out = Vec::with_capacity(self.sample_count(a, b));
                 let mut g = lo;
                 while g <= hi {
-                    while i < self.points.len() && self.points[i].0 <= g {
-                        i += 1;
+                    out.push((g, self.raw_at(g)));
+                    match g.checked_add(MINUTE_MS) {
+                        Some(next) => g = next,
+                        None => break,
                     }
-                    let v = if i == 0 { 0.0 } else { self.points[i - 1].1 };
-                    out.push((g, v));
-                    g += MINUTE_MS;
                 }
                 out
             }
@@ -114,12 +147,12 @@ impl Series {
     pub fn latest(&self, t: i64) -> Option<f64> {
         match self.kind {
             SeriesKind::Counter => self
-                .grid(t - LOOKBACK_MS, t)
-                .map(|(_, hi)| self.total_at(hi)),
+                .grid(t.saturating_sub(LOOKBACK_MS), t)
+                .map(|(_, hi)| self.raw_at(hi)),
             SeriesKind::Gauge => {
                 let j = self.points.partition_point(|(e, _)| *e <= t);
                 let (e, v) = *self.points.get(j.checked_sub(1)?)?;
-                (e > t - LOOKBACK_MS).then_some(v)
+                (e > t.saturating_sub(LOOKBACK_MS)).then_some(v)
             }
         }
     }
@@ -386,16 +419,32 @@ mod tests {
         assert_eq!(s.total_at(3 * m), 3.0);
         assert_eq!(
             s.samples(0, 5 * m),
-            vec![(2 * m, 3.0), (3 * m, 3.0), (4 * m, 8.0), (5 * m, 8.0)]
+            vec![(2 * m, 3.0), (3 * m, 3.0), (4 * m, 8.0)]
         );
-        // Present until five minutes after the last minute with data.
-        assert_eq!(s.latest(9 * m + 1), Some(8.0));
-        assert_eq!(s.latest(20 * m), None);
+        assert_eq!(s.sample_count(0, 5 * m), 3);
+        // Seen by an instant selector until five minutes after the last minute with data.
+        assert_eq!(s.latest(9 * m - 1), Some(8.0));
+        assert_eq!(s.latest(9 * m), None);
         assert_eq!(s.latest(2 * m - 1), None);
-        assert!(s.present(8 * m, 9 * m));
-        assert!(!s.present(9 * m, 10 * m));
+        assert!(s.present(3 * m, 5 * m));
+        assert!(!s.present(4 * m, 9 * m));
         // `(a, b]`: a sample exactly at `a` is outside.
         assert_eq!(s.samples(2 * m, 3 * m), vec![(3 * m, 3.0)]);
+        // Extreme times neither overflow nor find anything.
+        assert!(s.samples(i64::MAX - 10, i64::MAX).is_empty());
+        assert_eq!(s.latest(i64::MIN), None);
+    }
+
+    #[test]
+    fn raw_counter_values_count_from_midnight_utc() {
+        let (m, d) = (MINUTE_MS, DAY_MS);
+        // 2 calls in the last minute of day 0, 5 in the first of day 1.
+        let s = counter(&[(d, 2.0), (d + m, 7.0)]);
+        assert_eq!(day_start(d), 0);
+        assert_eq!(s.latest(d), Some(2.0));
+        assert_eq!(s.latest(d + m), Some(5.0));
+        // Differences still span midnight: increase is not cut at the reset.
+        assert_eq!(s.total_at(d + m) - s.total_at(d - m), 7.0);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use promql_parser::parser::{
 };
 
 use super::PromError;
-use super::data::{Fetcher, LOOKBACK_MS, Labels, MAX_SAMPLES, Series, SeriesKind};
+use super::data::{self, Fetcher, LOOKBACK_MS, Labels, MAX_SAMPLES, Series, SeriesKind};
 use crate::ApiState;
 
 /// One element of an instant vector.
@@ -50,8 +50,8 @@ pub enum Value {
 
 /// Loaded series for one query, ready to evaluate at any time in its range.
 pub struct Evaluator {
-    /// Series per selector, by the selector's address in the parsed expression.
-    data: HashMap<usize, Vec<Series>>,
+    /// Series per selector, by [`key`].
+    data: HashMap<String, Vec<Series>>,
     /// The query's start and end (ms), for `@ start()` / `@ end()`.
     start: i64,
     end: i64,
@@ -59,8 +59,30 @@ pub struct Evaluator {
     touched: Cell<usize>,
 }
 
-fn key(vs: &VectorSelector) -> usize {
-    std::ptr::from_ref(vs) as usize
+/// Longest span of data one query may read.
+const MAX_WINDOW_MS: i64 = 400 * data::DAY_MS;
+
+/// Deepest expression accepted (the evaluator recurses once per level).
+pub const MAX_DEPTH: usize = 100;
+
+/// The nesting depth of `e` (run on a thread with a stack large for the input).
+pub fn depth(e: &Expr) -> usize {
+    1 + match e {
+        Expr::Aggregate(a) => depth(&a.expr).max(a.param.as_deref().map_or(0, depth)),
+        Expr::Unary(u) => depth(&u.expr),
+        Expr::Binary(b) => depth(&b.lhs).max(depth(&b.rhs)),
+        Expr::Paren(p) => depth(&p.expr),
+        Expr::Subquery(q) => depth(&q.expr),
+        Expr::Call(c) => c.args.args.iter().map(|a| depth(a)).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The key of a selector's series: its text. Series depend only on the matchers (the
+/// window is the query's), so equal selectors share them; the text survives moves of the
+/// parsed tree, which an address would not.
+fn key(vs: &VectorSelector) -> String {
+    vs.to_string()
 }
 
 fn millis(d: &Duration) -> i64 {
@@ -82,11 +104,24 @@ fn system_ms(t: &SystemTime) -> i64 {
     }
 }
 
-/// Every selector in `e` with the range it is read over (0 for instant selectors).
-fn selectors<'e>(e: &'e Expr, out: &mut Vec<(&'e VectorSelector, i64)>) -> Result<(), PromError> {
+/// A selector, the range it is read over (0 for instant selectors) and whether sample
+/// values are read (anything but `rate`/`increase`, which read differences only).
+type Use<'e> = (&'e VectorSelector, i64, bool);
+
+/// Every selector in `e`.
+fn selectors<'e>(e: &'e Expr, out: &mut Vec<Use<'e>>) -> Result<(), PromError> {
+    let first_matrix = |c: &'e Call| match c.args.args.first().map(|a| a.as_ref()) {
+        Some(Expr::MatrixSelector(ms)) if matches!(c.func.name, "rate" | "increase") => Some(ms),
+        _ => None,
+    };
     match e {
-        Expr::VectorSelector(vs) => out.push((vs, 0)),
-        Expr::MatrixSelector(ms) => out.push((&ms.vs, millis(&ms.range))),
+        Expr::VectorSelector(vs) => out.push((vs, 0, true)),
+        Expr::MatrixSelector(ms) => out.push((&ms.vs, millis(&ms.range), true)),
+        Expr::Call(c) if first_matrix(c).is_some() => {
+            if let Some(ms) = first_matrix(c) {
+                out.push((&ms.vs, millis(&ms.range), false));
+            }
+        }
         Expr::Aggregate(a) => {
             selectors(&a.expr, out)?;
             if let Some(p) = &a.param {
@@ -140,22 +175,30 @@ impl Evaluator {
         }
         // One window for all: the source rule is decided once per query.
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for (vs, range) in &sels {
+        for (vs, range, raw) in &sels {
+            // The times the selector reads at, `@` and `offset` applied.
             let (a, b) = match &vs.at {
-                None => (start, end),
+                None => {
+                    let off = offset_ms(&vs.offset);
+                    (start.saturating_sub(off), end.saturating_sub(off))
+                }
                 Some(_) => {
                     let t = ev.at(vs, start);
                     (t, t)
                 }
             };
-            let off = offset_ms(&vs.offset);
-            // The staleness rule needs the five minutes before the earliest sample read.
-            lo = lo.min(
-                a.saturating_sub(off)
-                    .saturating_sub(*range)
-                    .saturating_sub(LOOKBACK_MS),
-            );
-            hi = hi.max(b.saturating_sub(off));
+            let mut from = a.saturating_sub(*range).saturating_sub(LOOKBACK_MS);
+            if *raw {
+                // Sample values count from midnight UTC.
+                from = data::day_start(from);
+            }
+            lo = lo.min(from);
+            hi = hi.max(b);
+        }
+        if hi.saturating_sub(lo) > MAX_WINDOW_MS {
+            return Err(PromError::unsupported(
+                "the query reads more than 400 days of data; narrow its ranges, offsets or time range",
+            ));
         }
         let minute = |ms: i64| ms.div_euclid(60_000) * 60;
         let window = Window {
@@ -163,9 +206,13 @@ impl Evaluator {
             end_minute: minute(hi).max(minute(lo) - 60),
         };
         let mut fetcher = Fetcher::new(state, window);
-        for (vs, _) in sels {
+        for (vs, _, _) in sels {
+            let k = key(vs);
+            if ev.data.contains_key(&k) {
+                continue;
+            }
             let series = fetcher.select(vs).await?;
-            ev.data.insert(key(vs), series);
+            ev.data.insert(k, series);
         }
         Ok(ev)
     }
@@ -188,16 +235,21 @@ impl Evaluator {
     fn touch(&self, n: usize) -> Result<(), PromError> {
         let total = self.touched.get().saturating_add(n);
         self.touched.set(total);
-        if total > MAX_SAMPLES.saturating_mul(5) {
-            return Err(PromError::unsupported(
-                "the query reads too many samples; use a shorter range or a larger step",
-            ));
+        if total > MAX_SAMPLES {
+            return Err(PromError::unsupported(format!(
+                "the query reads more than {MAX_SAMPLES} samples at one step; use shorter ranges"
+            )));
         }
         Ok(())
     }
 
     /// Evaluates `e` at `t` (ms).
-    pub fn eval(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
+    pub fn eval_at(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
+        self.touched.set(0);
+        self.eval(e, t)
+    }
+
+    fn eval(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(_) => {
@@ -238,8 +290,9 @@ impl Evaluator {
         let range = millis(&ms.range);
         let mut out = Vec::new();
         for s in self.series(&ms.vs) {
-            let points = s.samples(at.saturating_sub(range), at);
-            self.touch(points.len())?;
+            let from = at.saturating_sub(range);
+            self.touch(s.sample_count(from, at))?;
+            let points = s.samples(from, at);
             if !points.is_empty() {
                 out.push((s.labels.clone(), points));
             }
@@ -376,7 +429,9 @@ impl Evaluator {
                 let bound = self.scalar_arg(arg(1)?, t)?;
                 let v = self.vector_arg(arg(0)?, t)?;
                 let f = |x: f64| {
-                    if name == "clamp_min" {
+                    if x.is_nan() || bound.is_nan() {
+                        f64::NAN
+                    } else if name == "clamp_min" {
                         x.max(bound)
                     } else {
                         x.min(bound)
@@ -727,14 +782,14 @@ fn vector_vector(
         let Some(rv) = right.get(&sig) else {
             continue;
         };
+        let (value, keep) = apply(op, s.value, *rv, return_bool)?;
+        if !keep {
+            continue;
+        }
         if !seen.insert(sig.clone()) {
             return Err(PromError::unsupported(format!(
                 "multiple matches for labels {sig:?}: many-to-one matching must be explicit (group_left/group_right), which meshscope does not support"
             )));
-        }
-        let (value, keep) = apply(op, s.value, *rv, return_bool)?;
-        if !keep {
-            continue;
         }
         let mut labels = if drop_name {
             without_name(&s.labels)
@@ -856,7 +911,7 @@ mod tests {
         let mut sels = Vec::new();
         selectors(&e, &mut sels)?;
         assert!(sels.is_empty());
-        Evaluator::new(0, 0).eval(&e, 60_000)
+        Evaluator::new(0, 0).eval_at(&e, 60_000)
     }
 
     #[test]
@@ -883,6 +938,10 @@ mod tests {
             constant("round(vector(2.5))").ok(),
             Some(Value::Vector(vec![sample(&[], 3.0)]))
         );
+        match constant("clamp_max(vector(0) / vector(0), 1)") {
+            Ok(Value::Vector(v)) => assert!(v[0].value.is_nan(), "NaN stays NaN"),
+            other => panic!("{other:?}"),
+        }
         for refused in [
             "quantile(0.5, vector(1))",
             "stddev(vector(1))",
@@ -944,7 +1003,16 @@ mod tests {
                 .len(),
             2
         );
-        // Two left series for one right one: refused, not guessed.
+        // Two left series for one right one: refused, not guessed…
+        let one = vec![sample(&[("svc", "x")], 7.0)];
+        let twins = vec![
+            sample(&[("svc", "x"), ("pod", "1")], 6.0),
+            sample(&[("svc", "x"), ("pod", "2")], 8.0),
+        ];
+        assert!(vector_vector(token::T_ADD, twins.clone(), one.clone(), Some(&on), false).is_err());
+        // …unless a comparison filters all but one of them out first, as in Prometheus.
+        let kept = vector_vector(token::T_GTR, twins, one, Some(&on), false).expect("ok");
+        assert_eq!(kept, vec![sample(&[("svc", "x")], 8.0)]);
         let many = LabelModifier::Include(LabelList::new(vec![]));
         assert!(
             vector_vector(token::T_ADD, l.clone(), r[..1].to_vec(), Some(&many), false).is_err()

@@ -38,6 +38,10 @@ pub const PROMETHEUS_VERSION: &str = "2.45.0";
 /// Most points a range query returns per series (Prometheus' own limit).
 const MAX_POINTS: i64 = 11_000;
 
+/// Most points one range query returns in all (Prometheus bounds loaded samples at 50
+/// million; a JSON answer this size is already about 250 MB).
+const MAX_RESULT_POINTS: usize = 5_000_000;
+
 /// Largest form body accepted on POST.
 const MAX_FORM_BYTES: usize = 1 << 20;
 
@@ -54,6 +58,14 @@ impl PromError {
         PromError {
             status: StatusCode::BAD_REQUEST,
             kind: "bad_data",
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> PromError {
+        PromError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
             message: message.into(),
         }
     }
@@ -416,14 +428,114 @@ async fn label_values(
     success(values)
 }
 
-fn parse_query(p: &PromParams) -> Result<Expr, PromError> {
+/// Stack for parsing a query: the parser, the depth check and dropping a refused tree
+/// recurse once per nesting level, and a 64 KiB query can nest thirty thousand deep.
+const PARSE_STACK_BYTES: usize = 256 << 20;
+
+fn parse_bounded(q: String) -> Result<Expr, PromError> {
+    let parse = move || {
+        // A parser panic (e.g. an out-of-range duration) is a bad query, not a crash.
+        let expr = std::panic::catch_unwind(|| parser::parse(&q))
+            .map_err(|_| PromError::bad("invalid query: the parser rejected it"))?
+            .map_err(|e| PromError::bad(format!("invalid query: {e}")))?;
+        if eval::depth(&expr) > eval::MAX_DEPTH {
+            return Err(PromError::bad(format!(
+                "query nests deeper than {} levels",
+                eval::MAX_DEPTH
+            )));
+        }
+        Ok(expr)
+    };
+    std::thread::Builder::new()
+        .name("promql-parse".into())
+        .stack_size(PARSE_STACK_BYTES)
+        .spawn(parse)
+        .map_err(|e| PromError::internal(format!("starting the parser: {e}")))?
+        .join()
+        .map_err(|_| PromError::bad("invalid query: the parser rejected it"))?
+}
+
+/// Most operators (outside string literals) a query may hold: the parser's time grows
+/// with the square of a flat operator chain (thirty thousand `+1` take twenty seconds).
+const MAX_OPERATORS: usize = 500;
+
+/// A cheap bound checked before parsing: bracket depth and operator count outside string
+/// literals.
+fn precheck(q: &str) -> Result<(), PromError> {
+    let (mut depth, mut deepest, mut ops) = (0usize, 0usize, 0usize);
+    let mut word = String::new();
+    let mut chars = q.chars();
+    let keyword = |w: &mut String, ops: &mut usize| {
+        if matches!(
+            w.to_ascii_lowercase().as_str(),
+            "and" | "or" | "unless" | "atan2"
+        ) {
+            *ops += 1;
+        }
+        w.clear();
+    };
+    while let Some(c) = chars.next() {
+        if c.is_alphanumeric() || c == '_' {
+            word.push(c);
+            continue;
+        }
+        keyword(&mut word, &mut ops);
+        match c {
+            '"' | '\'' | '`' => {
+                // Skip the literal; `\` escapes in the quoted forms.
+                while let Some(d) = chars.next() {
+                    if d == '\\' && c != '`' {
+                        chars.next();
+                    } else if d == c {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '^' | '<' | '>' | '=' | '!' => ops += 1,
+            _ => {}
+        }
+    }
+    keyword(&mut word, &mut ops);
+    if deepest > eval::MAX_DEPTH {
+        return Err(PromError::bad(format!(
+            "query nests deeper than {} levels",
+            eval::MAX_DEPTH
+        )));
+    }
+    if ops > MAX_OPERATORS {
+        return Err(PromError::bad(format!(
+            "query has more than {MAX_OPERATORS} operators"
+        )));
+    }
+    Ok(())
+}
+
+async fn parse_query(p: &PromParams) -> Result<Expr, PromError> {
     let q = p
         .get("query")
         .ok_or_else(|| PromError::bad("missing query parameter"))?;
     if q.len() > 64 * 1024 {
         return Err(PromError::bad("query longer than 64 KiB"));
     }
-    parser::parse(q).map_err(|e| PromError::bad(format!("invalid query: {e}")))
+    precheck(q)?;
+    let q = q.to_string();
+    tokio::task::spawn_blocking(move || parse_bounded(q))
+        .await
+        .map_err(|e| PromError::internal(format!("parsing: {e}")))?
+}
+
+/// Runs CPU-bound evaluation off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PromError> + Send + 'static,
+) -> Result<T, PromError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PromError::internal(format!("evaluating: {e}")))?
 }
 
 /// A sample value as Prometheus writes it.
@@ -447,10 +559,11 @@ fn stamp(ms: i64) -> Value {
 }
 
 async fn instant_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
-    let expr = parse_query(&p)?;
+    let expr = parse_query(&p).await?;
     let t = to_ms(time_param(&p, "time")?.unwrap_or_else(now));
     let ev = eval::Evaluator::load(&state, &expr, t, t).await?;
-    match ev.eval(&expr, t)? {
+    let value = blocking(move || ev.eval_at(&expr, t)).await?;
+    match value {
         eval::Value::Scalar(v) => {
             success(json!({"resultType": "scalar", "result": [stamp(t), sample(v)]}))
         }
@@ -497,7 +610,7 @@ fn step_param(p: &PromParams) -> Result<f64, PromError> {
 }
 
 async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
-    let expr = parse_query(&p)?;
+    let expr = parse_query(&p).await?;
     let start = time_param(&p, "start")?.ok_or_else(|| PromError::bad("missing start"))?;
     let end = time_param(&p, "end")?.ok_or_else(|| PromError::bad("missing end"))?;
     if end < start {
@@ -505,8 +618,11 @@ async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult
             "end timestamp must not be before start time",
         ));
     }
-    let step = step_param(&p)?;
-    if (end - start) / step > MAX_POINTS as f64 {
+    let (start, end, step) = (to_ms(start), to_ms(end), to_ms(step_param(&p)?));
+    if step <= 0 {
+        return Err(PromError::bad("query resolution step under a millisecond"));
+    }
+    if (end - start) / step >= MAX_POINTS {
         return Err(PromError::bad(format!(
             "exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
         )));
@@ -516,42 +632,59 @@ async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
         ));
     }
-    let (start, end, step) = (to_ms(start), to_ms(end), to_ms(step).max(1));
     let ev = eval::Evaluator::load(&state, &expr, start, end).await?;
-    let mut series: BTreeMap<data::Labels, Vec<Value>> = BTreeMap::new();
-    let mut t = start;
-    while t <= end {
-        match ev.eval(&expr, t)? {
-            eval::Value::Scalar(v) => series
-                .entry(data::Labels::new())
-                .or_default()
-                .push(json!([stamp(t), sample(v)])),
-            eval::Value::Vector(v) => {
-                for s in v {
-                    series
-                        .entry(s.labels)
-                        .or_default()
-                        .push(json!([stamp(t), sample(s.value)]));
+    let result = blocking(move || {
+        let mut series: BTreeMap<Labels, Vec<Value>> = BTreeMap::new();
+        let mut points = 0usize;
+        let mut t = start;
+        while t <= end {
+            let samples = match ev.eval_at(&expr, t)? {
+                eval::Value::Scalar(v) => vec![eval::Sample {
+                    labels: Labels::new(),
+                    value: v,
+                }],
+                eval::Value::Vector(v) => v,
+                eval::Value::Matrix(_) => {
+                    return Err(PromError::bad(
+                        "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+                    ));
                 }
+            };
+            points += samples.len();
+            if points > MAX_RESULT_POINTS {
+                return Err(PromError::unsupported(format!(
+                    "the result would hold more than {MAX_RESULT_POINTS} points; narrow the query, the time range or use a larger step"
+                )));
             }
-            eval::Value::Matrix(_) => {
-                return Err(PromError::bad(
-                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
-                ));
+            for s in samples {
+                series
+                    .entry(s.labels)
+                    .or_default()
+                    .push(json!([stamp(t), sample(s.value)]));
             }
+            t += step;
         }
-        t += step;
-    }
-    let result: Vec<Value> = series
-        .into_iter()
-        .map(|(metric, values)| json!({"metric": metric, "values": values}))
-        .collect();
+        Ok(series
+            .into_iter()
+            .map(|(metric, values)| json!({"metric": metric, "values": values}))
+            .collect::<Vec<Value>>())
+    })
+    .await?;
     success(json!({"resultType": "matrix", "result": result}))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_too_deep_or_too_long_are_refused_before_parsing() {
+        assert!(precheck(r#"sum by (a) (rate(x{a=~"(((((((", b!="+-*/"}[5m])) > 0"#).is_ok());
+        assert!(precheck(&format!("{}1{}", "(".repeat(101), ")".repeat(101))).is_err());
+        assert!(precheck(&"1+".repeat(501)).is_err());
+        assert!(precheck(&"x or ".repeat(501)).is_err());
+        assert!(precheck(&format!("x{{a=\"{}\"}}", "+".repeat(5000))).is_ok());
+    }
 
     #[test]
     fn label_names_follow_prometheus_syntax() {
