@@ -271,13 +271,12 @@ def _clip(s, n=160):
 # ---------------------------------------------------------------------------------------
 # Provisioning
 # ---------------------------------------------------------------------------------------
-def load_provisioning(problems):
-    """The provisioned data sources, uid -> type; checks both provisioning folders."""
-    datasources = {}
-    folder = DASHBOARDS / "provisioning" / "datasources"
+def provisioning_files(kind, what, problems):
+    """(path, parsed YAML) of each provisioning/<kind>/*.yaml with apiVersion 1."""
+    folder = DASHBOARDS / "provisioning" / kind
     files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
     if not files:
-        problems.append(f"{folder.relative_to(REPO)}: no data source provisioning file")
+        problems.append(f"{folder.relative_to(REPO)}: no {what}")
     for f in files:
         rel = f.relative_to(DASHBOARDS)
         try:
@@ -287,6 +286,13 @@ def load_provisioning(problems):
             continue
         if doc.get("apiVersion") != 1:
             problems.append(f"{rel}: apiVersion must be 1")
+        yield rel, doc
+
+
+def load_provisioning(problems):
+    """The provisioned data sources, uid -> type; checks both provisioning folders."""
+    datasources = {}
+    for rel, doc in provisioning_files("datasources", "data source provisioning file", problems):
         for i, ds in enumerate(doc.get("datasources") or []):
             for k in ("name", "type", "uid", "url"):
                 if not ds.get(k):
@@ -302,19 +308,7 @@ def load_provisioning(problems):
                     f"{rel}: datasources[{i}]: serviceMap.datasourceUid {ref!r} "
                     "is not provisioned here"
                 )
-    folder = DASHBOARDS / "provisioning" / "dashboards"
-    files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
-    if not files:
-        problems.append(f"{folder.relative_to(REPO)}: no dashboard provider file")
-    for f in files:
-        rel = f.relative_to(DASHBOARDS)
-        try:
-            doc = yaml.safe_load(f.read_text()) or {}
-        except yaml.YAMLError as e:
-            problems.append(f"{rel}: not YAML: {e}")
-            continue
-        if doc.get("apiVersion") != 1:
-            problems.append(f"{rel}: apiVersion must be 1")
+    for rel, doc in provisioning_files("dashboards", "dashboard provider file", problems):
         providers = doc.get("providers") or []
         if not providers:
             problems.append(f"{rel}: no providers")

@@ -197,6 +197,33 @@ async fn metadata_endpoints_and_scalar_queries() {
     assert_eq!(les.len(), 12, "{got}");
     assert!(les.contains(&"+Inf"));
 
+    // What Grafana also asks: no exemplars, rules or alerts are kept (empty, not 404).
+    let (status, got) = prom_get(
+        &stack,
+        &format!(
+            "/api/v1/query_exemplars?query={}&{window}",
+            enc("meshscope_service_calls_total")
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, got["data"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{got}"
+    );
+    let (status, got) = prom_get(&stack, "/api/v1/rules").await;
+    assert_eq!(
+        (status, &got["data"]["groups"]),
+        (200, &Value::Array(vec![])),
+        "{got}"
+    );
+    let (status, got) = prom_get(&stack, "/api/v1/alerts").await;
+    assert_eq!(
+        (status, &got["data"]["alerts"]),
+        (200, &Value::Array(vec![])),
+        "{got}"
+    );
+
     let (_, meta) = prom_get(
         &stack,
         "/api/v1/metadata?metric=traces_service_graph_request_server_seconds",

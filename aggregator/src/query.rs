@@ -204,6 +204,29 @@ async fn choice_for(
     SourceChoice::load(store, dedup, window, service).await
 }
 
+/// Reads `table` and chooses sources for its destinations. The choice is read after the
+/// data, so a destination that appears in between is in the choice, not missed.
+async fn scan_choosing(
+    store: &dyn Store,
+    dedup: &Dedup,
+    table: Table,
+    window: Window,
+    filters: Vec<(usize, String)>,
+    by_minute: bool,
+) -> Result<(Vec<Row>, SourceChoice)> {
+    let rows = store
+        .scan(&ScanRequest {
+            table,
+            start_minute: window.start_minute,
+            end_minute: window.end_minute,
+            filters: filters.clone(),
+            by_minute,
+        })
+        .await?;
+    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    Ok((rows, choice))
+}
+
 /// One entity's merged metrics over a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entity {
@@ -254,17 +277,7 @@ pub async fn entities(
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<Entity>> {
-    let rows = store
-        .scan(&ScanRequest {
-            table,
-            start_minute: window.start_minute,
-            end_minute: window.end_minute,
-            filters: filters.clone(),
-            by_minute: false,
-        })
-        .await?;
-    // After the data: a destination that appears in between is in the choice, not missed.
-    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let (rows, choice) = scan_choosing(store, dedup, table, window, filters, false).await?;
     let dest = destination_key(table);
     let mut out: Vec<Entity> = fold_sides(rows, table, &choice)
         .into_iter()
@@ -291,17 +304,7 @@ pub async fn series(
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<(i64, Metrics)>> {
-    let rows = store
-        .scan(&ScanRequest {
-            table,
-            start_minute: window.start_minute,
-            end_minute: window.end_minute,
-            filters: filters.clone(),
-            by_minute: true,
-        })
-        .await?;
-    // After the data: a destination that appears in between is in the choice, not missed.
-    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let (rows, choice) = scan_choosing(store, dedup, table, window, filters, true).await?;
     let dest = destination_key(table);
     let rows: Vec<Row> = rows
         .into_iter()
@@ -360,17 +363,7 @@ pub async fn key_minutes(
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<KeyMinutes>> {
-    let rows = store
-        .scan(&ScanRequest {
-            table,
-            start_minute: window.start_minute,
-            end_minute: window.end_minute,
-            filters: filters.clone(),
-            by_minute: true,
-        })
-        .await?;
-    // After the data: a destination that appears in between is in the choice, not missed.
-    let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let (rows, choice) = scan_choosing(store, dedup, table, window, filters, true).await?;
     let dest = destination_key(table);
     let mut by_key: HashMap<Keys, KeyMinutes> = HashMap::default();
     for r in rows {

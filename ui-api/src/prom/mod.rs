@@ -178,6 +178,13 @@ pub fn router() -> Router<ApiState> {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/query", get(instant_query).post(instant_query))
         .route("/api/v1/query_range", get(range_query).post(range_query))
+        // Grafana asks for these; meshscope keeps no exemplars, rules or alerts.
+        .route(
+            "/api/v1/query_exemplars",
+            get(no_exemplars).post(no_exemplars),
+        )
+        .route("/api/v1/rules", get(no_rules))
+        .route("/api/v1/alerts", get(no_alerts))
         .fallback(|| async {
             PromError {
                 status: StatusCode::NOT_FOUND,
@@ -185,6 +192,19 @@ pub fn router() -> Router<ApiState> {
                 message: "no such Prometheus API endpoint".into(),
             }
         })
+}
+
+async fn no_exemplars(p: PromParams) -> PromResult {
+    parse_query(&p).await?;
+    success(json!([]))
+}
+
+async fn no_rules() -> PromResult {
+    success(json!({"groups": []}))
+}
+
+async fn no_alerts() -> PromResult {
+    success(json!({"alerts": []}))
 }
 
 async fn buildinfo() -> PromResult {
