@@ -21,6 +21,8 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use crate::sim;
 
+pub mod query;
+
 /// Options of `meshscope bench als`.
 #[derive(Args, Debug, Clone)]
 pub struct AlsArgs {
@@ -210,10 +212,16 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `exe` (default: this executable) and waits until it is healthy.
+    /// Starts `exe` (default: this executable) on a fresh temporary data dir and waits
+    /// until it is healthy.
     async fn start(exe: Option<&PathBuf>) -> anyhow::Result<Server> {
         let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        Server::start_in(exe, dir).await
+    }
+
+    /// Starts `exe` on `dir` (removed by [`Server::stop`]) and waits until it is healthy.
+    async fn start_in(exe: Option<&PathBuf>, dir: PathBuf) -> anyhow::Result<Server> {
         let (grpc_port, http_port) = (free_port()?, free_port()?);
         let exe = match exe {
             Some(p) => p.clone(),

@@ -46,6 +46,9 @@ enum BenchCommand {
     /// Send pre-encoded OTLP export requests over loopback gRPC into a `meshscope serve`
     /// child process and report spans per server CPU-second.
     Otlp(bench::OtlpArgs),
+    /// Write a day of rollups for a few hundred services into an embedded store, start
+    /// `meshscope serve` on it and time the JSON API and PromQL dashboard queries.
+    Query(bench::query::QueryArgs),
 }
 
 #[derive(Args, Clone)]
@@ -139,6 +142,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 which: BenchCommand::Otlp(args),
             } => bench::otlp(args).await,
+            Command::Bench {
+                which: BenchCommand::Query(args),
+            } => bench::query::run(args).await,
         }
     })
 }

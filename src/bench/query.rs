@@ -1,0 +1,284 @@
+//! `meshscope bench query`: read latency over a day of rollups.
+//!
+//! Writes `--hours` of per-minute rollup rows for `--services` services straight into an
+//! embedded store (each service: 3 instances, 5 endpoints, 2 outgoing edges, both sides of
+//! every edge reported), one file per table and hour as compaction would leave them, then
+//! starts `meshscope serve` on that data dir and times the JSON API and PromQL queries the
+//! dashboards use: one warm-up, then `--runs` runs each, median and max.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aggregator::histogram;
+use aggregator::metrics::Metrics;
+use aggregator::rollup::{Row, RowBatch, RowKey};
+use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Keys, Table};
+use aggregator::store::Store;
+use aggregator::store::parquet::{ParquetSettings, ParquetStore};
+use anyhow::{Context, bail};
+use clap::Args;
+use proto::{Side, Source};
+
+use super::Server;
+
+/// Options of `meshscope bench query`.
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    /// Services in the generated mesh.
+    #[arg(long, default_value_t = 200)]
+    pub services: usize,
+    /// Hours of data, ending at the current minute.
+    #[arg(long, default_value_t = 24)]
+    pub hours: i64,
+    /// Timed runs per query (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// The server binary (default: this executable).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+}
+
+fn keys(parts: &[&Arc<str>]) -> Keys {
+    let empty: Arc<str> = Arc::from("");
+    std::array::from_fn(|i| {
+        parts
+            .get(i)
+            .map_or_else(|| empty.clone(), |k| Arc::clone(k))
+    })
+}
+
+/// A minute's figures: `calls` calls, one in 25 failing, latencies of 5, 20 and 200 ms.
+fn metrics(calls: u64) -> Metrics {
+    let mut m = Metrics {
+        calls,
+        errors: calls / 25,
+        latency_count: calls,
+        ..Metrics::default()
+    };
+    for (nanos, share) in [(5_000_000u64, 6u64), (20_000_000, 3), (200_000_000, 1)] {
+        let n = calls * share / 10;
+        m.histogram.add(histogram::bucket_index(nanos), n);
+        m.latency_sum_nanos += nanos * n;
+    }
+    let rest = calls - m.histogram.count();
+    m.histogram.add(histogram::bucket_index(5_000_000), rest);
+    m.latency_sum_nanos += 5_000_000 * rest;
+    m
+}
+
+struct Mesh {
+    services: Vec<Arc<str>>,
+    instances: Vec<Vec<Arc<str>>>,
+    endpoints: Vec<Vec<Arc<str>>>,
+    edges: Vec<(usize, usize, Arc<str>)>,
+}
+
+impl Mesh {
+    fn new(n: usize) -> Mesh {
+        let services: Vec<Arc<str>> = (0..n)
+            .map(|i| Arc::from(format!("svc-{i:03}.bench")))
+            .collect();
+        let instances = (0..n)
+            .map(|i| {
+                (0..3)
+                    .map(|j| Arc::from(format!("svc-{i:03}-{j}")))
+                    .collect()
+            })
+            .collect();
+        let endpoints = (0..n)
+            .map(|_| {
+                (0..5)
+                    .map(|k| Arc::from(format!("GET /api/v1/item{k}")))
+                    .collect()
+            })
+            .collect();
+        let (http, grpc): (Arc<str>, Arc<str>) = (Arc::from("http"), Arc::from("grpc"));
+        let mut edges = Vec::new();
+        for i in 0..n {
+            edges.push((i, (i + 1) % n, http.clone()));
+            let j = (i * 7 + 3) % n;
+            if j != i && j != (i + 1) % n {
+                edges.push((i, j, grpc.clone()));
+            }
+        }
+        Mesh {
+            services,
+            instances,
+            endpoints,
+            edges,
+        }
+    }
+
+    /// Every row of one minute.
+    fn minute(&self, minute: i64, out: &mut [(Table, Vec<Row>)]) {
+        let flags = FLAG_CLIENT_REAL | FLAG_SERVER_REAL;
+        let row = |keys: Keys, side: Side, calls: u64| Row {
+            key: RowKey {
+                minute,
+                side,
+                source: Source::Mesh,
+                keys,
+            },
+            flags,
+            metrics: metrics(calls),
+        };
+        let calls = |i: usize| 20 + ((i as i64 * 31 + minute / 60) % 40) as u64;
+        for (i, s) in self.services.iter().enumerate() {
+            out[0].1.push(row(keys(&[s]), Side::Server, calls(i) * 3));
+            for inst in &self.instances[i] {
+                out[1].1.push(row(keys(&[s, inst]), Side::Server, calls(i)));
+            }
+            for ep in &self.endpoints[i] {
+                out[2].1.push(row(keys(&[s, ep]), Side::Server, calls(i)));
+            }
+        }
+        for (e, (c, s, proto)) in self.edges.iter().enumerate() {
+            let (cn, sn) = (&self.services[*c], &self.services[*s]);
+            let pick = (minute / 60) as usize % 3;
+            let (ci, si) = (&self.instances[*c][pick], &self.instances[*s][pick]);
+            for side in [Side::Client, Side::Server] {
+                out[3].1.push(row(keys(&[cn, sn, proto]), side, calls(e)));
+                out[4]
+                    .1
+                    .push(row(keys(&[cn, ci, sn, si, proto]), side, calls(e)));
+            }
+        }
+    }
+}
+
+/// Writes the data; returns rows written.
+async fn load(dir: &std::path::Path, args: &QueryArgs, end_minute: i64) -> anyhow::Result<u64> {
+    let store = ParquetStore::open(dir, ParquetSettings::default())?;
+    let mesh = Mesh::new(args.services);
+    let mut rows = 0u64;
+    for h in 0..args.hours {
+        let mut tables: Vec<(Table, Vec<Row>)> =
+            Table::ALL.iter().map(|t| (*t, Vec::new())).collect();
+        let hour_start = end_minute - (args.hours - h) * 3600;
+        for m in 0..60 {
+            mesh.minute(hour_start + m * 60, &mut tables);
+        }
+        rows += tables.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
+        store.write(Arc::new(RowBatch { tables })).await?;
+        eprint!("\rwriting rollups: hour {}/{}", h + 1, args.hours);
+    }
+    eprintln!();
+    Ok(rows)
+}
+
+fn enc(s: &str) -> String {
+    serde_urlencoded::to_string([("q", s)])
+        .map(|e| e[2..].to_string())
+        .unwrap_or_default()
+}
+
+/// Runs the benchmark and prints a report.
+pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
+    if args.services < 2 || args.hours < 1 {
+        bail!("--services must be at least 2 and --hours at least 1");
+    }
+    let dir = std::env::temp_dir().join(format!("meshscope-bench-query-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let end = now.div_euclid(60) * 60;
+    let started = Instant::now();
+    let rows = load(&dir, &args, end)
+        .await
+        .context("writing the rollups")?;
+    let load_secs = started.elapsed().as_secs_f64();
+    let server = Server::start_in(args.server.as_ref(), dir).await?;
+    let start = end - args.hours * 3600;
+    let (s0, w) = ("svc-000.bench", format!("start={start}&end={end}"));
+    let prom = |q: &str| format!("/prometheus/api/v1/query?time={end}&query={}", enc(q));
+    let prom_range = |q: &str, from: i64, step: i64| {
+        format!(
+            "/prometheus/api/v1/query_range?start={from}&end={end}&step={step}&query={}",
+            enc(q)
+        )
+    };
+    let hours = args.hours;
+    let queries: Vec<(String, String)> = vec![
+        (
+            format!("topology, {hours} h (JSON)"),
+            format!("/api/v1/topology?{w}"),
+        ),
+        (
+            "topology, 15 min (JSON)".into(),
+            format!("/api/v1/topology?start={}&end={end}", end - 900),
+        ),
+        (
+            format!("services, {hours} h (JSON)"),
+            format!("/api/v1/services?{w}"),
+        ),
+        (
+            format!("one service's p99 per minute, {hours} h (JSON)"),
+            format!("/api/v1/timeseries?entity=service&service={s0}&metric=p99_ms&step=60&{w}"),
+        ),
+        (
+            "service graph rate [1h] (PromQL instant)".into(),
+            prom("sum by (client, server) (rate(traces_service_graph_request_total[1h]))"),
+        ),
+        (
+            format!("service graph rate [{hours}h] (PromQL instant)"),
+            prom(&format!(
+                "sum by (client, server) (rate(traces_service_graph_request_total[{hours}h]))"
+            )),
+        ),
+        (
+            "p99 per service from buckets [1h] (PromQL instant)".into(),
+            prom(
+                "histogram_quantile(0.99, sum by (le, service) (increase(meshscope_service_latency_seconds_bucket[1h])))",
+            ),
+        ),
+        (
+            format!("calls/s per service, {hours} h step 5m (PromQL range)"),
+            prom_range(
+                "sum by (service) (rate(meshscope_service_calls_total[5m]))",
+                start,
+                300,
+            ),
+        ),
+        (
+            "one service's precise p99, 1 h step 1m (PromQL range)".into(),
+            prom_range(
+                &format!(
+                    "meshscope_service_latency_quantile_seconds{{service=\"{s0}\", quantile=\"0.99\"}}"
+                ),
+                end - 3600,
+                60,
+            ),
+        ),
+    ];
+    let client = reqwest::Client::new();
+    println!("meshscope bench query");
+    println!(
+        "  data                  {} services, {hours} h, {rows} rollup rows (written in {load_secs:.1} s)",
+        args.services
+    );
+    println!("  {:<56} {:>10} {:>10}", "query", "median ms", "max ms");
+    for (name, path) in &queries {
+        let url = format!("{}{path}", server.http);
+        let mut times = Vec::with_capacity(args.runs);
+        for run in 0..=args.runs {
+            let t = Instant::now();
+            let resp = client.get(&url).send().await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            if !status.is_success() {
+                bail!("{name}: {status}: {}", String::from_utf8_lossy(&body));
+            }
+            if run > 0 {
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+        let max = times.last().copied().unwrap_or(f64::NAN);
+        println!("  {name:<56} {median:>10.1} {max:>10.1}");
+    }
+    server.stop().await;
+    Ok(())
+}
