@@ -24,6 +24,7 @@ bench:
 	cargo build --release
 	$(CARGO_TARGET_DIR)/release/meshscope bench als --entries 2000000 --streams 8
 	$(CARGO_TARGET_DIR)/release/meshscope bench otlp --spans 1000000 --connections 8
+	$(CARGO_TARGET_DIR)/release/meshscope bench query --services 200 --hours 24 --runs 5
 
 demo:
 	cargo run --release -- demo
