@@ -56,6 +56,10 @@ pub enum Error {
     Stopped,
     #[error("data dir {0} is in use by another meshscope process")]
     Locked(std::path::PathBuf),
+    #[error("ClickHouse: {message}")]
+    ClickHouse { code: Option<u32>, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// Result with this crate's [`Error`].

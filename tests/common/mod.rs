@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod clickhouse;
 pub mod otel;
 pub mod truth;
 

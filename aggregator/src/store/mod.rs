@@ -1,5 +1,6 @@
 //! The [`Store`] trait every backend implements, and its request type.
 
+pub mod clickhouse;
 pub mod parquet;
 
 use std::sync::Arc;

@@ -1,0 +1,117 @@
+//! A small client for ClickHouse's HTTP interface: one POST per statement, the SQL in the
+//! body, `wait_end_of_query=1` so an error cannot follow a 200 status, and never
+//! `compress=1` (ClickHouse 18.16 answers it with an empty 200).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{Error, Result};
+
+/// Where and as whom to connect.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// ClickHouse's error code in an error body (`Code: 57, e.displayText() = …`).
+pub fn error_code(body: &str) -> Option<u32> {
+    let rest = body.trim_start().strip_prefix("Code: ")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+impl Client {
+    /// `url` like `http://127.0.0.1:8123`.
+    pub fn new(url: &str, user: &str, password: &str, timeout: Duration) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| Error::ClickHouse {
+                code: None,
+                message: format!("building the HTTP client: {e}"),
+            })?;
+        Ok(Client {
+            http,
+            url: url.trim_end_matches('/').to_string(),
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    /// Runs one statement; its output (in the statement's `FORMAT`).
+    pub async fn execute(&self, sql: &str) -> Result<Bytes> {
+        self.send(Bytes::from(sql.to_string()), None).await
+    }
+
+    /// Runs `INSERT … FORMAT …` (`query`) with `data` as the body.
+    pub async fn insert(&self, query: &str, data: Bytes) -> Result<()> {
+        self.send(data, Some(query)).await.map(drop)
+    }
+
+    async fn send(&self, body: Bytes, query: Option<&str>) -> Result<Bytes> {
+        let mut url = reqwest::Url::parse(&self.url).map_err(|e| Error::ClickHouse {
+            code: None,
+            message: format!("ClickHouse url {:?}: {e}", self.url),
+        })?;
+        url.query_pairs_mut().append_pair("wait_end_of_query", "1");
+        if let Some(q) = query {
+            url.query_pairs_mut().append_pair("query", q);
+        }
+        let resp = self
+            .http
+            .post(url)
+            .basic_auth(&self.user, Some(&self.password))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::ClickHouse {
+                code: None,
+                message: format!("{}: {e}", self.url),
+            })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| Error::ClickHouse {
+            code: None,
+            message: format!("reading the answer of {}: {e}", self.url),
+        })?;
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            let text = String::from_utf8_lossy(&bytes);
+            Err(Error::ClickHouse {
+                code: error_code(&text),
+                message: format!("{status}: {}", text.trim()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_read_from_the_body() {
+        assert_eq!(
+            error_code("Code: 57, e.displayText() = DB::Exception: Table x already exists"),
+            Some(57)
+        );
+        assert_eq!(
+            error_code("Code: 81. DB::Exception: Database y doesn't exist"),
+            Some(81)
+        );
+        assert_eq!(error_code("Bad gateway"), None);
+    }
+}

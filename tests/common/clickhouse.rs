@@ -1,0 +1,119 @@
+//! A real ClickHouse server for tests: Debian's `clickhouse-server` (18.16 here; `.ci/deps`
+//! installs it) started on loopback with free ports and its data in a temp dir, stopped
+//! (SIGTERM) when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct ClickHouse {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn write_config(dir: &Path, http: u16, tcp: u16) {
+    let d = dir.display();
+    let config = format!(
+        r#"<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><log>{d}/server.log</log><errorlog>{d}/error.log</errorlog><console>0</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>{http}</http_port>
+  <tcp_port>{tcp}</tcp_port>
+  <path>{d}/data/</path>
+  <tmp_path>{d}/tmp/</tmp_path>
+  <user_files_path>{d}/user_files/</user_files_path>
+  <format_schema_path>{d}/format_schemas/</format_schema_path>
+  <users_config>{d}/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <timezone>UTC</timezone>
+  <mark_cache_size>268435456</mark_cache_size>
+</yandex>
+"#
+    );
+    let users = r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+"#;
+    std::fs::write(dir.join("config.xml"), config).expect("config.xml");
+    std::fs::write(dir.join("users.xml"), users).expect("users.xml");
+}
+
+/// `GET /ping` answers `Ok.`.
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut answer = String::new();
+    conn.write_all(b"GET /ping HTTP/1.0\r\n\r\n").is_ok()
+        && conn.read_to_string(&mut answer).is_ok()
+        && answer.ends_with("Ok.\n")
+}
+
+impl ClickHouse {
+    /// Starts a server and waits for `/ping`.
+    pub fn start() -> ClickHouse {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (http, tcp) = (free_port(), free_port());
+        write_config(dir.path(), http, tcp);
+        let child = Command::new("clickhouse-server")
+            .arg(format!("--config-file={}/config.xml", dir.path().display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "clickhouse-server runs (Debian package clickhouse-server; `.ci/deps` installs it)",
+            );
+        let url = format!("http://127.0.0.1:{http}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ping(http) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "clickhouse-server did not answer /ping within 30 s; see {}/error.log",
+                dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ClickHouse {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
