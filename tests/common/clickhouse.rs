@@ -117,3 +117,45 @@ impl Drop for ClickHouse {
         let _ = self.child.wait();
     }
 }
+
+/// ClickHouse's current engine through chDB behind a small HTTP stand-in
+/// (`tests/chdb_server.py`; `.ci/deps` installs the `chdb` Python package).
+pub struct Chdb {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Chdb {
+    pub fn start() -> Chdb {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chdb_server.py");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs tests/chdb_server.py (pip package chdb; `.ci/deps` installs it)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the chDB stand-in prints its port");
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("chDB stand-in did not start: {line:?}"));
+        Chdb {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Chdb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
