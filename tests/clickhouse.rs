@@ -1,15 +1,18 @@
-//! The ClickHouse backend against a real server (Debian's ClickHouse 18.16): schema
-//! migrations and literal escaping. Writes and reads come with the backend's next
-//! increment.
+//! The ClickHouse backend against a real server (Debian's ClickHouse 18.16) and against
+//! ClickHouse 26.x in chDB: schema migrations, literal escaping, and every scan shape
+//! equal to the embedded Parquet store's answer for the same writes.
 
 mod common;
 
 use std::time::Duration;
 
+use aggregator::rollup::RowBatch;
 use aggregator::schema::Table;
 use aggregator::store::clickhouse::client::Client;
 use aggregator::store::clickhouse::schema::{self, Dialect, LATEST};
 use aggregator::store::clickhouse::sql::quote;
+use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore};
+use aggregator::store::{ScanRequest, Store};
 use common::clickhouse::ClickHouse;
 
 fn tsv(b: bytes::Bytes) -> String {
@@ -162,4 +165,197 @@ async fn the_modern_dialect_runs_on_a_current_engine_in_chdb() {
         ],
     )
     .await;
+}
+
+/// Rows of every table over two UTC days, both sides and sources, node flags that must be
+/// OR-ed, histograms that must merge by bucket, and key values that need escaping; written
+/// as two overlapping batches.
+fn batches(now: i64) -> Vec<RowBatch> {
+    use aggregator::rollup::{Row, RowKey};
+    use proto::{Side, Source};
+    use std::sync::Arc;
+    let midnight = now.div_euclid(86_400) * 86_400;
+    let minutes = [midnight - 120, midnight - 60, midnight, midnight + 60];
+    let names = [
+        "reviews.default",
+        "it's \"quoted\"",
+        "tab\there\nnewline\\",
+        "ünï 😀",
+    ];
+    (0..2u64)
+        .map(|b| {
+            let tables = Table::ALL
+                .iter()
+                .map(|t| {
+                    let mut rows = Vec::new();
+                    for (mi, minute) in minutes.iter().enumerate() {
+                        for (ni, name) in names.iter().enumerate() {
+                            for side in [Side::Client, Side::Server] {
+                                for source in [Source::Mesh, Source::Trace] {
+                                    let empty: Arc<str> = Arc::from("");
+                                    let mut keys: aggregator::schema::Keys =
+                                        std::array::from_fn(|_| empty.clone());
+                                    for (k, slot) in
+                                        keys.iter_mut().take(t.keys().len()).enumerate()
+                                    {
+                                        *slot = Arc::from(if k == 0 {
+                                            *name
+                                        } else {
+                                            names[(ni + k) % 4]
+                                        });
+                                    }
+                                    let mut metrics = aggregator::metrics::Metrics {
+                                        calls: 10 + b + mi as u64,
+                                        errors: b + ni as u64,
+                                        latency_count: 10 + b,
+                                        latency_sum_nanos: 1_000_000 * (mi as u64 + 1),
+                                        apdex_satisfied: 3,
+                                        apdex_tolerating: 1 + b,
+                                        mtls_calls: ni as u64,
+                                        bytes_sent: 1 << 40,
+                                        bytes_received: 7,
+                                        ..Default::default()
+                                    };
+                                    metrics.histogram.add(300 + mi as u16, 4 + b);
+                                    metrics.histogram.add(500 + b as u16, 6);
+                                    rows.push(Row {
+                                        key: RowKey {
+                                            minute: *minute,
+                                            side,
+                                            source,
+                                            keys,
+                                        },
+                                        flags: 1 << b,
+                                        metrics,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    (*t, rows)
+                })
+                .collect();
+            RowBatch { tables }
+        })
+        .collect()
+}
+
+/// Every scan shape against `store` equals the embedded Parquet store's answer.
+async fn same_as_parquet(store: &dyn Store) {
+    use aggregator::store::parquet::{ParquetSettings, ParquetStore};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("parquet");
+    let now = common::now_nanos() / 1_000_000_000;
+    for b in batches(now) {
+        let b = Arc::new(b);
+        parquet.write(b.clone()).await.expect("parquet write");
+        store.write(b).await.expect("write");
+    }
+    let midnight = now.div_euclid(86_400) * 86_400;
+    let sort = |mut rows: Vec<aggregator::rollup::Row>| {
+        rows.sort_by(|a, b| {
+            (a.key.minute, a.key.side, a.key.source, &a.key.keys).cmp(&(
+                b.key.minute,
+                b.key.side,
+                b.key.source,
+                &b.key.keys,
+            ))
+        });
+        rows
+    };
+    let mut checked = 0;
+    for table in Table::ALL {
+        for (start, end) in [
+            (midnight - 3600, midnight + 3600),
+            (midnight - 60, midnight + 60),
+            (midnight + 120, midnight + 600),
+        ] {
+            for by_minute in [true, false] {
+                for filters in [
+                    vec![],
+                    vec![(0, "it's \"quoted\"".to_string())],
+                    vec![(0, "tab\there\nnewline\\".to_string())],
+                    vec![(0, "x' OR '1'='1".to_string())],
+                ] {
+                    let req = ScanRequest {
+                        table,
+                        start_minute: start,
+                        end_minute: end,
+                        filters,
+                        by_minute,
+                    };
+                    let want = sort(parquet.scan(&req).await.expect("parquet scan"));
+                    let got = sort(
+                        store
+                            .scan(&req)
+                            .await
+                            .unwrap_or_else(|e| panic!("{req:?}: {e}")),
+                    );
+                    assert_eq!(got, want, "{req:?}");
+                    checked += usize::from(!want.is_empty());
+                }
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} non-empty comparisons");
+}
+
+fn settings(url: &str) -> ClickHouseSettings {
+    ClickHouseSettings {
+        url: url.to_string(),
+        database: "meshscope".into(),
+        user: "default".into(),
+        password: String::new(),
+        timeout: Duration::from_secs(60),
+        retention_days: 7,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
+    let ch = ClickHouse::start();
+    let store = ClickHouseStore::open(settings(&ch.url))
+        .await
+        .expect("open");
+    same_as_parquet(&store).await;
+    // Retention (7 days) drops a day 10 days old as a whole partition, keeps the rest.
+    let now = common::now_nanos() / 1_000_000_000;
+    let mut old = batches(now).remove(0);
+    for (_, rows) in &mut old.tables {
+        for r in rows.iter_mut() {
+            r.key.minute -= 10 * 86_400;
+        }
+    }
+    store
+        .write(std::sync::Arc::new(old))
+        .await
+        .expect("write old");
+    let scan = |start: i64| ScanRequest {
+        table: Table::Service,
+        start_minute: start,
+        end_minute: start + 2 * 86_400,
+        filters: vec![],
+        by_minute: false,
+    };
+    let old_day = now - 11 * 86_400;
+    assert!(!store.scan(&scan(old_day)).await.expect("scan").is_empty());
+    store.maintain().await.expect("maintain");
+    assert!(store.scan(&scan(old_day)).await.expect("scan").is_empty());
+    assert!(
+        !store
+            .scan(&scan(now - 86_400))
+            .await
+            .expect("scan")
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chdb_returns_what_the_embedded_store_returns() {
+    let ch = common::clickhouse::Chdb::start();
+    let store = ClickHouseStore::open(settings(&ch.url))
+        .await
+        .expect("open");
+    same_as_parquet(&store).await;
 }

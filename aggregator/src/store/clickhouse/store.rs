@@ -1,0 +1,398 @@
+//! [`ClickHouseStore`]: the [`Store`] over ClickHouse. Rows go in as TabSeparated inserts,
+//! one per table and UTC day (one part each); reads aggregate in ClickHouse (`sum`,
+//! `sumMap` for the histogram, `groupBitOr` for the node flags) grouped by key, side and
+//! source (and minute for time series), with the filters as quoted literals.
+//!
+//! Not yet: retries of an insert whose outcome is unknown are not recognised (a marker
+//! row per chunk is planned), no buffer or spill when ClickHouse is down (the aggregator
+//! keeps failed rows in memory up to `max_pending_rows`), minute rows only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use proto::{Side, Source};
+
+use crate::metrics::Metrics;
+use crate::rollup::{Row, RowBatch, RowKey};
+use crate::schema::{COUNTER_COLUMNS, Keys, Table};
+use crate::store::{ScanRequest, Store};
+use crate::{Error, Result};
+
+use super::client::Client;
+use super::schema::{self, Dialect};
+use super::sql::{ident, quote};
+
+/// Resolution of minute rows.
+const MINUTE_RES: u32 = 60;
+
+/// Where the data lives and how long it is kept.
+#[derive(Debug, Clone)]
+pub struct ClickHouseSettings {
+    /// `http://host:8123`.
+    pub url: String,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Per request.
+    pub timeout: Duration,
+    pub retention_days: u32,
+}
+
+/// The ClickHouse backend.
+#[derive(Debug, Clone)]
+pub struct ClickHouseStore {
+    client: Client,
+    db: String,
+    dialect: Dialect,
+    retention_days: u32,
+}
+
+fn bad(what: &str, line: &str) -> Error {
+    Error::Schema(format!(
+        "ClickHouse answer: {what} in {:?}",
+        &line[..line.len().min(200)]
+    ))
+}
+
+/// TabSeparated escaping of a string field.
+fn tsv_escape(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// The inverse, for ClickHouse's TabSeparated output.
+fn tsv_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('0') => out.push('\0'),
+            Some('b') => out.push('\u{8}'),
+            Some('f') => out.push('\u{c}'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// `[1,2,3]` into numbers.
+fn parse_array(s: &str) -> Option<Vec<u64>> {
+    let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
+    if inner.is_empty() {
+        return Some(Vec::new());
+    }
+    inner.split(',').map(|n| n.trim().parse().ok()).collect()
+}
+
+impl ClickHouseStore {
+    /// Connects, detects the dialect and brings the schema up to date.
+    pub async fn open(settings: ClickHouseSettings) -> Result<ClickHouseStore> {
+        ident(&settings.database)?;
+        let client = Client::new(
+            &settings.url,
+            &settings.user,
+            &settings.password,
+            settings.timeout,
+        )?;
+        let (version, dialect) = schema::detect(&client).await?;
+        schema::migrate(
+            &client,
+            &settings.database,
+            dialect,
+            settings.retention_days,
+        )
+        .await?;
+        tracing::info!(
+            url = settings.url,
+            database = settings.database,
+            version,
+            dialect = dialect.as_str(),
+            "ClickHouse store opened"
+        );
+        Ok(ClickHouseStore {
+            client,
+            db: settings.database,
+            dialect,
+            retention_days: settings.retention_days,
+        })
+    }
+
+    fn table(&self, t: Table) -> Result<String> {
+        Ok(format!("{}.{}", ident(&self.db)?, ident(t.name())?))
+    }
+
+    fn columns(t: Table) -> Result<Vec<String>> {
+        let mut cols: Vec<String> = ["res", "minute", "side", "source"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        for k in t.keys() {
+            cols.push(ident(k)?);
+        }
+        cols.push("flags".into());
+        for c in COUNTER_COLUMNS {
+            cols.push(ident(c)?);
+        }
+        cols.push("histMap.idx".into());
+        cols.push("histMap.cnt".into());
+        Ok(cols)
+    }
+
+    fn encode(t: Table, rows: &[&Row]) -> Bytes {
+        let mut out = String::with_capacity(rows.len() * 160);
+        for r in rows {
+            let m = &r.metrics;
+            let _ = write!(
+                out,
+                "{MINUTE_RES}\t{}\t{}\t{}",
+                r.key.minute,
+                r.key.side.as_str(),
+                r.key.source.as_str()
+            );
+            for k in &r.key.keys[..t.keys().len()] {
+                out.push('\t');
+                tsv_escape(k, &mut out);
+            }
+            let _ = write!(out, "\t{}", r.flags);
+            for v in counters(m) {
+                let _ = write!(out, "\t{v}");
+            }
+            let (idx, cnt): (Vec<String>, Vec<String>) = m
+                .histogram
+                .iter()
+                .map(|(i, c)| (i.to_string(), c.to_string()))
+                .unzip();
+            let _ = writeln!(out, "\t[{}]\t[{}]", idx.join(","), cnt.join(","));
+        }
+        Bytes::from(out)
+    }
+
+    fn decode(t: Table, by_minute: bool, start: i64, text: &str) -> Result<Vec<Row>> {
+        let nkeys = t.keys().len();
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let base = usize::from(by_minute);
+            if f.len() != base + 2 + nkeys + 1 + COUNTER_COLUMNS.len() + 1 {
+                return Err(bad("unexpected column count", line));
+            }
+            let minute = if by_minute {
+                f[0].parse::<i64>().map_err(|_| bad("minute", line))?
+            } else {
+                start
+            };
+            let side = Side::parse(f[base]).ok_or_else(|| bad("side", line))?;
+            let source = Source::parse(f[base + 1]).ok_or_else(|| bad("source", line))?;
+            let empty: Arc<str> = Arc::from("");
+            let mut keys: Keys = std::array::from_fn(|_| empty.clone());
+            for (i, k) in keys.iter_mut().take(nkeys).enumerate() {
+                *k = Arc::from(tsv_unescape(f[base + 2 + i]));
+            }
+            let at = base + 2 + nkeys;
+            let flags: u8 = f[at].parse().map_err(|_| bad("flags", line))?;
+            let mut c = [0u64; 9];
+            for (i, v) in c.iter_mut().enumerate() {
+                *v = f[at + 1 + i].parse().map_err(|_| bad("counter", line))?;
+            }
+            let hist = f[at + 1 + COUNTER_COLUMNS.len()];
+            let (idx, cnt) = hist
+                .strip_prefix('(')
+                .and_then(|h| h.strip_suffix(')'))
+                .and_then(|h| h.split_once("],["))
+                .ok_or_else(|| bad("histogram", line))?;
+            let idx = parse_array(&format!("{idx}]")).ok_or_else(|| bad("histogram", line))?;
+            let cnt = parse_array(&format!("[{cnt}")).ok_or_else(|| bad("histogram", line))?;
+            let mut metrics = Metrics {
+                calls: c[0],
+                errors: c[1],
+                latency_count: c[2],
+                latency_sum_nanos: c[3],
+                apdex_satisfied: c[4],
+                apdex_tolerating: c[5],
+                mtls_calls: c[6],
+                bytes_sent: c[7],
+                bytes_received: c[8],
+                ..Metrics::default()
+            };
+            for (i, n) in idx.iter().zip(cnt) {
+                let i = u16::try_from(*i).map_err(|_| bad("bucket index", line))?;
+                metrics.histogram.add(i, n);
+            }
+            out.push(Row {
+                key: RowKey {
+                    minute,
+                    side,
+                    source,
+                    keys,
+                },
+                flags,
+                metrics,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The counters in [`COUNTER_COLUMNS`] order.
+fn counters(m: &Metrics) -> [u64; 9] {
+    [
+        m.calls,
+        m.errors,
+        m.latency_count,
+        m.latency_sum_nanos,
+        m.apdex_satisfied,
+        m.apdex_tolerating,
+        m.mtls_calls,
+        m.bytes_sent,
+        m.bytes_received,
+    ]
+}
+
+#[async_trait]
+impl Store for ClickHouseStore {
+    async fn write(&self, batch: Arc<RowBatch>) -> Result<()> {
+        for (table, rows) in &batch.tables {
+            // One insert per UTC day: one partition, so one part.
+            let mut by_day: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
+            for r in rows {
+                by_day
+                    .entry(r.key.minute.div_euclid(86_400))
+                    .or_default()
+                    .push(r);
+            }
+            let query = format!(
+                "INSERT INTO {} ({}) FORMAT TabSeparated",
+                self.table(*table)?,
+                Self::columns(*table)?.join(", ")
+            );
+            for rows in by_day.values() {
+                self.client
+                    .insert(&query, Self::encode(*table, rows))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
+        let t = request.table;
+        let start = request.start_minute.max(0);
+        let end = request.end_minute.min(i64::from(u32::MAX));
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = t.keys().iter().map(|k| ident(k)).collect::<Result<_>>()?;
+        let mut group: Vec<String> = Vec::new();
+        if request.by_minute {
+            group.push("toUInt32(minute)".into());
+        }
+        group.extend(["side".to_string(), "source".to_string()]);
+        group.extend(keys.iter().cloned());
+        let mut select = group.clone();
+        select.push("groupBitOr(flags)".into());
+        for c in COUNTER_COLUMNS {
+            select.push(format!("sum({})", ident(c)?));
+        }
+        select.push("sumMap(histMap.idx, histMap.cnt)".into());
+        let mut filter = format!(
+            "res = {MINUTE_RES} AND minute >= toDateTime({start}) AND minute < toDateTime({end}) AND side != 'marker'"
+        );
+        for (k, v) in &request.filters {
+            let col = keys
+                .get(*k)
+                .ok_or_else(|| Error::Schema(format!("{} has no key column {k}", t.name())))?;
+            let _ = write!(filter, " AND {col} = {}", quote(v));
+        }
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {filter} GROUP BY {} FORMAT TabSeparated",
+            select.join(", "),
+            self.table(t)?,
+            group.join(", ")
+        );
+        let text = self.client.execute(&sql).await?;
+        Self::decode(
+            t,
+            request.by_minute,
+            request.start_minute,
+            &String::from_utf8_lossy(&text),
+        )
+    }
+
+    async fn maintain(&self) -> Result<()> {
+        if self.dialect == Dialect::Modern || self.retention_days == 0 {
+            // Modern servers drop expired days by TTL.
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let oldest_kept = now.div_euclid(86_400) - i64::from(self.retention_days) + 1;
+        for t in Table::ALL {
+            let parts = self
+                .client
+                .execute(&format!(
+                    "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND table = {} AND active FORMAT TabSeparated",
+                    quote(&self.db),
+                    quote(t.name())
+                ))
+                .await?;
+            for p in String::from_utf8_lossy(&parts).lines() {
+                let Ok(day) = p.trim().parse::<i64>() else {
+                    continue;
+                };
+                if day < oldest_kept {
+                    self.client
+                        .execute(&format!(
+                            "ALTER TABLE {} DROP PARTITION {day}",
+                            self.table(t)?
+                        ))
+                        .await?;
+                    tracing::info!(
+                        table = t.name(),
+                        day,
+                        "ClickHouse: dropped a day past retention"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tsv_strings_round_trip() {
+        for s in ["plain", "a\tb\nc\\d\re\0f", "ünï 😀", ""] {
+            let mut e = String::new();
+            tsv_escape(s, &mut e);
+            assert!(!e.contains('\t') && !e.contains('\n'));
+            assert_eq!(tsv_unescape(&e), s);
+        }
+        assert_eq!(parse_array("[1,2,30]"), Some(vec![1, 2, 30]));
+        assert_eq!(parse_array("[]"), Some(vec![]));
+        assert_eq!(parse_array("[x]"), None);
+    }
+}
