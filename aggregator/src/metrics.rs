@@ -66,6 +66,49 @@ impl Observation {
 }
 
 impl Metrics {
+    /// The scalar counters in [`crate::schema::COUNTER_COLUMNS`] order.
+    pub fn counters(&self) -> [u64; 9] {
+        [
+            self.calls,
+            self.errors,
+            self.latency_count,
+            self.latency_sum_nanos,
+            self.apdex_satisfied,
+            self.apdex_tolerating,
+            self.mtls_calls,
+            self.bytes_sent,
+            self.bytes_received,
+        ]
+    }
+
+    /// Metrics with these counters (in [`crate::schema::COUNTER_COLUMNS`] order) and an
+    /// empty histogram.
+    pub fn from_counters(c: [u64; 9]) -> Metrics {
+        let [
+            calls,
+            errors,
+            latency_count,
+            latency_sum_nanos,
+            apdex_satisfied,
+            apdex_tolerating,
+            mtls_calls,
+            bytes_sent,
+            bytes_received,
+        ] = c;
+        Metrics {
+            calls,
+            errors,
+            latency_count,
+            latency_sum_nanos,
+            apdex_satisfied,
+            apdex_tolerating,
+            mtls_calls,
+            bytes_sent,
+            bytes_received,
+            histogram: Default::default(),
+        }
+    }
+
     /// Adds one observed call.
     pub fn observe(&mut self, o: &Observation) {
         self.calls = self.calls.saturating_add(1);

@@ -153,20 +153,6 @@ pub fn arrow_schema(table: Table) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-fn counters(m: &Metrics) -> [u64; 9] {
-    [
-        m.calls,
-        m.errors,
-        m.latency_count,
-        m.latency_sum_nanos,
-        m.apdex_satisfied,
-        m.apdex_tolerating,
-        m.mtls_calls,
-        m.bytes_sent,
-        m.bytes_received,
-    ]
-}
-
 fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch> {
     let schema = arrow_schema(table);
     let mut columns: Vec<ArrayRef> = vec![
@@ -188,7 +174,7 @@ fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch> {
     columns.push(Arc::new(UInt8Array::from_iter_values(
         rows.iter().map(|r| r.flags),
     )));
-    let all: Vec<[u64; 9]> = rows.iter().map(|r| counters(&r.metrics)).collect();
+    let all: Vec<[u64; 9]> = rows.iter().map(|r| r.metrics.counters()).collect();
     for c in 0..schema::COUNTER_COLUMNS.len() {
         columns.push(Arc::new(UInt64Array::from_iter_values(
             all.iter().map(|v| v[c]),

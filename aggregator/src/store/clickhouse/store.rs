@@ -174,7 +174,7 @@ impl ClickHouseStore {
                 tsv_escape(k, &mut out);
             }
             let _ = write!(out, "\t{}", r.flags);
-            for v in counters(m) {
+            for v in m.counters() {
                 let _ = write!(out, "\t{v}");
             }
             let (idx, cnt): (Vec<String>, Vec<String>) = m
@@ -222,18 +222,7 @@ impl ClickHouseStore {
                 .ok_or_else(|| bad("histogram", line))?;
             let idx = parse_array(&format!("{idx}]")).ok_or_else(|| bad("histogram", line))?;
             let cnt = parse_array(&format!("[{cnt}")).ok_or_else(|| bad("histogram", line))?;
-            let mut metrics = Metrics {
-                calls: c[0],
-                errors: c[1],
-                latency_count: c[2],
-                latency_sum_nanos: c[3],
-                apdex_satisfied: c[4],
-                apdex_tolerating: c[5],
-                mtls_calls: c[6],
-                bytes_sent: c[7],
-                bytes_received: c[8],
-                ..Metrics::default()
-            };
+            let mut metrics = Metrics::from_counters(c);
             for (i, n) in idx.iter().zip(cnt) {
                 let i = u16::try_from(*i).map_err(|_| bad("bucket index", line))?;
                 metrics.histogram.add(i, n);
@@ -251,21 +240,6 @@ impl ClickHouseStore {
         }
         Ok(out)
     }
-}
-
-/// The counters in [`COUNTER_COLUMNS`] order.
-fn counters(m: &Metrics) -> [u64; 9] {
-    [
-        m.calls,
-        m.errors,
-        m.latency_count,
-        m.latency_sum_nanos,
-        m.apdex_satisfied,
-        m.apdex_tolerating,
-        m.mtls_calls,
-        m.bytes_sent,
-        m.bytes_received,
-    ]
 }
 
 #[async_trait]
