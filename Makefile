@@ -16,7 +16,8 @@ test: deps
 	fi
 	python3 dashboards/validate.py
 
-# promtool and the dashboard validator's Python packages, when missing.
+# What the tests need besides Rust, when missing: promtool, clickhouse-server, and the
+# Python packages jsonschema, PyYAML and chdb (see .ci/deps; needs root or sudo for apt).
 deps:
 	@.ci/deps
 

@@ -319,36 +319,42 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
         .await
         .expect("open");
     same_as_parquet(&store).await;
-    // Retention (7 days) drops a day 10 days old as a whole partition, keeps the rest.
+    // Retention (7 days) keeps today and the 7 days before, as the Parquet store does, and
+    // drops older days as whole partitions. The batch straddles a midnight: shifted by 7
+    // days, its first minutes fall on the 8th day back (dropped), the rest on the 7th (kept).
     let now = common::now_nanos() / 1_000_000_000;
     let mut old = batches(now).remove(0);
     for (_, rows) in &mut old.tables {
         for r in rows.iter_mut() {
-            r.key.minute -= 10 * 86_400;
+            r.key.minute -= 7 * 86_400;
         }
     }
     store
         .write(std::sync::Arc::new(old))
         .await
         .expect("write old");
-    let scan = |start: i64| ScanRequest {
+    let boundary = now.div_euclid(86_400) * 86_400 - 7 * 86_400;
+    let request = ScanRequest {
         table: Table::Service,
-        start_minute: start,
-        end_minute: start + 2 * 86_400,
+        start_minute: boundary - 3600,
+        end_minute: boundary + 3600,
         filters: vec![],
-        by_minute: false,
+        by_minute: true,
     };
-    let old_day = now - 11 * 86_400;
-    assert!(!store.scan(&scan(old_day)).await.expect("scan").is_empty());
-    store.maintain().await.expect("maintain");
-    assert!(store.scan(&scan(old_day)).await.expect("scan").is_empty());
-    assert!(
-        !store
-            .scan(&scan(now - 86_400))
-            .await
-            .expect("scan")
-            .is_empty()
+    let minutes = |rows: Vec<aggregator::rollup::Row>| {
+        let mut m: Vec<i64> = rows.iter().map(|r| r.key.minute).collect();
+        m.sort();
+        m.dedup();
+        m
+    };
+    let before = minutes(store.scan(&request).await.expect("scan"));
+    assert_eq!(
+        before,
+        vec![boundary - 120, boundary - 60, boundary, boundary + 60]
     );
+    store.maintain().await.expect("maintain");
+    let after = minutes(store.scan(&request).await.expect("scan"));
+    assert_eq!(after, vec![boundary, boundary + 60]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,23 @@ pub struct ScanRequest {
     pub by_minute: bool,
 }
 
+/// Seconds per UTC day.
+pub const SECONDS_PER_DAY: i64 = 86_400;
+
+/// Unix seconds of the start of the UTC day holding `t`.
+pub fn day_start(t: i64) -> i64 {
+    t.div_euclid(SECONDS_PER_DAY) * SECONDS_PER_DAY
+}
+
+/// The first UTC day (unix seconds) that retention keeps: today and the `retention_days`
+/// days before it. `None` keeps everything (`retention_days = 0`).
+pub fn retention_cutoff(retention_days: u32) -> Option<i64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    (retention_days > 0).then(|| day_start(now) - i64::from(retention_days) * SECONDS_PER_DAY)
+}
+
 /// Persistent storage of rollup rows.
 ///
 /// Writes are deltas: the same key may be written many times and reads return the sum.
@@ -36,7 +53,7 @@ pub trait Store: Send + Sync + 'static {
     /// batch is visible, and the caller may retry with the same batch.
     async fn write(&self, batch: Arc<RowBatch>) -> Result<()>;
 
-    /// Rows matching the request, merged per `(keys, side)` (and per minute when
+    /// Rows matching the request, merged per `(keys, side, source)` (and per minute when
     /// `by_minute`).
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>>;
 

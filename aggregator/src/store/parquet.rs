@@ -12,7 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
@@ -33,7 +33,7 @@ use proto::{Side, Source};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use super::{ScanRequest, Store};
+use super::{SECONDS_PER_DAY, ScanRequest, Store, day_start, retention_cutoff};
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::rollup::{Row, RowBatch, RowKey, RowMerger};
@@ -42,7 +42,6 @@ use crate::{Error, Result};
 
 const MANIFEST: &str = "manifest.json";
 const MANIFEST_VERSION: u32 = 1;
-const SECONDS_PER_DAY: i64 = 86_400;
 
 /// Settings of the Parquet store.
 #[derive(Debug, Clone)]
@@ -296,10 +295,6 @@ fn from_record_batch(
     Ok(rows)
 }
 
-fn day_of(minute: i64) -> i64 {
-    minute.div_euclid(SECONDS_PER_DAY) * SECONDS_PER_DAY
-}
-
 fn day_dir_name(day: i64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm), to avoid a date
     // dependency for one folder name.
@@ -339,12 +334,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         warn!(error = %e, "folder fsync failed after rename");
     }
     Ok(())
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl ParquetStore {
@@ -519,7 +508,7 @@ impl Inner {
         for (table, rows) in &batch.tables {
             let mut by_day: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
             for r in rows {
-                by_day.entry(day_of(r.key.minute)).or_default().push(r);
+                by_day.entry(day_start(r.key.minute)).or_default().push(r);
             }
             for (day, rows) in by_day {
                 entries.push(self.write_file(*table, day, 0, &rows)?);
@@ -680,10 +669,9 @@ impl Inner {
     }
 
     fn apply_retention(&self) -> Result<()> {
-        if self.settings.retention_days == 0 {
+        let Some(cutoff) = retention_cutoff(self.settings.retention_days) else {
             return Ok(());
-        }
-        let cutoff = day_of(now_unix()) - i64::from(self.settings.retention_days) * SECONDS_PER_DAY;
+        };
         let mut m = lock(&self.manifest);
         let expired: Vec<FileEntry> = m.files.iter().filter(|f| f.day < cutoff).cloned().collect();
         if expired.is_empty() {
@@ -718,12 +706,10 @@ impl Inner {
         });
         // Folders of days past retention are removed once empty. Newer day folders stay:
         // a flush may be about to write into one it has just created.
-        if self.settings.retention_days == 0 {
+        let Some(cutoff) = retention_cutoff(self.settings.retention_days) else {
             return;
-        }
-        let cutoff = day_dir_name(
-            day_of(now_unix()) - i64::from(self.settings.retention_days) * SECONDS_PER_DAY,
-        );
+        };
+        let cutoff = day_dir_name(cutoff);
         for table in Table::ALL {
             if let Ok(days) = fs::read_dir(self.dir.join(table.name())) {
                 for d in days.flatten() {
@@ -862,7 +848,10 @@ mod tests {
     async fn compaction_keeps_the_sums_and_retention_drops_old_days() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = ParquetStore::open(dir.path(), settings(2)).expect("open");
-        let today = day_of(now_unix());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let today = day_start(now);
         let old = today - 10 * SECONDS_PER_DAY;
         for _ in 0..3 {
             store
@@ -980,6 +969,6 @@ mod tests {
     fn day_names_are_civil_dates() {
         assert_eq!(day_dir_name(0), "1970-01-01");
         assert_eq!(day_dir_name(1_555_113_600), "2019-04-13");
-        assert_eq!(day_dir_name(day_of(1_795_219_200 + 3_600)), "2026-11-21");
+        assert_eq!(day_dir_name(day_start(1_795_219_200 + 3_600)), "2026-11-21");
     }
 }
