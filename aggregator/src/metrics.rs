@@ -6,6 +6,7 @@ use proto::Call;
 use serde::Serialize;
 
 use crate::histogram::{self, Histogram};
+use crate::schema::COUNTER_COLUMNS;
 
 /// Exact partial aggregate of a set of calls.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,8 +67,8 @@ impl Observation {
 }
 
 impl Metrics {
-    /// The scalar counters in [`crate::schema::COUNTER_COLUMNS`] order.
-    pub fn counters(&self) -> [u64; 9] {
+    /// The scalar counters in [`COUNTER_COLUMNS`] order.
+    pub fn counters(&self) -> [u64; COUNTER_COLUMNS.len()] {
         [
             self.calls,
             self.errors,
@@ -81,31 +82,19 @@ impl Metrics {
         ]
     }
 
-    /// Metrics with these counters (in [`crate::schema::COUNTER_COLUMNS`] order) and an
-    /// empty histogram.
-    pub fn from_counters(c: [u64; 9]) -> Metrics {
-        let [
-            calls,
-            errors,
-            latency_count,
-            latency_sum_nanos,
-            apdex_satisfied,
-            apdex_tolerating,
-            mtls_calls,
-            bytes_sent,
-            bytes_received,
-        ] = c;
+    /// The inverse of [`Metrics::counters`], with an empty histogram.
+    pub fn from_counters(c: [u64; COUNTER_COLUMNS.len()]) -> Metrics {
         Metrics {
-            calls,
-            errors,
-            latency_count,
-            latency_sum_nanos,
-            apdex_satisfied,
-            apdex_tolerating,
-            mtls_calls,
-            bytes_sent,
-            bytes_received,
-            histogram: Default::default(),
+            calls: c[0],
+            errors: c[1],
+            latency_count: c[2],
+            latency_sum_nanos: c[3],
+            apdex_satisfied: c[4],
+            apdex_tolerating: c[5],
+            mtls_calls: c[6],
+            bytes_sent: c[7],
+            bytes_received: c[8],
+            histogram: Histogram::default(),
         }
     }
 

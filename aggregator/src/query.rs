@@ -204,8 +204,9 @@ async fn choice_for(
     SourceChoice::load(store, dedup, window, service).await
 }
 
-/// Reads `table` and chooses sources for its destinations. The choice is read after the
-/// data, so a destination that appears in between is in the choice, not missed.
+/// Reads `table`, chooses sources for its destinations and keeps only the rows of the
+/// chosen source. The choice is read after the data, so a destination that appears in
+/// between is in the choice, not missed.
 async fn scan_choosing(
     store: &dyn Store,
     dedup: &Dedup,
@@ -224,6 +225,9 @@ async fn scan_choosing(
         })
         .await?;
     let choice = choice_for(store, dedup, table, window, &filters, &rows).await?;
+    let dest = destination_key(table);
+    let mut rows = rows;
+    rows.retain(|r| r.key.source == choice.of(&r.key.keys[dest]));
     Ok((rows, choice))
 }
 
@@ -249,13 +253,9 @@ struct Sides {
     server: Option<Metrics>,
 }
 
-fn fold_sides(rows: Vec<Row>, table: Table, choice: &SourceChoice) -> HashMap<Keys, Sides> {
-    let dest = destination_key(table);
+fn fold_sides(rows: Vec<Row>) -> HashMap<Keys, Sides> {
     let mut by_key: HashMap<Keys, Sides> = HashMap::default();
     for row in rows {
-        if row.key.source != choice.of(&row.key.keys[dest]) {
-            continue;
-        }
         let e = by_key.entry(row.key.keys).or_default();
         e.flags |= row.flags;
         let slot = match row.key.side {
@@ -279,7 +279,7 @@ pub async fn entities(
 ) -> Result<Vec<Entity>> {
     let (rows, choice) = scan_choosing(store, dedup, table, window, filters, false).await?;
     let dest = destination_key(table);
-    let mut out: Vec<Entity> = fold_sides(rows, table, &choice)
+    let mut out: Vec<Entity> = fold_sides(rows)
         .into_iter()
         .map(|(keys, s)| Entity {
             source: choice.of(&keys[dest]),
@@ -304,27 +304,10 @@ pub async fn series(
     window: Window,
     filters: Vec<(usize, String)>,
 ) -> Result<Vec<(i64, Metrics)>> {
-    let (rows, choice) = scan_choosing(store, dedup, table, window, filters, true).await?;
-    let dest = destination_key(table);
-    let rows: Vec<Row> = rows
-        .into_iter()
-        .filter(|r| r.key.source == choice.of(&r.key.keys[dest]))
-        .collect();
-    let mut server_keys = std::collections::HashSet::new();
-    for r in &rows {
-        if r.key.side == Side::Server {
-            server_keys.insert(r.key.keys.clone());
-        }
-    }
     let mut by_minute: std::collections::BTreeMap<i64, Metrics> = Default::default();
-    for r in rows {
-        let wanted = if server_keys.contains(&r.key.keys) {
-            Side::Server
-        } else {
-            Side::Client
-        };
-        if r.key.side == wanted {
-            by_minute.entry(r.key.minute).or_default().merge(&r.metrics);
+    for k in key_minutes(store, dedup, table, window, filters).await? {
+        for (minute, m) in k.chosen() {
+            by_minute.entry(*minute).or_default().merge(m);
         }
     }
     Ok(by_minute.into_iter().collect())
@@ -367,15 +350,11 @@ pub async fn key_minutes(
     let dest = destination_key(table);
     let mut by_key: HashMap<Keys, KeyMinutes> = HashMap::default();
     for r in rows {
-        let source = choice.of(&r.key.keys[dest]);
-        if r.key.source != source {
-            continue;
-        }
         let k = by_key
             .entry(r.key.keys.clone())
             .or_insert_with(|| KeyMinutes {
+                source: choice.of(&r.key.keys[dest]),
                 keys: r.key.keys,
-                source,
                 client: Vec::new(),
                 server: Vec::new(),
             });

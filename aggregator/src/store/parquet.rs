@@ -279,16 +279,8 @@ fn from_record_batch(
             },
             flags: flags.value(i),
             metrics: Metrics {
-                calls: v(0),
-                errors: v(1),
-                latency_count: v(2),
-                latency_sum_nanos: v(3),
-                apdex_satisfied: v(4),
-                apdex_tolerating: v(5),
-                mtls_calls: v(6),
-                bytes_sent: v(7),
-                bytes_received: v(8),
                 histogram,
+                ..Metrics::from_counters(std::array::from_fn(v))
             },
         });
     }

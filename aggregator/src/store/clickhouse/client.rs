@@ -12,7 +12,7 @@ use crate::{Error, Result};
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     user: String,
     password: String,
 }
@@ -20,7 +20,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.url)
+            .field("url", &self.url.as_str())
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
@@ -36,6 +36,8 @@ pub fn error_code(body: &str) -> Option<u32> {
 impl Client {
     /// `url` like `http://127.0.0.1:8123`.
     pub fn new(url: &str, user: &str, password: &str, timeout: Duration) -> Result<Client> {
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| Error::Config(format!("ClickHouse url {url:?}: {e}")))?;
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -45,7 +47,7 @@ impl Client {
             })?;
         Ok(Client {
             http,
-            url: url.trim_end_matches('/').to_string(),
+            url,
             user: user.to_string(),
             password: password.to_string(),
         })
@@ -62,10 +64,7 @@ impl Client {
     }
 
     async fn send(&self, body: Bytes, query: Option<&str>) -> Result<Bytes> {
-        let mut url = reqwest::Url::parse(&self.url).map_err(|e| Error::ClickHouse {
-            code: None,
-            message: format!("ClickHouse url {:?}: {e}", self.url),
-        })?;
+        let mut url = self.url.clone();
         url.query_pairs_mut().append_pair("wait_end_of_query", "1");
         if let Some(q) = query {
             url.query_pairs_mut().append_pair("query", q);

@@ -53,55 +53,77 @@ impl Dialect {
     }
 }
 
-/// `CREATE TABLE IF NOT EXISTS` for one rollup table.
+/// The nested histogram column: bucket index → count, summed by index on merges.
+pub const HISTOGRAM: &str = "histMap";
+
+/// A rollup table's columns in storage order: SQL name (keys and counters backquoted) and
+/// type. The histogram is the one `Nested` column [`HISTOGRAM`].
+pub fn columns(table: Table, dialect: Dialect) -> Vec<(String, String)> {
+    let modern = dialect == Dialect::Modern;
+    let (key_type, minute_codec, counter_codec) = if modern {
+        (
+            "LowCardinality(String)",
+            " CODEC(DoubleDelta, ZSTD(1))",
+            " CODEC(T64, ZSTD(1))",
+        )
+    } else {
+        ("String", "", "")
+    };
+    let mut cols = vec![
+        ("res".to_string(), "UInt32".to_string()),
+        ("minute".to_string(), format!("DateTime{minute_codec}")),
+        (
+            "side".to_string(),
+            "Enum8('marker' = 0, 'client' = 1, 'server' = 2)".to_string(),
+        ),
+        (
+            "source".to_string(),
+            "Enum8('mesh' = 1, 'trace' = 2)".to_string(),
+        ),
+    ];
+    cols.extend(
+        table
+            .keys()
+            .iter()
+            .map(|k| (format!("`{k}`"), key_type.to_string())),
+    );
+    cols.push(("flags".to_string(), "UInt8".to_string()));
+    cols.extend(
+        COUNTER_COLUMNS
+            .iter()
+            .map(|c| (format!("`{c}`"), format!("UInt64{counter_codec}"))),
+    );
+    cols.push((
+        HISTOGRAM.to_string(),
+        "Nested(idx UInt16, cnt UInt64)".to_string(),
+    ));
+    cols
+}
+
+/// `CREATE TABLE IF NOT EXISTS` for one rollup table. The sorting key is every column up
+/// to `flags` (which must be OR-ed, not summed); the rest are summed on merges.
 pub fn create_table(
     db: &str,
     table: Table,
     dialect: Dialect,
     retention_days: u32,
 ) -> Result<String> {
-    let modern = dialect == Dialect::Modern;
-    let key_type = if modern {
-        "LowCardinality(String)"
-    } else {
-        "String"
-    };
-    let counter_codec = if modern { " CODEC(T64, ZSTD(1))" } else { "" };
-    let mut cols = vec![
-        "res UInt32".to_string(),
-        format!(
-            "minute DateTime{}",
-            if modern {
-                " CODEC(DoubleDelta, ZSTD(1))"
-            } else {
-                ""
-            }
-        ),
-        "side Enum8('marker' = 0, 'client' = 1, 'server' = 2)".to_string(),
-        "source Enum8('mesh' = 1, 'trace' = 2)".to_string(),
-    ];
-    for k in table.keys() {
-        cols.push(format!("{} {key_type}", ident(k)?));
-    }
-    cols.push("flags UInt8".to_string());
-    for c in COUNTER_COLUMNS {
-        cols.push(format!("{} UInt64{counter_codec}", ident(c)?));
-    }
-    cols.push("histMap Nested(idx UInt16, cnt UInt64)".to_string());
-    let order: Vec<String> = ["res", "minute", "side", "source"]
-        .into_iter()
-        .map(str::to_string)
-        .chain(table.keys().iter().map(|k| format!("`{k}`")))
-        .chain(["flags".to_string()])
+    let cols = columns(table, dialect);
+    let defs: Vec<String> = cols.iter().map(|(n, t)| format!("{n} {t}")).collect();
+    let order: Vec<&str> = cols
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .take_while(|n| *n != "flags")
+        .chain(["flags"])
         .collect();
     let mut ddl = format!(
-        "CREATE TABLE IF NOT EXISTS {}.{} ({}) ENGINE = SummingMergeTree PARTITION BY intDiv(toUInt32(minute), 86400) ORDER BY ({})",
+        "CREATE TABLE IF NOT EXISTS {}.`{}` ({}) ENGINE = SummingMergeTree PARTITION BY intDiv(toUInt32(minute), 86400) ORDER BY ({})",
         ident(db)?,
-        ident(table.name())?,
-        cols.join(", "),
+        table.name(),
+        defs.join(", "),
         order.join(", ")
     );
-    if modern && retention_days > 0 {
+    if dialect == Dialect::Modern && retention_days > 0 {
         ddl.push_str(&format!(
             " TTL minute + toIntervalDay({retention_days}) SETTINGS ttl_only_drop_parts = 1"
         ));

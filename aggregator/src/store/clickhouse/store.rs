@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use proto::{Side, Source};
 
+use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::rollup::{Row, RowBatch, RowKey};
 use crate::schema::{COUNTER_COLUMNS, Keys, Table};
@@ -47,6 +48,8 @@ pub struct ClickHouseSettings {
 pub struct ClickHouseStore {
     client: Client,
     db: String,
+    /// `db`, checked and backquoted once.
+    db_sql: String,
     dialect: Dialect,
     retention_days: u32,
 }
@@ -93,19 +96,33 @@ fn tsv_unescape(s: &str) -> String {
     out
 }
 
-/// `[1,2,3]` into numbers.
-fn parse_array(s: &str) -> Option<Vec<u64>> {
-    let inner = s.trim().strip_prefix('[')?.strip_suffix(']')?;
+/// `1,2,3` (an array's inside) into numbers.
+fn parse_numbers(inner: &str) -> Option<Vec<u64>> {
     if inner.is_empty() {
         return Some(Vec::new());
     }
     inner.split(',').map(|n| n.trim().parse().ok()).collect()
 }
 
+/// `sumMap`'s `([i, …],[c, …])` into a histogram.
+fn parse_histogram(s: &str) -> Option<Histogram> {
+    let (idx, cnt) = s
+        .strip_prefix("([")?
+        .strip_suffix("])")?
+        .split_once("],[")?;
+    let idx = parse_numbers(idx)?;
+    let cnt = parse_numbers(cnt)?;
+    let idx: Vec<u16> = idx
+        .into_iter()
+        .map(|i| u16::try_from(i).ok())
+        .collect::<Option<_>>()?;
+    (idx.len() == cnt.len()).then(|| Histogram::from_pairs(idx.into_iter().zip(cnt)))
+}
+
 impl ClickHouseStore {
     /// Connects, detects the dialect and brings the schema up to date.
     pub async fn open(settings: ClickHouseSettings) -> Result<ClickHouseStore> {
-        ident(&settings.database)?;
+        let db_sql = ident(&settings.database)?;
         let client = Client::new(
             &settings.url,
             &settings.user,
@@ -130,30 +147,29 @@ impl ClickHouseStore {
         Ok(ClickHouseStore {
             client,
             db: settings.database,
+            db_sql,
             dialect,
             retention_days: settings.retention_days,
         })
     }
 
-    fn table(&self, t: Table) -> Result<String> {
-        Ok(format!("{}.{}", ident(&self.db)?, ident(t.name())?))
+    /// `db`.`table`.
+    fn table(&self, t: Table) -> String {
+        format!("{}.`{}`", self.db_sql, t.name())
     }
 
-    fn columns(t: Table) -> Result<Vec<String>> {
-        let mut cols: Vec<String> = ["res", "minute", "side", "source"]
-            .iter()
-            .map(|c| c.to_string())
-            .collect();
-        for k in t.keys() {
-            cols.push(ident(k)?);
-        }
-        cols.push("flags".into());
-        for c in COUNTER_COLUMNS {
-            cols.push(ident(c)?);
-        }
-        cols.push("histMap.idx".into());
-        cols.push("histMap.cnt".into());
-        Ok(cols)
+    /// The columns an insert lists: the histogram as its two arrays.
+    fn insert_columns(&self, t: Table) -> Vec<String> {
+        schema::columns(t, self.dialect)
+            .into_iter()
+            .flat_map(|(name, _)| {
+                if name == schema::HISTOGRAM {
+                    vec![format!("{name}.idx"), format!("{name}.cnt")]
+                } else {
+                    vec![name]
+                }
+            })
+            .collect()
     }
 
     fn encode(t: Table, rows: &[&Row]) -> Bytes {
@@ -187,6 +203,7 @@ impl ClickHouseStore {
 
     fn decode(t: Table, by_minute: bool, start: i64, text: &str) -> Result<Vec<Row>> {
         let nkeys = t.keys().len();
+        let empty: Arc<str> = Arc::from("");
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.is_empty()) {
             let f: Vec<&str> = line.split('\t').collect();
@@ -201,30 +218,22 @@ impl ClickHouseStore {
             };
             let side = Side::parse(f[base]).ok_or_else(|| bad("side", line))?;
             let source = Source::parse(f[base + 1]).ok_or_else(|| bad("source", line))?;
-            let empty: Arc<str> = Arc::from("");
             let mut keys: Keys = std::array::from_fn(|_| empty.clone());
             for (i, k) in keys.iter_mut().take(nkeys).enumerate() {
                 *k = Arc::from(tsv_unescape(f[base + 2 + i]));
             }
             let at = base + 2 + nkeys;
             let flags: u8 = f[at].parse().map_err(|_| bad("flags", line))?;
-            let mut c = [0u64; 9];
+            let mut c = [0u64; COUNTER_COLUMNS.len()];
             for (i, v) in c.iter_mut().enumerate() {
                 *v = f[at + 1 + i].parse().map_err(|_| bad("counter", line))?;
             }
-            let hist = f[at + 1 + COUNTER_COLUMNS.len()];
-            let (idx, cnt) = hist
-                .strip_prefix('(')
-                .and_then(|h| h.strip_suffix(')'))
-                .and_then(|h| h.split_once("],["))
+            let histogram = parse_histogram(f[at + 1 + COUNTER_COLUMNS.len()])
                 .ok_or_else(|| bad("histogram", line))?;
-            let idx = parse_array(&format!("{idx}]")).ok_or_else(|| bad("histogram", line))?;
-            let cnt = parse_array(&format!("[{cnt}")).ok_or_else(|| bad("histogram", line))?;
-            let mut metrics = Metrics::from_counters(c);
-            for (i, n) in idx.iter().zip(cnt) {
-                let i = u16::try_from(*i).map_err(|_| bad("bucket index", line))?;
-                metrics.histogram.add(i, n);
-            }
+            let metrics = Metrics {
+                histogram,
+                ..Metrics::from_counters(c)
+            };
             out.push(Row {
                 key: RowKey {
                     minute,
@@ -254,8 +263,8 @@ impl Store for ClickHouseStore {
             }
             let query = format!(
                 "INSERT INTO {} ({}) FORMAT TabSeparated",
-                self.table(*table)?,
-                Self::columns(*table)?.join(", ")
+                self.table(*table),
+                self.insert_columns(*table).join(", ")
             );
             for rows in by_day.values() {
                 self.client
@@ -273,7 +282,7 @@ impl Store for ClickHouseStore {
         if end <= start {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = t.keys().iter().map(|k| ident(k)).collect::<Result<_>>()?;
+        let keys: Vec<String> = t.keys().iter().map(|k| format!("`{k}`")).collect();
         let mut group: Vec<String> = Vec::new();
         if request.by_minute {
             group.push("toUInt32(minute)".into());
@@ -283,7 +292,7 @@ impl Store for ClickHouseStore {
         let mut select = group.clone();
         select.push("groupBitOr(flags)".into());
         for c in COUNTER_COLUMNS {
-            select.push(format!("sum({})", ident(c)?));
+            select.push(format!("sum(`{c}`)"));
         }
         select.push("sumMap(histMap.idx, histMap.cnt)".into());
         let mut filter = format!(
@@ -298,7 +307,7 @@ impl Store for ClickHouseStore {
         let sql = format!(
             "SELECT {} FROM {} WHERE {filter} GROUP BY {} FORMAT TabSeparated",
             select.join(", "),
-            self.table(t)?,
+            self.table(t),
             group.join(", ")
         );
         let text = self.client.execute(&sql).await?;
@@ -336,7 +345,7 @@ impl Store for ClickHouseStore {
                     self.client
                         .execute(&format!(
                             "ALTER TABLE {} DROP PARTITION {day}",
-                            self.table(t)?
+                            self.table(t)
                         ))
                         .await?;
                     tracing::info!(
@@ -363,8 +372,13 @@ mod tests {
             assert!(!e.contains('\t') && !e.contains('\n'));
             assert_eq!(tsv_unescape(&e), s);
         }
-        assert_eq!(parse_array("[1,2,30]"), Some(vec![1, 2, 30]));
-        assert_eq!(parse_array("[]"), Some(vec![]));
-        assert_eq!(parse_array("[x]"), None);
+        assert_eq!(parse_numbers("1,2,30"), Some(vec![1, 2, 30]));
+        assert_eq!(parse_numbers(""), Some(vec![]));
+        assert_eq!(parse_numbers("x"), None);
+        let h = parse_histogram("([3,7],[10,2])").expect("histogram");
+        assert_eq!(h.iter().collect::<Vec<_>>(), vec![(3, 10), (7, 2)]);
+        assert!(parse_histogram("([],[])").is_some_and(|h| h.is_empty()));
+        assert!(parse_histogram("([70000],[1])").is_none());
+        assert!(parse_histogram("([1,2],[1])").is_none());
     }
 }
