@@ -96,7 +96,9 @@ pub fn clip(v: &str) -> String {
 pub fn window(p: &Params) -> Result<Window, ApiError> {
     let end = match p.get("end") {
         Some(v) => parse_time("end", v)?,
-        None => now(),
+        // Through the current second: the minute holding `now` is in the window even in
+        // its first second (an exclusive `now` would drop it at hh:mm:00).
+        None => now() + 1,
     };
     let start = match p.get("start") {
         Some(v) => parse_time("start", v)?,
