@@ -231,8 +231,14 @@ pub const FAMILIES: &[Family] = &[
     },
 ];
 
-/// The `quantile` label values of the quantile families.
-pub const QUANTILES: [&str; 5] = ["0.5", "0.75", "0.9", "0.95", "0.99"];
+/// The `quantile` label values of the quantile families, with their numbers.
+pub const QUANTILES: [(&str, f64); 5] = [
+    ("0.5", 0.5),
+    ("0.75", 0.75),
+    ("0.9", 0.9),
+    ("0.95", 0.95),
+    ("0.99", 0.99),
+];
 
 /// The series names of a family: itself for a counter; `_bucket`, `_sum`, `_count` for
 /// a histogram.
@@ -246,15 +252,17 @@ pub fn series_names(f: &Family) -> Vec<String> {
     }
 }
 
-/// The label a series has besides its family's key labels, with its values: `le` for a
-/// histogram's `_bucket`, `quantile` for a quantile family.
-pub fn extra_label(f: &Family, series: &str) -> Option<(&'static str, Vec<String>)> {
+/// The label a series has besides its family's key labels, with its values and the
+/// number each stands for: `le` (seconds) for a histogram's `_bucket`, `quantile` for a
+/// quantile family.
+pub fn extra_label(f: &Family, series: &str) -> Option<(&'static str, Vec<(String, f64)>)> {
     if f.kind == Kind::Histogram && series.ends_with("_bucket") {
-        Some(("le", le_values()))
+        let bounds = LE_SECONDS.iter().copied().chain([f64::INFINITY]);
+        Some(("le", le_values().into_iter().zip(bounds).collect()))
     } else if f.measure == Measure::Quantile {
         Some((
             "quantile",
-            QUANTILES.iter().map(|q| q.to_string()).collect(),
+            QUANTILES.iter().map(|(q, v)| (q.to_string(), *v)).collect(),
         ))
     } else {
         None

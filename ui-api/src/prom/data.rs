@@ -20,12 +20,13 @@ use std::sync::Arc;
 use aggregator::histogram;
 use aggregator::metrics::Metrics;
 use aggregator::query::{self, KeyMinutes, Window};
+use aggregator::schema::Keys;
 use aggregator::schema::Table;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
 
 use super::PromError;
-use super::catalog::{self, FAMILIES, Family, Kind, Measure, Reports};
+use super::catalog::{self, FAMILIES, Family, Measure, Reports};
 use crate::ApiState;
 
 /// One series' labels, `__name__` included.
@@ -181,98 +182,117 @@ pub fn matches(all: &[Matcher], labels: &Labels) -> bool {
         .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
 }
 
-/// What one series reads from a minute's metrics.
+/// What a counter series adds up from a minute's metrics.
 #[derive(Debug, Clone, Copy)]
-enum Pick {
+enum Count {
     Calls,
     Errors,
-    Count,
+    Latencies,
     /// Latency sum; increments in nanoseconds, samples in seconds.
     SumNanos,
     /// Calls whose histogram bucket representative is at most this many nanoseconds.
     AtMost(f64),
-    Quantile(f64),
 }
 
-impl Pick {
+impl Count {
     fn increment(self, m: &Metrics) -> u128 {
         match self {
-            Pick::Calls => u128::from(m.calls),
-            Pick::Errors => u128::from(m.errors),
-            Pick::Count => u128::from(m.latency_count),
-            Pick::SumNanos => u128::from(m.latency_sum_nanos),
-            Pick::AtMost(le) => m
+            Count::Calls => u128::from(m.calls),
+            Count::Errors => u128::from(m.errors),
+            Count::Latencies => u128::from(m.latency_count),
+            Count::SumNanos => u128::from(m.latency_sum_nanos),
+            Count::AtMost(le) => m
                 .histogram
                 .iter()
                 .filter(|(i, _)| histogram::bucket_value(*i) <= le)
                 .map(|(_, c)| u128::from(c))
                 .sum(),
-            Pick::Quantile(_) => 0,
         }
     }
 
     fn scale(self) -> f64 {
         match self {
-            Pick::SumNanos => 1e-9,
+            Count::SumNanos => 1e-9,
             _ => 1.0,
         }
     }
 }
 
-/// The series a family gives one key, before label matching: labels and what they read.
-fn picks(f: &Family, name: &str) -> Vec<(Option<(&'static str, String)>, Pick)> {
+/// What one series reads from a minute's metrics.
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    Counter(Count),
+    /// The minute's latency quantile, in seconds.
+    Quantile(f64),
+}
+
+/// One series of a key: its extra label (`le`, `quantile`) if any, and what it reads.
+type Picked = (Option<(&'static str, String)>, Pick);
+
+/// The series a family gives one key under `name`, before label matching: the extra
+/// label (`le`, `quantile`) if any, and what each reads.
+fn picks(f: &Family, name: &str) -> Vec<Picked> {
+    let plain = |c: Count| vec![(None, Pick::Counter(c))];
     match (f.measure, catalog::extra_label(f, name)) {
-        (Measure::Calls, _) => vec![(None, Pick::Calls)],
-        (Measure::Errors, _) => vec![(None, Pick::Errors)],
+        (Measure::Calls, _) => plain(Count::Calls),
+        (Measure::Errors, _) => plain(Count::Errors),
+        (Measure::Latency, None) if name.ends_with("_sum") => plain(Count::SumNanos),
+        (Measure::Latency, None) => plain(Count::Latencies),
         (Measure::Latency, Some((label, values))) => values
             .into_iter()
-            .map(|v| {
-                let le = if v == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    v.parse::<f64>().unwrap_or(f64::INFINITY) * 1e9
-                };
-                (Some((label, v)), Pick::AtMost(le))
-            })
+            .map(|(v, le)| (Some((label, v)), Pick::Counter(Count::AtMost(le * 1e9))))
             .collect(),
-        (Measure::Latency, None) if name.ends_with("_sum") => vec![(None, Pick::SumNanos)],
-        (Measure::Latency, None) => vec![(None, Pick::Count)],
         (Measure::Quantile, extra) => extra
-            .map(|(label, values)| {
+            .into_iter()
+            .flat_map(|(label, values)| {
                 values
                     .into_iter()
-                    .map(|v| {
-                        let q = v.parse::<f64>().unwrap_or(0.5);
-                        (Some((label, v)), Pick::Quantile(q))
-                    })
-                    .collect()
+                    .map(move |(v, q)| (Some((label, v)), Pick::Quantile(q)))
             })
-            .unwrap_or_default(),
+            .collect(),
     }
 }
 
-fn build(kind: Kind, pick: Pick, minutes: &[(i64, Metrics)]) -> (SeriesKind, Vec<(i64, f64)>) {
+fn build(pick: Pick, minutes: &[(i64, Metrics)]) -> (SeriesKind, Vec<(i64, f64)>) {
     let end = |m: i64| (m + 60) * 1000;
-    match (kind, pick) {
-        (_, Pick::Quantile(q)) => (
+    match pick {
+        Pick::Quantile(q) => (
             SeriesKind::Gauge,
             minutes
                 .iter()
                 .filter_map(|(m, x)| Some((end(*m), x.histogram.quantile(q)? / 1e9)))
                 .collect(),
         ),
-        _ => {
+        Pick::Counter(count) => {
             let mut total: u128 = 0;
             let points = minutes
                 .iter()
                 .map(|(m, x)| {
-                    total = total.saturating_add(pick.increment(x));
-                    (end(*m), total as f64 * pick.scale())
+                    total = total.saturating_add(count.increment(x));
+                    (end(*m), total as f64 * count.scale())
                 })
                 .collect();
             (SeriesKind::Counter, points)
         }
     }
+}
+
+/// Whether a matcher set's `__name__` matchers accept the series name `name`.
+pub fn name_matches(set: &[Matcher], name: &str) -> bool {
+    set.iter()
+        .filter(|m| m.name == "__name__")
+        .all(|m| m.is_match(name))
+}
+
+/// `__name__` and the family's key labels of one key.
+pub fn key_labels(f: &Family, name: &str, keys: &Keys) -> Labels {
+    let mut labels: Labels = f
+        .labels
+        .iter()
+        .map(|(label, key)| ((*label).to_string(), keys[*key].to_string()))
+        .collect();
+    labels.insert("__name__".into(), name.to_string());
+    labels
 }
 
 /// A table read with bound equality filters `(key column, value)`.
@@ -324,15 +344,16 @@ impl<'a> Fetcher<'a> {
         let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
         for set in matcher_sets(vs) {
             for f in FAMILIES {
-                let names: Vec<String> = catalog::series_names(f)
+                // The series each matching name gives a key, worked out once per family.
+                let picked: Vec<(String, Vec<Picked>)> = catalog::series_names(f)
                     .into_iter()
-                    .filter(|n| {
-                        set.iter()
-                            .filter(|m| m.name == "__name__")
-                            .all(|m| m.is_match(n))
+                    .filter(|n| name_matches(&set, n))
+                    .map(|n| {
+                        let p = picks(f, &n);
+                        (n, p)
                     })
                     .collect();
-                if names.is_empty() {
+                if picked.is_empty() {
                     continue;
                 }
                 let mut filters: Vec<(usize, String)> = set
@@ -357,21 +378,17 @@ impl<'a> Fetcher<'a> {
                     if minutes.is_empty() {
                         continue;
                     }
-                    let mut base = Labels::new();
-                    for (label, key) in f.labels {
-                        base.insert((*label).to_string(), km.keys[*key].to_string());
-                    }
-                    for name in &names {
-                        for (extra, pick) in picks(f, name) {
+                    for (name, picks) in &picked {
+                        let base = key_labels(f, name, &km.keys);
+                        for (extra, pick) in picks {
                             let mut labels = base.clone();
-                            labels.insert("__name__".into(), name.clone());
                             if let Some((l, v)) = extra {
-                                labels.insert(l.to_string(), v);
+                                labels.insert(l.to_string(), v.clone());
                             }
                             if out.contains_key(&labels) || !matches(&set, &labels) {
                                 continue;
                             }
-                            let (kind, points) = build(f.kind, pick, minutes);
+                            let (kind, points) = build(*pick, minutes);
                             if points.is_empty() {
                                 continue;
                             }
@@ -468,10 +485,10 @@ mod tests {
             m.histogram.record(nanos);
             m.latency_count += 1;
         }
-        let le = |s: f64| Pick::AtMost(s * 1e9).increment(&m);
+        let le = |s: f64| Count::AtMost(s * 1e9).increment(&m);
         assert_eq!(le(0.005), 2);
         assert_eq!(le(0.025), 3);
         assert_eq!(le(2.5), 3);
-        assert_eq!(Pick::AtMost(f64::INFINITY).increment(&m), 4);
+        assert_eq!(Count::AtMost(f64::INFINITY).increment(&m), 4);
     }
 }

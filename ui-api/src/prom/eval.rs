@@ -48,10 +48,16 @@ pub enum Value {
     Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
 }
 
-/// Loaded series for one query, ready to evaluate at any time in its range.
+/// One query: its expression and the series of its selectors, ready to evaluate at any
+/// time in its range.
 pub struct Evaluator {
-    /// Series per selector, by [`key`].
-    data: HashMap<String, Vec<Series>>,
+    /// The parsed query, boxed so the selectors' addresses stay put when the evaluator
+    /// moves (they key `index`).
+    expr: Box<Expr>,
+    /// For each selector of `expr` (by address), its entry in `loaded`; equal selectors
+    /// share one.
+    index: HashMap<usize, usize>,
+    loaded: Vec<Vec<Series>>,
     /// The query's start and end (ms), for `@ start()` / `@ end()`.
     start: i64,
     end: i64,
@@ -78,11 +84,20 @@ pub fn depth(e: &Expr) -> usize {
     }
 }
 
-/// The key of a selector's series: its text. Series depend only on the matchers (the
-/// window is the query's), so equal selectors share them; the text survives moves of the
-/// parsed tree, which an address would not.
-fn key(vs: &VectorSelector) -> String {
-    vs.to_string()
+/// The time a selector reads at when a query over `[start, end]` is evaluated at `t`:
+/// `@` and `offset` applied.
+fn read_time(vs: &VectorSelector, t: i64, start: i64, end: i64) -> i64 {
+    let base = match &vs.at {
+        None => t,
+        Some(AtModifier::Start) => start,
+        Some(AtModifier::End) => end,
+        Some(AtModifier::At(st)) => system_ms(st),
+    };
+    base.saturating_sub(offset_ms(&vs.offset))
+}
+
+fn address(vs: &VectorSelector) -> usize {
+    std::ptr::from_ref(vs) as usize
 }
 
 fn millis(d: &Duration) -> i64 {
@@ -151,42 +166,39 @@ fn selectors<'e>(e: &'e Expr, out: &mut Vec<Use<'e>>) -> Result<(), PromError> {
 }
 
 impl Evaluator {
-    fn new(start: i64, end: i64) -> Evaluator {
+    fn new(expr: Box<Expr>, start: i64, end: i64) -> Evaluator {
         Evaluator {
-            data: HashMap::new(),
+            expr,
+            index: HashMap::new(),
+            loaded: Vec::new(),
             start,
             end,
             touched: Cell::new(0),
         }
     }
 
-    /// Loads every selector of `e` for evaluation at times in `[start, end]` (ms).
+    /// Takes the query and loads every selector of it for evaluation at times in
+    /// `[start, end]` (ms).
     pub async fn load(
         state: &ApiState,
-        e: &Expr,
+        expr: Expr,
         start: i64,
         end: i64,
     ) -> Result<Evaluator, PromError> {
+        let expr = Box::new(expr);
         let mut sels = Vec::new();
-        selectors(e, &mut sels)?;
-        let mut ev = Evaluator::new(start, end);
+        selectors(&expr, &mut sels)?;
         if sels.is_empty() {
-            return Ok(ev);
+            return Ok(Evaluator::new(expr, start, end));
         }
         // One window for all: the source rule is decided once per query.
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         for (vs, range, raw) in &sels {
-            // The times the selector reads at, `@` and `offset` applied.
-            let (a, b) = match &vs.at {
-                None => {
-                    let off = offset_ms(&vs.offset);
-                    (start.saturating_sub(off), end.saturating_sub(off))
-                }
-                Some(_) => {
-                    let t = ev.at(vs, start);
-                    (t, t)
-                }
-            };
+            // The first and last time the selector reads at, `@` and `offset` applied.
+            let (a, b) = (
+                read_time(vs, start, start, end),
+                read_time(vs, end, start, end),
+            );
             let mut from = a.saturating_sub(*range).saturating_sub(LOOKBACK_MS);
             if *raw {
                 // Sample values count from midnight UTC.
@@ -205,31 +217,39 @@ impl Evaluator {
             start_minute: minute(lo) - 60,
             end_minute: minute(hi).max(minute(lo) - 60),
         };
+        // Series depend only on the matchers (the window is the query's): equal selectors
+        // (by text) share one load.
         let mut fetcher = Fetcher::new(state, window);
-        for (vs, _, _) in sels {
-            let k = key(vs);
-            if ev.data.contains_key(&k) {
-                continue;
-            }
-            let series = fetcher.select(vs).await?;
-            ev.data.insert(k, series);
+        let mut by_text: HashMap<String, usize> = HashMap::new();
+        let mut index = HashMap::new();
+        let mut loaded = Vec::new();
+        for (vs, _, _) in &sels {
+            let at = match by_text.get(&vs.to_string()) {
+                Some(at) => *at,
+                None => {
+                    loaded.push(fetcher.select(vs).await?);
+                    by_text.insert(vs.to_string(), loaded.len() - 1);
+                    loaded.len() - 1
+                }
+            };
+            index.insert(address(vs), at);
         }
+        drop(sels);
+        let mut ev = Evaluator::new(expr, start, end);
+        ev.index = index;
+        ev.loaded = loaded;
         Ok(ev)
     }
 
-    /// The time a selector reads at when evaluated at `t`: `@` and `offset` applied.
     fn at(&self, vs: &VectorSelector, t: i64) -> i64 {
-        let base = match &vs.at {
-            None => t,
-            Some(AtModifier::Start) => self.start,
-            Some(AtModifier::End) => self.end,
-            Some(AtModifier::At(st)) => system_ms(st),
-        };
-        base.saturating_sub(offset_ms(&vs.offset))
+        read_time(vs, t, self.start, self.end)
     }
 
     fn series(&self, vs: &VectorSelector) -> &[Series] {
-        self.data.get(&key(vs)).map_or(&[], Vec::as_slice)
+        self.index
+            .get(&address(vs))
+            .and_then(|i| self.loaded.get(*i))
+            .map_or(&[], Vec::as_slice)
     }
 
     fn touch(&self, n: usize) -> Result<(), PromError> {
@@ -243,10 +263,10 @@ impl Evaluator {
         Ok(())
     }
 
-    /// Evaluates `e` at `t` (ms).
-    pub fn eval_at(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
+    /// Evaluates the query at `t` (ms).
+    pub fn eval_at(&self, t: i64) -> Result<Value, PromError> {
         self.touched.set(0);
-        self.eval(e, t)
+        self.eval(&self.expr, t)
     }
 
     fn eval(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
@@ -911,7 +931,7 @@ mod tests {
         let mut sels = Vec::new();
         selectors(&e, &mut sels)?;
         assert!(sels.is_empty());
-        Evaluator::new(0, 0).eval_at(&e, 60_000)
+        Evaluator::new(Box::new(e), 0, 0).eval_at(60_000)
     }
 
     #[test]

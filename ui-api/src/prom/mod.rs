@@ -83,11 +83,7 @@ impl From<crate::ApiError> for PromError {
     fn from(e: crate::ApiError) -> PromError {
         match e {
             crate::ApiError::BadRequest(m) | crate::ApiError::NotFound(m) => PromError::bad(m),
-            other => PromError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                kind: "internal",
-                message: other.to_string(),
-            },
+            other => PromError::internal(other.to_string()),
         }
     }
 }
@@ -273,8 +269,11 @@ fn metadata_window(p: &PromParams) -> Result<Window, PromError> {
     if start > end {
         return Err(PromError::bad("start must not be after end"));
     }
-    if end - start > 90.0 * 86_400.0 {
-        return Err(PromError::bad("window is longer than 90 days"));
+    if end - start > params::MAX_WINDOW_SECONDS as f64 {
+        return Err(PromError::bad(format!(
+            "window is longer than {} days",
+            params::MAX_WINDOW_SECONDS / 86_400
+        )));
     }
     // Minutes that start inside [start, end], the end minute included.
     Ok(Window::from_seconds(
@@ -348,31 +347,25 @@ async fn matching_series(
     let mut out = BTreeSet::new();
     for f in FAMILIES {
         for name in catalog::series_names(f) {
-            let name_only: Labels = [("__name__".to_string(), name.clone())].into();
             // Skip the scan when no set can match this name.
             let named: Vec<&Vec<Matcher>> = sets
                 .iter()
-                .filter(|set| {
-                    set.iter()
-                        .filter(|m| m.name == "__name__")
-                        .all(|m| m.is_match(&name))
-                })
+                .filter(|set| data::name_matches(set, &name))
                 .collect();
             if named.is_empty() {
                 continue;
             }
             let extra: Vec<Option<(&str, String)>> = match catalog::extra_label(f, &name) {
-                Some((label, values)) => values.into_iter().map(|v| Some((label, v))).collect(),
+                Some((label, values)) => {
+                    values.into_iter().map(|(v, _)| Some((label, v))).collect()
+                }
                 None => vec![None],
             };
             for e in tables.entities(f.table).await? {
                 if !reported(f, e) {
                     continue;
                 }
-                let mut labels = name_only.clone();
-                for (label, key) in f.labels {
-                    labels.insert((*label).to_string(), e.keys[*key].to_string());
-                }
+                let labels = data::key_labels(f, &name, &e.keys);
                 for x in &extra {
                     let mut l = labels.clone();
                     if let Some((label, value)) = x {
@@ -581,8 +574,8 @@ fn stamp(ms: i64) -> Value {
 async fn instant_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
     let expr = parse_query(&p).await?;
     let t = to_ms(time_param(&p, "time")?.unwrap_or_else(now));
-    let ev = eval::Evaluator::load(&state, &expr, t, t).await?;
-    let value = blocking(move || ev.eval_at(&expr, t)).await?;
+    let ev = eval::Evaluator::load(&state, expr, t, t).await?;
+    let value = blocking(move || ev.eval_at(t)).await?;
     match value {
         eval::Value::Scalar(v) => {
             success(json!({"resultType": "scalar", "result": [stamp(t), sample(v)]}))
@@ -652,13 +645,13 @@ async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
         ));
     }
-    let ev = eval::Evaluator::load(&state, &expr, start, end).await?;
+    let ev = eval::Evaluator::load(&state, expr, start, end).await?;
     let result = blocking(move || {
         let mut series: BTreeMap<Labels, Vec<Value>> = BTreeMap::new();
         let mut points = 0usize;
         let mut t = start;
         while t <= end {
-            let samples = match ev.eval_at(&expr, t)? {
+            let samples = match ev.eval_at(t)? {
                 eval::Value::Scalar(v) => vec![eval::Sample {
                     labels: Labels::new(),
                     value: v,
