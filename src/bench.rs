@@ -155,12 +155,12 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-async fn metric(http: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{http}/metrics"))
+/// The server's `/metrics` text.
+async fn metrics_text(http: &str) -> anyhow::Result<String> {
+    Ok(reqwest::get(format!("{http}/metrics"))
         .await?
         .text()
-        .await?;
-    Ok(metric_sum(&text, name))
+        .await?)
 }
 
 /// Streams already-encoded `StreamAccessLogsMessage` bytes (valid or not) as one ALS
@@ -341,8 +341,9 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(pid)? - cpu_before;
     let rss = peak_rss_mib(pid)?;
-    let decoded_entries = metric(&http, "meshscope_als_entries_decoded_total").await?;
-    let aggregated = metric(&http, "meshscope_aggregated_calls_total").await?;
+    let text = metrics_text(&http).await?;
+    let decoded_entries = metric_sum(&text, "meshscope_als_entries_decoded_total");
+    let aggregated = metric_sum(&text, "meshscope_aggregated_calls_total");
     server.stop().await;
 
     if (decoded_entries as u64) != sent {
@@ -426,7 +427,7 @@ async fn export_all(endpoint: String, requests: Vec<Bytes>) -> Result<(), Status
             .map_err(|e| Status::unavailable(e.to_string()))?;
         grpc.unary::<Bytes, (), _>(
             tonic::Request::new(r),
-            tonic::codegen::http::uri::PathAndQuery::from_static(crate::traces::EXPORT_PATH),
+            tonic::codegen::http::uri::PathAndQuery::from_static(collector::otlp::METHOD_PATH),
             RawCodec,
         )
         .await?;
@@ -478,11 +479,12 @@ pub async fn otlp(args: OtlpArgs) -> anyhow::Result<()> {
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(server.pid)? - cpu_before;
     let rss = peak_rss_mib(server.pid)?;
-    let received = metric(&server.http, "meshscope_otlp_spans_received_total").await?;
-    let rejected = metric(&server.http, "meshscope_otlp_spans_rejected_total").await?;
-    let paired = metric(&server.http, "meshscope_otlp_spans_paired_total").await?;
-    let unpaired = metric(&server.http, "meshscope_otlp_spans_unpaired_total").await?;
-    let aggregated = metric(&server.http, "meshscope_aggregated_calls_total").await?;
+    let text = metrics_text(&server.http).await?;
+    let received = metric_sum(&text, "meshscope_otlp_spans_received_total");
+    let rejected = metric_sum(&text, "meshscope_otlp_spans_rejected_total");
+    let paired = metric_sum(&text, "meshscope_otlp_spans_paired_total");
+    let unpaired = metric_sum(&text, "meshscope_otlp_spans_unpaired_total");
+    let aggregated = metric_sum(&text, "meshscope_aggregated_calls_total");
     server.stop().await;
 
     if received as u64 != total || rejected != 0.0 {

@@ -45,6 +45,26 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("binding the {what} listener on {addr}"))
 }
 
+/// Waits for a server task to end until `deadline`, logging how it ended; past the
+/// deadline its open connections are cut when `abort`, else it is left to finish.
+async fn stop_server<E: std::fmt::Display>(
+    name: &str,
+    task: &mut JoinHandle<Result<(), E>>,
+    deadline: tokio::time::Instant,
+    abort: bool,
+) {
+    match tokio::time::timeout_at(deadline, &mut *task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "{name} ended with an error"),
+        Ok(Err(e)) => warn!(error = %e, "{name} task failed"),
+        Err(_) if abort => {
+            warn!("{name} still had open connections after the grace period; closing them");
+            task.abort();
+        }
+        Err(_) => warn!("{name} did not stop within the grace period"),
+    }
+}
+
 impl App {
     /// Binds every listener and starts every task.
     pub async fn start(config: Config) -> anyhow::Result<App> {
@@ -171,24 +191,8 @@ impl App {
         // Both receivers get the same grace period, together; what is still open after it
         // is cut, so nothing adds spans after the final pairing flush below.
         let deadline = tokio::time::Instant::now() + self.grace;
-        match tokio::time::timeout_at(deadline, &mut self.grpc).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "gRPC server ended with an error"),
-            Ok(Err(e)) => warn!(error = %e, "gRPC server task failed"),
-            Err(_) => {
-                warn!(grace = ?self.grace, "gRPC connections still open after the grace period; closing them");
-                self.grpc.abort();
-            }
-        }
-        match tokio::time::timeout_at(deadline, &mut self.otlp_http).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "OTLP/HTTP server ended with an error"),
-            Ok(Err(e)) => warn!(error = %e, "OTLP/HTTP server task failed"),
-            Err(_) => {
-                warn!("OTLP/HTTP requests still open after the grace period; closing them");
-                self.otlp_http.abort();
-            }
-        }
+        stop_server("gRPC server", &mut self.grpc, deadline, true).await;
+        stop_server("OTLP/HTTP server", &mut self.otlp_http, deadline, true).await;
         let _ = self.otlp_expiry.await;
         if self.otlp.flush().await.is_err() {
             warn!("the aggregator stopped before spans waiting for their pair were recorded");
@@ -199,12 +203,8 @@ impl App {
             Ok(Err(e)) => error!(error = %e, "aggregator ended with an error"),
             Err(e) => error!(error = %e, "aggregator task failed"),
         }
-        match tokio::time::timeout(self.grace, self.http).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP API server ended with an error"),
-            Ok(Err(e)) => warn!(error = %e, "HTTP API server task failed"),
-            Err(_) => warn!("HTTP API server did not stop within the grace period"),
-        }
+        let deadline = tokio::time::Instant::now() + self.grace;
+        stop_server("HTTP API server", &mut self.http, deadline, false).await;
         flushed.context("final flush")?;
         info!("shutdown complete");
         Ok(())

@@ -74,16 +74,6 @@ impl Spans {
         self.by_process.entry(p.clone()).or_default().push(span);
     }
 
-    /// Number of spans.
-    pub fn len(&self) -> usize {
-        self.by_process.values().map(Vec::len).sum()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Export requests as each process's SDK would send them: one per process, at most
     /// `max_spans` spans each.
     pub fn requests(self, max_spans: usize) -> Vec<ExportTraceServiceRequest> {
@@ -182,15 +172,18 @@ impl Shop {
         (span_id, span)
     }
 
-    fn pick(&mut self, list: &[Process]) -> Process {
-        list[self.rng.range(0, list.len() as u64) as usize].clone()
+    /// A random index into a list of `len` processes.
+    fn pick(&mut self, len: usize) -> usize {
+        self.rng.range(0, len as u64) as usize
     }
 
     /// One user request at `t` (unix nanoseconds) and everything it causes.
     pub fn request(&mut self, t: i64, out: &mut Spans) {
         let trace: [u8; 16] = self.id();
-        let front = self.pick(&self.storefront.clone());
-        let catalog = self.pick(&self.catalog.clone());
+        let front = self.pick(self.storefront.len());
+        let front = self.storefront[front].clone();
+        let catalog = self.pick(self.catalog.len());
+        let catalog = self.catalog[catalog].clone();
         let item = self.rng.range(1, 5000);
         let front_error = self.rng.chance(0.02);
         let total = self.rng.range(20, 120) * 1_000_000;
@@ -389,9 +382,6 @@ impl Shop {
     }
 }
 
-/// The OTLP/gRPC export method path.
-pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
 /// An OTLP/gRPC trace exporter connection (what an SDK's exporter does, minus batching).
 pub struct Exporter {
     grpc: tonic::client::Grpc<tonic::transport::Channel>,
@@ -418,7 +408,7 @@ impl Exporter {
         self.grpc
             .unary(
                 tonic::Request::new(request),
-                tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_PATH),
+                tonic::codegen::http::uri::PathAndQuery::from_static(collector::otlp::METHOD_PATH),
                 codec,
             )
             .await

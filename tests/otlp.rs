@@ -587,7 +587,7 @@ async fn bad_spans_get_partial_success_and_bad_bodies_clear_errors() {
 async fn raw_grpc(endpoint: &str, bytes: Vec<u8>) -> tonic::Status {
     let mut grpc = meshscope::sim::connect(endpoint).await.expect("connect");
     grpc.ready().await.expect("ready");
-    let path = tonic::codegen::http::uri::PathAndQuery::from_static(meshscope::traces::EXPORT_PATH);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(collector::otlp::METHOD_PATH);
     grpc.unary::<bytes::Bytes, (), _>(
         tonic::Request::new(bytes::Bytes::from(bytes)),
         path,

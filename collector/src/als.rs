@@ -821,13 +821,13 @@ impl AlsInner {
             if batch.is_empty() {
                 continue;
             }
-            let n = batch.len() as u64;
-            trace!(calls = n, "access-log batch decoded");
-            if self.calls.send(batch).await.is_err() {
-                self.metrics.calls_dropped("aggregator_stopped", n);
+            trace!(calls = batch.len(), "access-log batch decoded");
+            if crate::deliver(&self.calls, &self.metrics, batch)
+                .await
+                .is_err()
+            {
                 return Err(Status::unavailable("meshscope is shutting down"));
             }
-            self.metrics.calls_emitted.inc_by(n);
         }
     }
 }

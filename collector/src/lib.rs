@@ -22,6 +22,21 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 pub use crate::metrics::CollectorMetrics;
 
+/// Hands a batch of calls to the aggregator and counts it: emitted, or dropped as
+/// `aggregator_stopped` when the aggregator has gone (shutdown).
+async fn deliver(
+    calls: &proto::channel::CallSender,
+    metrics: &CollectorMetrics,
+    batch: proto::CallBatch,
+) -> std::result::Result<(), proto::channel::Closed> {
+    let n = batch.len() as u64;
+    calls.send(batch).await.inspect_err(|_| {
+        metrics.calls_dropped("aggregator_stopped", n);
+    })?;
+    metrics.calls_emitted.inc_by(n);
+    Ok(())
+}
+
 /// Errors of the receivers.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -180,10 +180,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("meshscope-bench-query-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let end = now.div_euclid(60) * 60;
+    let end = (crate::sim::now_nanos() / 1_000_000_000).div_euclid(60) * 60;
     let started = Instant::now();
     let rows = load(&dir, &args, end)
         .await

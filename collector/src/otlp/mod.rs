@@ -44,7 +44,8 @@ use pairing::{Pairing, PairingSettings};
 
 /// The gRPC service name.
 pub const SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
-const METHOD_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+/// The gRPC path of `TraceService/Export`.
+pub const METHOD_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// OTLP settings (`[otlp]` in the config file).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -255,13 +256,9 @@ impl OtlpReceiver {
         }
         let inner = self.inner.clone();
         let task = tokio::spawn(async move {
-            let n = batch.len() as u64;
-            if inner.calls.send(batch).await.is_err() {
-                inner.collector.calls_dropped("aggregator_stopped", n);
-                return Err(ShuttingDown);
-            }
-            inner.collector.calls_emitted.inc_by(n);
-            Ok(())
+            crate::deliver(&inner.calls, &inner.collector, batch)
+                .await
+                .map_err(|_| ShuttingDown)
         });
         task.await.unwrap_or(Err(ShuttingDown))
     }
@@ -537,13 +534,21 @@ fn encoded(encoding: Encoding, status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// An error answer in the request's encoding (JSON when it is unknown).
-fn http_error(
-    encoding: Encoding,
-    status: StatusCode,
-    code: tonic::Code,
-    message: String,
-) -> Response {
+/// The `google.rpc.Status` code of an HTTP error status (the OTLP/HTTP mapping).
+fn rpc_code(status: StatusCode) -> tonic::Code {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+        StatusCode::NOT_FOUND => tonic::Code::NotFound,
+        StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        s if s.is_server_error() => tonic::Code::Internal,
+        _ => tonic::Code::InvalidArgument,
+    }
+}
+
+/// An error answer in the request's encoding (JSON when it is unknown), with the
+/// `google.rpc.Status` code that goes with `status`.
+fn http_error(encoding: Encoding, status: StatusCode, message: String) -> Response {
+    let code = rpc_code(status);
     let body = match encoding {
         Encoding::Protobuf => RpcStatus {
             code: code as i32,
@@ -561,7 +566,6 @@ async fn http_not_found() -> Response {
     http_error(
         Encoding::Json,
         StatusCode::NOT_FOUND,
-        tonic::Code::NotFound,
         "not found: OTLP/HTTP traces are accepted at POST /v1/traces".into(),
     )
 }
@@ -607,10 +611,10 @@ async fn http_export(
 ) -> Response {
     let metrics = &receiver.inner.metrics;
     let limit = receiver.inner.max_message_bytes;
-    let reject = |encoding, status, code, reason: &'static str, message: String| {
+    let reject = |encoding, status, reason: &'static str, message: String| {
         metrics.request_rejected("http", reason);
         warn!(reason, %message, "OTLP/HTTP export request rejected");
-        http_error(encoding, status, code, message)
+        http_error(encoding, status, message)
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -629,7 +633,6 @@ async fn http_export(
             return reject(
                 Encoding::Json,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
                 "unsupported_media_type",
                 format!(
                     "Content-Type {content_type:?} is not supported: send application/x-protobuf or application/json"
@@ -649,7 +652,6 @@ async fn http_export(
             return reject(
                 encoding,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
                 "bad_encoding",
                 format!("Content-Encoding {other:?} is not supported: send gzip or no encoding"),
             );
@@ -659,7 +661,6 @@ async fn http_export(
         reject(
             encoding,
             StatusCode::PAYLOAD_TOO_LARGE,
-            tonic::Code::ResourceExhausted,
             "too_large",
             format!(
                 "{what} is larger than the limit of {limit} bytes (collector.max_message_bytes)"
@@ -673,7 +674,6 @@ async fn http_export(
             return reject(
                 encoding,
                 StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
                 "read_error",
                 format!("reading the request body failed: {e}"),
             );
@@ -687,7 +687,6 @@ async fn http_export(
                 return reject(
                     encoding,
                     StatusCode::BAD_REQUEST,
-                    tonic::Code::InvalidArgument,
                     "malformed",
                     format!("the gzip body does not decompress: {e}"),
                 );
@@ -708,7 +707,6 @@ async fn http_export(
             return reject(
                 encoding,
                 StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
                 "malformed",
                 format!(
                     "the body is not an OTLP ExportTraceServiceRequest ({}): {e}",
@@ -728,7 +726,6 @@ async fn http_export(
                         return http_error(
                             encoding,
                             StatusCode::INTERNAL_SERVER_ERROR,
-                            tonic::Code::Internal,
                             format!("encoding the response failed: {e}"),
                         );
                     }
@@ -739,7 +736,6 @@ async fn http_export(
         Err(ShuttingDown) => http_error(
             encoding,
             StatusCode::SERVICE_UNAVAILABLE,
-            tonic::Code::Unavailable,
             "meshscope is shutting down".into(),
         ),
     }

@@ -308,13 +308,21 @@ impl Pairing {
         }
     }
 
+    /// Removes the entry a queue item `(key, seq)` stands for, if it is still the live one
+    /// (not paired or replaced since).
+    fn take_live(&mut self, key: &PairKey, seq: u64) -> Option<Entry> {
+        if self.waiting.get(key).is_some_and(|e| e.seq == seq) {
+            self.remove(key)
+        } else {
+            None
+        }
+    }
+
     /// Records the oldest live entry unpaired; false when nothing is left.
     fn pop_oldest(&mut self, why: Unpaired, out: &mut CallBatch) -> bool {
         while let Some((_, key, seq)) = self.order.pop_front() {
-            if self.waiting.get(&key).is_some_and(|e| e.seq == seq) {
-                if let Some(e) = self.remove(&key) {
-                    self.unpaired(e.waiting, why, out);
-                }
+            if let Some(e) = self.take_live(&key, seq) {
+                self.unpaired(e.waiting, why, out);
                 return true;
             }
         }
@@ -345,9 +353,7 @@ impl Pairing {
                 break;
             }
             self.order.pop_front();
-            if self.waiting.get(&key).is_some_and(|e| e.seq == seq)
-                && let Some(e) = self.remove(&key)
-            {
+            if let Some(e) = self.take_live(&key, seq) {
                 self.unpaired(e.waiting, Unpaired::Expired, out);
             }
         }
