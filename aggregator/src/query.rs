@@ -316,6 +316,7 @@ pub async fn series(
 /// One key's per-minute metrics, each side apart, from the source chosen for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyMinutes {
+    /// The key column values.
     pub keys: Keys,
     /// The source the rows come from (see the source rule).
     pub source: Source,

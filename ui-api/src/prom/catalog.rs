@@ -54,12 +54,17 @@ pub enum Measure {
 pub struct Family {
     /// The family name (for histograms, without `_bucket`/`_sum`/`_count`).
     pub name: &'static str,
+    /// The Prometheus type (`api/v1/metadata`).
     pub kind: Kind,
+    /// The `api/v1/metadata` help text.
     pub help: &'static str,
+    /// The rollup table the series read.
     pub table: Table,
     /// Label names and the key column of `table` each reads.
     pub labels: &'static [(&'static str, usize)],
+    /// Which reports count.
     pub reports: Reports,
+    /// What the samples measure.
     pub measure: Measure,
 }
 

@@ -51,6 +51,7 @@ pub fn day_start(t: i64) -> i64 {
 /// Most samples one query may load (Prometheus' `query.max-samples` is 50 million).
 pub const MAX_SAMPLES: usize = 20_000_000;
 
+/// A running total or a per-minute value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SeriesKind {
     Counter,
@@ -60,7 +61,9 @@ pub enum SeriesKind {
 /// One series over the query's window.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Its labels, `__name__` included.
     pub labels: Labels,
+    /// How its points are read.
     pub kind: SeriesKind,
     /// `(minute end in ms, value)` per minute with data, in time order: a counter's running
     /// total after that minute, a gauge's value for it.
@@ -307,6 +310,7 @@ pub struct Fetcher<'a> {
 }
 
 impl<'a> Fetcher<'a> {
+    /// A fetcher reading `window` of the store behind `state`.
     pub fn new(state: &'a ApiState, window: Window) -> Fetcher<'a> {
         Fetcher {
             state,

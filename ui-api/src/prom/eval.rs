@@ -34,7 +34,9 @@ use crate::ApiState;
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The element's labels.
     pub labels: Labels,
+    /// Its value at the evaluation time.
     pub value: f64,
 }
 

@@ -45,6 +45,7 @@ impl Dialect {
         }
     }
 
+    /// The name recorded in `schema_migrations`.
     pub fn as_str(self) -> &'static str {
         match self {
             Dialect::Legacy => "legacy",

@@ -35,11 +35,14 @@ const MINUTE_RES: u32 = 60;
 pub struct ClickHouseSettings {
     /// `http://host:8123`.
     pub url: String,
+    /// Database holding meshscope's tables (created if missing).
     pub database: String,
+    /// HTTP basic-auth user and password.
     pub user: String,
     pub password: String,
     /// Per request.
     pub timeout: Duration,
+    /// Days kept besides today (0: keep everything).
     pub retention_days: u32,
 }
 
