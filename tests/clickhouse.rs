@@ -254,14 +254,7 @@ async fn same_as_parquet(store: &dyn Store) {
     }
     let midnight = now.div_euclid(86_400) * 86_400;
     let sort = |mut rows: Vec<aggregator::rollup::Row>| {
-        rows.sort_by(|a, b| {
-            (a.key.minute, a.key.side, a.key.source, &a.key.keys).cmp(&(
-                b.key.minute,
-                b.key.side,
-                b.key.source,
-                &b.key.keys,
-            ))
-        });
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
         rows
     };
     let mut checked = 0;

@@ -14,8 +14,8 @@ use proto::{Call, Protocol, Side, Source};
 use crate::metrics::{Metrics, Observation};
 use crate::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Keys, MAX_KEYS, Table};
 
-/// Identity of a partial row.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Identity of a partial row; ordered by minute, side, source, keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowKey {
     /// Unix seconds of the minute start.
     pub minute: i64,
@@ -419,14 +419,7 @@ mod tests {
     }
 
     fn sorted(mut rows: Vec<Row>) -> Vec<(RowKey, u8, Metrics)> {
-        rows.sort_by(|a, b| {
-            (a.key.minute, a.key.side, a.key.source, &a.key.keys).cmp(&(
-                b.key.minute,
-                b.key.side,
-                b.key.source,
-                &b.key.keys,
-            ))
-        });
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
         rows.into_iter()
             .map(|r| (r.key, r.flags, r.metrics))
             .collect()
