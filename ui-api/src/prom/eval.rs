@@ -193,7 +193,7 @@ impl Evaluator {
         if sels.is_empty() {
             return Ok(Evaluator::new(expr, start, end));
         }
-        // One window for all: the source rule is decided once per query.
+        // One window for all, so every scan chooses sources over the same window.
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         for (vs, range, raw) in &sels {
             // The first and last time the selector reads at, `@` and `offset` applied.
