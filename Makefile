@@ -15,6 +15,7 @@ test: deps
 		cargo test --workspace --no-fail-fast; \
 	fi
 	python3 dashboards/validate.py
+	deploy/validate.sh
 
 # What the tests need besides Rust, when missing: promtool, clickhouse-server, and the
 # Python packages jsonschema, PyYAML and chdb (see .ci/deps; needs root or sudo for apt).

@@ -37,11 +37,35 @@ impl Default for ServerConfig {
     }
 }
 
-/// Embedded store settings (`[store]`).
+/// Where rollups are kept.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Parquet files in the data dir, read with embedded DataFusion (no server).
+    #[default]
+    Parquet,
+    /// A ClickHouse server shared by any number of meshscope processes.
+    Clickhouse,
+}
+
+impl Backend {
+    /// The name in the config file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Parquet => "parquet",
+            Backend::Clickhouse => "clickhouse",
+        }
+    }
+}
+
+/// Store settings (`[store]`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Where Parquet files and the manifest live.
+    /// `parquet` (embedded, the default) or `clickhouse` (see `[clickhouse]`).
+    pub backend: Backend,
+    /// Where Parquet files and the manifest live; with ClickHouse, the spool of inserts
+    /// it has not taken yet (`clickhouse-spool/`).
     pub data_dir: PathBuf,
     /// Days of data kept; 0 keeps everything. Calls older than this are dropped at ingest.
     pub retention_days: u32,
@@ -52,10 +76,91 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: Backend::Parquet,
             data_dir: PathBuf::from("./data"),
             retention_days: 7,
             compact_min_files: 8,
         }
+    }
+}
+
+/// A string setting that also accepts a bare number from the environment
+/// (`MESHSCOPE__CLICKHOUSE__PASSWORD=1234`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+        Raw::F(f) => f.to_string(),
+    })
+}
+
+/// ClickHouse backend settings (`[clickhouse]`), used with `store.backend = "clickhouse"`.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface, `http://host:8123`.
+    pub url: String,
+    /// Database of meshscope's tables; created if missing.
+    #[serde(deserialize_with = "string_or_number")]
+    pub database: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub user: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub password: String,
+    /// Per request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Insert bytes queued in memory while ClickHouse is slow or down.
+    pub buffer_bytes: u64,
+    /// Insert bytes spooled to `<data_dir>/clickhouse-spool/` past the memory queue.
+    pub spool_bytes: u64,
+    /// With both full, how long a flush waits for room before its rows are refused (the
+    /// aggregator then keeps them up to `aggregator.max_pending_rows`).
+    #[serde(with = "humantime_serde")]
+    pub full_wait: Duration,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "meshscope".into(),
+            user: "default".into(),
+            password: String::new(),
+            timeout: Duration::from_secs(30),
+            buffer_bytes: 256 << 20,
+            spool_bytes: 4 << 30,
+            full_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("timeout", &self.timeout)
+            .field("buffer_bytes", &self.buffer_bytes)
+            .field("spool_bytes", &self.spool_bytes)
+            .field("full_wait", &self.full_wait)
+            .finish()
     }
 }
 
@@ -65,6 +170,7 @@ impl Default for StoreConfig {
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub clickhouse: ClickHouseConfig,
     pub collector: CollectorConfig,
     pub otlp: OtlpConfig,
     pub aggregator: AggregatorConfig,
@@ -151,6 +257,21 @@ impl Config {
         if self.store.compact_min_files < 2 {
             bail!("store.compact_min_files must be at least 2");
         }
+        let ch = &self.clickhouse;
+        if self.store.backend == Backend::Clickhouse {
+            if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+                bail!(
+                    "clickhouse.url must be ClickHouse's HTTP interface, like http://clickhouse:8123 (got {:?})",
+                    ch.url
+                );
+            }
+            if ch.timeout.is_zero() || ch.full_wait.is_zero() {
+                bail!("clickhouse.timeout and clickhouse.full_wait must be longer than zero");
+            }
+            if ch.buffer_bytes < 1 << 20 {
+                bail!("clickhouse.buffer_bytes must be at least 1 MiB (1048576)");
+            }
+        }
         Ok(())
     }
 }
@@ -190,6 +311,83 @@ mod tests {
         assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.store.retention_days, 3);
         assert_eq!(config.aggregator.flush_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn clickhouse_keys_come_from_file_and_environment_and_the_password_is_not_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("m.toml");
+        std::fs::write(
+            &file,
+            "[store]\nbackend = \"clickhouse\"\n[clickhouse]\nurl = \"http://ch:8123\"\ndatabase = \"mesh\"\n",
+        )
+        .expect("write");
+        let config = Config::load(
+            Some(&file),
+            [
+                (
+                    "MESHSCOPE__CLICKHOUSE__PASSWORD".to_string(),
+                    "12345".to_string(),
+                ),
+                (
+                    "MESHSCOPE__CLICKHOUSE__USER".to_string(),
+                    "writer".to_string(),
+                ),
+            ],
+        )
+        .expect("config");
+        assert_eq!(config.store.backend, Backend::Clickhouse);
+        assert_eq!(config.clickhouse.url, "http://ch:8123");
+        assert_eq!(config.clickhouse.database, "mesh");
+        assert_eq!(config.clickhouse.user, "writer");
+        assert_eq!(config.clickhouse.password, "12345");
+        assert!(!format!("{config:?}").contains("12345"));
+        let err = Config::load(
+            None,
+            [
+                (
+                    "MESHSCOPE__STORE__BACKEND".to_string(),
+                    "clickhouse".to_string(),
+                ),
+                (
+                    "MESHSCOPE__CLICKHOUSE__URL".to_string(),
+                    "ch:9000".to_string(),
+                ),
+            ],
+        )
+        .expect_err("not an HTTP url");
+        assert!(format!("{err:#}").contains("clickhouse.url"), "{err:#}");
+        let err = Config::load(
+            None,
+            [("MESHSCOPE__STORE__BACKEND".to_string(), "mysql".to_string())],
+        )
+        .expect_err("unknown backend");
+        assert!(format!("{err:#}").contains("mysql"), "{err:#}");
+    }
+
+    #[test]
+    fn the_kubernetes_example_config_loads() {
+        // The `meshscope.toml: |` block of the ConfigMap, indented four spaces.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/config.yaml");
+        let yaml = std::fs::read_to_string(&path).expect("config.yaml");
+        let toml: String = yaml
+            .lines()
+            .skip_while(|l| l.trim() != "meshscope.toml: |")
+            .skip(1)
+            .take_while(|l| l.is_empty() || l.starts_with("    "))
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        assert!(toml.contains("[clickhouse]"), "{toml}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("meshscope.toml");
+        std::fs::write(&file, toml).expect("write");
+        let config = Config::load(Some(&file), []).expect("the example loads");
+        assert_eq!(config.store.backend, Backend::Clickhouse);
+        assert_eq!(config.clickhouse.url, "http://clickhouse:8123");
+        assert_eq!(
+            config.collector.max_connection_age,
+            Duration::from_secs(600)
+        );
     }
 
     #[test]

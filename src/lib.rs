@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregator::store::Store;
+use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore, ShipperSettings};
 use aggregator::store::parquet::{ParquetSettings, ParquetStore};
 use anyhow::Context;
 use prometheus_client::registry::Registry;
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-pub use crate::config::Config;
+pub use crate::config::{Backend, Config};
 
 /// A running meshscope: its bound addresses and the means to stop it.
 pub struct App {
@@ -65,6 +66,53 @@ async fn stop_server<E: std::fmt::Display>(
     }
 }
 
+/// Opens the configured store backend.
+async fn open_store(config: &Config, registry: &mut Registry) -> anyhow::Result<Arc<dyn Store>> {
+    let dir = &config.store.data_dir;
+    Ok(match config.store.backend {
+        Backend::Parquet => Arc::new(
+            ParquetStore::open(
+                dir,
+                ParquetSettings {
+                    retention_days: config.store.retention_days,
+                    compact_min_files: config.store.compact_min_files,
+                    ..ParquetSettings::default()
+                },
+            )
+            .with_context(|| format!("opening the store in {}", dir.display()))?,
+        ),
+        Backend::Clickhouse => {
+            let ch = &config.clickhouse;
+            Arc::new(
+                ClickHouseStore::open(
+                    ClickHouseSettings {
+                        url: ch.url.clone(),
+                        database: ch.database.clone(),
+                        user: ch.user.clone(),
+                        password: ch.password.clone(),
+                        timeout: ch.timeout,
+                        retention_days: config.store.retention_days,
+                        spool_dir: dir.join("clickhouse-spool"),
+                        shipper: ShipperSettings {
+                            buffer_bytes: ch.buffer_bytes,
+                            spool_bytes: ch.spool_bytes,
+                            full_wait: ch.full_wait,
+                        },
+                    },
+                    registry,
+                )
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the ClickHouse store at {} (database {})",
+                        ch.url, ch.database
+                    )
+                })?,
+            )
+        }
+    })
+}
+
 impl App {
     /// Binds every listener and starts every task.
     pub async fn start(config: Config) -> anyhow::Result<App> {
@@ -75,18 +123,9 @@ impl App {
         let http_addr = http_listener.local_addr()?;
         let otlp_http_addr = otlp_listener.local_addr()?;
 
-        let store = ParquetStore::open(
-            &config.store.data_dir,
-            ParquetSettings {
-                retention_days: config.store.retention_days,
-                compact_min_files: config.store.compact_min_files,
-                ..ParquetSettings::default()
-            },
-        )
-        .with_context(|| format!("opening the store in {}", config.store.data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(store);
-
         let mut registry = Registry::with_prefix("meshscope");
+        let store = open_store(&config, &mut registry).await?;
+
         let collector_metrics = collector::CollectorMetrics::register(&mut registry);
         let otlp_metrics = collector::otlp::OtlpMetrics::register(&mut registry);
         let (calls_tx, calls_rx) = aggregator::channel(&config.aggregator);
@@ -155,6 +194,7 @@ impl App {
             }
         });
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
+            store = config.store.backend.as_str(),
             data_dir = %config.store.data_dir.display(), "meshscope is serving");
         Ok(App {
             grpc_addr,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use meshscope::{App, Config, bench, sim};
+use meshscope::{App, Backend, Config, bench, sim};
 use tracing::info;
 
 #[derive(Parser)]
@@ -65,9 +65,24 @@ struct ServeArgs {
     /// HTTP API listen address.
     #[arg(long, env = "MESHSCOPE_HTTP_ADDR")]
     http_addr: Option<String>,
-    /// Data directory of the embedded store.
+    /// Data directory of the embedded store (with ClickHouse: its write spool).
     #[arg(long, env = "MESHSCOPE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Store backend.
+    #[arg(long, env = "MESHSCOPE_STORE", value_enum)]
+    store: Option<Backend>,
+    /// ClickHouse HTTP interface, e.g. http://clickhouse:8123 (with --store clickhouse).
+    #[arg(long, env = "MESHSCOPE_CLICKHOUSE_URL")]
+    clickhouse_url: Option<String>,
+    /// ClickHouse database (created if missing).
+    #[arg(long, env = "MESHSCOPE_CLICKHOUSE_DATABASE")]
+    clickhouse_database: Option<String>,
+    /// ClickHouse user.
+    #[arg(long, env = "MESHSCOPE_CLICKHOUSE_USER")]
+    clickhouse_user: Option<String>,
+    /// ClickHouse password (prefer the environment variable: flags show in process lists).
+    #[arg(long, env = "MESHSCOPE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    clickhouse_password: Option<String>,
 }
 
 impl ServeArgs {
@@ -85,6 +100,22 @@ impl ServeArgs {
         if let Some(d) = &self.data_dir {
             config.store.data_dir = d.clone();
         }
+        if let Some(b) = self.store {
+            config.store.backend = b;
+        }
+        let ch = &mut config.clickhouse;
+        for (flag, field) in [
+            (&self.clickhouse_url, &mut ch.url),
+            (&self.clickhouse_database, &mut ch.database),
+            (&self.clickhouse_user, &mut ch.user),
+            (&self.clickhouse_password, &mut ch.password),
+        ] {
+            if let Some(v) = flag {
+                field.clone_from(v);
+            }
+        }
+        // Flags come after the file and environment: check the result again.
+        config.validate()?;
         Ok(config)
     }
 }

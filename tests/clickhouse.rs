@@ -1,6 +1,8 @@
 //! The ClickHouse backend against a real server (Debian's ClickHouse 18.16) and against
-//! ClickHouse 26.x in chDB: schema migrations, literal escaping, and every scan shape
-//! equal to the embedded Parquet store's answer for the same writes.
+//! ClickHouse 26.x in chDB: schema migrations, literal escaping, every scan shape equal to
+//! the embedded Parquet store's answer for the same writes; then whole meshscope processes
+//! on one ClickHouse: two collectors and a reader, a ClickHouse outage mid-stream, a
+//! meshscope restart while ClickHouse is down, and a replayed spool that already landed.
 
 mod common;
 
@@ -11,9 +13,10 @@ use aggregator::schema::Table;
 use aggregator::store::clickhouse::client::Client;
 use aggregator::store::clickhouse::schema::{self, Dialect, LATEST};
 use aggregator::store::clickhouse::sql::quote;
-use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore};
+use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore, ShipperSettings};
 use aggregator::store::{ScanRequest, Store};
 use common::clickhouse::ClickHouse;
+use prometheus_client::registry::Registry;
 
 fn tsv(b: bytes::Bytes) -> String {
     String::from_utf8_lossy(&b).trim().to_string()
@@ -252,6 +255,7 @@ async fn same_as_parquet(store: &dyn Store) {
         parquet.write(b.clone()).await.expect("parquet write");
         store.write(b).await.expect("write");
     }
+    store.sync().await.expect("sync");
     let midnight = now.div_euclid(86_400) * 86_400;
     let sort = |mut rows: Vec<aggregator::rollup::Row>| {
         rows.sort_by(|a, b| a.key.cmp(&b.key));
@@ -263,6 +267,8 @@ async fn same_as_parquet(store: &dyn Store) {
             (midnight - 3600, midnight + 3600),
             (midnight - 60, midnight + 60),
             (midnight + 120, midnight + 600),
+            // Whole days, whole hours and ragged minutes at both ends.
+            (midnight - 2 * 86_400 + 300, midnight + 86_400 - 300),
         ] {
             for by_minute in [true, false] {
                 for filters in [
@@ -294,7 +300,7 @@ async fn same_as_parquet(store: &dyn Store) {
     assert!(checked > 40, "only {checked} non-empty comparisons");
 }
 
-fn settings(url: &str) -> ClickHouseSettings {
+fn settings(url: &str, spool: &std::path::Path) -> ClickHouseSettings {
     ClickHouseSettings {
         url: url.to_string(),
         database: "meshscope".into(),
@@ -302,15 +308,26 @@ fn settings(url: &str) -> ClickHouseSettings {
         password: String::new(),
         timeout: Duration::from_secs(60),
         retention_days: 7,
+        spool_dir: spool.to_path_buf(),
+        shipper: ShipperSettings {
+            buffer_bytes: 64 << 20,
+            spool_bytes: 64 << 20,
+            full_wait: Duration::from_secs(60),
+        },
     }
+}
+
+async fn open(url: &str, spool: &std::path::Path) -> ClickHouseStore {
+    ClickHouseStore::open(settings(url, spool), &mut Registry::default())
+        .await
+        .expect("open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
     let ch = ClickHouse::start();
-    let store = ClickHouseStore::open(settings(&ch.url))
-        .await
-        .expect("open");
+    let spool = tempfile::tempdir().expect("tempdir");
+    let store = open(&ch.url, spool.path()).await;
     same_as_parquet(&store).await;
     // Retention (7 days) keeps today and the 7 days before, as the Parquet store does, and
     // drops older days as whole partitions. The batch straddles a midnight: shifted by 7
@@ -326,6 +343,7 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
         .write(std::sync::Arc::new(old))
         .await
         .expect("write old");
+    store.sync().await.expect("sync");
     let boundary = now.div_euclid(86_400) * 86_400 - 7 * 86_400;
     let request = ScanRequest {
         table: Table::Service,
@@ -353,8 +371,402 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chdb_returns_what_the_embedded_store_returns() {
     let ch = common::clickhouse::Chdb::start();
-    let store = ClickHouseStore::open(settings(&ch.url))
+    let spool = tempfile::tempdir().expect("tempdir");
+    let store = open(&ch.url, spool.path()).await;
+    same_as_parquet(&store).await;
+}
+
+// ---- whole processes on one ClickHouse ----
+
+use common::truth::{check_all_edges, expected, scenario, window};
+use meshscope::sim::{self, Hop, Mesh};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+/// A `meshscope serve --store clickhouse` child process.
+struct Proc {
+    child: tokio::process::Child,
+    grpc: String,
+    http: String,
+}
+
+impl Proc {
+    async fn start(url: &str, dir: &Path) -> Proc {
+        let (grpc, http) = (
+            common::clickhouse::free_port(),
+            common::clickhouse::free_port(),
+        );
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+            .args(["serve", "--store", "clickhouse", "--clickhouse-url", url])
+            .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http}")])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn meshscope");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::get(format!("http://127.0.0.1:{http}/healthz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "meshscope did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Proc {
+            child,
+            grpc: format!("http://127.0.0.1:{grpc}"),
+            http: format!("http://127.0.0.1:{http}"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> serde_json::Value {
+        let resp = reqwest::get(format!("{}{path}", self.http))
+            .await
+            .expect("get");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.expect("json")
+    }
+
+    /// SIGTERM; the process must flush, hand everything to ClickHouse and exit 0.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("pid").to_string();
+        let status = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill");
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("exit in time")
+            .expect("wait");
+        assert!(exit.success(), "exit status {exit:?}");
+    }
+}
+
+/// Streams the proxies in `proxies` of `hops` to `endpoint`, after announcing every proxy
+/// (as each proxy's addresses would be known from peer metadata or static addresses).
+async fn send_proxies(endpoint: &str, mesh: &Mesh, hops: &[Hop], keep: impl Fn(usize) -> bool) {
+    sim::announce(endpoint, mesh, 0..mesh.workloads.len())
+        .await
+        .expect("announce");
+    let sends = sim::encode(mesh, hops)
+        .into_iter()
+        .filter(|(p, _)| keep(*p))
+        .map(|(_, messages)| sim::send(endpoint, messages));
+    for r in futures::future::join_all(sends).await {
+        r.expect("send");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_collectors_and_a_reader_give_the_single_process_numbers() {
+    let ch = ClickHouse::start();
+    let (mesh, hops, start) = scenario(31, 300);
+    let (edges, services, _) = expected(&mesh, &hops);
+    let (a_dir, b_dir, r_dir) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    // Two collectors start at once (their migrations race) and each gets half of the
+    // proxies: a call's client-side report and its server-side report usually land in
+    // different processes, and only ClickHouse sees both.
+    let (a, b) = tokio::join!(
+        Proc::start(&ch.url, a_dir.path()),
+        Proc::start(&ch.url, b_dir.path())
+    );
+    tokio::join!(
+        send_proxies(&a.grpc, &mesh, &hops, |p| p % 2 == 0),
+        send_proxies(&b.grpc, &mesh, &hops, |p| p % 2 == 1)
+    );
+    tokio::join!(a.stop(), b.stop());
+
+    // The same traffic through one process on the embedded store.
+    let single_dir = tempfile::tempdir().expect("tempdir");
+    let single = common::start(common::config(single_dir.path())).await;
+    sim::send_all(&single.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    single.flush().await;
+
+    let reader = Proc::start(&ch.url, r_dir.path()).await;
+    let w = window(start);
+    let topo = reader.get(&format!("/api/v1/topology?{w}")).await;
+    check_all_edges(&topo, &edges);
+    let want_topo = single.ok(&format!("/api/v1/topology?{w}")).await;
+    assert_eq!(
+        topo, want_topo,
+        "topology: ClickHouse reader vs one embedded process"
+    );
+    let list = reader.get(&format!("/api/v1/services?{w}")).await;
+    assert_eq!(list, single.ok(&format!("/api/v1/services?{w}")).await);
+    for (name, want) in &services {
+        let got = list["services"]
+            .as_array()
+            .expect("services")
+            .iter()
+            .find(|s| s["name"] == *name)
+            .unwrap_or_else(|| panic!("service {name} missing: {list}"));
+        assert_eq!(got["calls"].as_u64(), Some(want.calls), "{name}");
+        assert_eq!(got["errors"].as_u64(), Some(want.errors), "{name}");
+    }
+    // Time series and PromQL read through ClickHouse too.
+    let q =
+        "/prometheus/api/v1/query?query=sum(increase(traces_service_graph_request_total%5B20m%5D))";
+    let total: f64 = reader.get(q).await["data"]["result"][0]["value"][1]
+        .as_str()
+        .expect("value")
+        .parse()
+        .expect("number");
+    assert_eq!(total, edges.values().map(|e| e.calls).sum::<u64>() as f64);
+    reader.stop().await;
+    single.stop().await;
+}
+
+/// An in-process meshscope on ClickHouse with a 1 s flush interval and a small memory
+/// queue, so an outage fills the disk spool quickly.
+fn clickhouse_config(url: &str, dir: &Path) -> meshscope::Config {
+    let mut c = common::config(dir);
+    c.store.backend = meshscope::Backend::Clickhouse;
+    c.clickhouse.url = url.to_string();
+    c.clickhouse.buffer_bytes = 16 << 10;
+    c.clickhouse.timeout = Duration::from_secs(5);
+    c.clickhouse.full_wait = Duration::from_secs(60);
+    c.aggregator.flush_interval = Duration::from_secs(1);
+    c
+}
+
+/// Polls `/metrics` until `cond` holds for the named metric (60 s at most).
+async fn wait_metric(stack: &common::Stack, name: &str, cond: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = common::metric_value(&stack.metrics().await, name);
+        if cond(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{name} stayed at {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn spool_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("clickhouse-spool"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".spool"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clickhouse_outage_mid_stream_loses_nothing() {
+    let mut ch = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(clickhouse_config(&ch.url, dir.path())).await;
+    let (mesh, hops, start) = scenario(41, 300);
+    let (edges, _, _) = expected(&mesh, &hops);
+    let thirds: Vec<&[Hop]> = hops.chunks(hops.len().div_ceil(3)).collect();
+
+    sim::send_all(&stack.grpc, &mesh, thirds[0])
+        .await
+        .expect("send");
+    stack.flush().await;
+
+    ch.stop();
+    sim::send_all(&stack.grpc, &mesh, thirds[1])
+        .await
+        .expect("send during the outage");
+    // Periodic flushes fail to insert: the memory queue fills and batches spill to disk.
+    wait_metric(&stack, "meshscope_clickhouse_insert_failures_total", |v| {
+        v > 0.0
+    })
+    .await;
+    wait_metric(&stack, "meshscope_clickhouse_spilled_batches_total", |v| {
+        v > 0.0
+    })
+    .await;
+    assert!(spool_files(dir.path()) > 0, "nothing spooled");
+    let calls = common::metric_value(&stack.metrics().await, "meshscope_aggregated_calls_total");
+
+    ch.restart();
+    sim::send_all(&stack.grpc, &mesh, thirds[2])
+        .await
+        .expect("send after");
+    // An explicit flush waits until memory and spool are in ClickHouse.
+    stack.flush().await;
+    assert_eq!(spool_files(dir.path()), 0);
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    check_all_edges(&topo, &edges);
+    let m = stack.metrics().await;
+    assert!(calls > 0.0);
+    assert_eq!(
+        common::metric_value(&m, "meshscope_clickhouse_dropped_rows_total"),
+        0.0
+    );
+    assert_eq!(
+        common::metric_value(&m, "meshscope_dropped_calls_total"),
+        0.0,
+        "the aggregator dropped calls"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_meshscope_while_clickhouse_is_down_loses_nothing() {
+    let mut ch = ClickHouse::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mesh, hops, start) = scenario(43, 300);
+    let (edges, _, _) = expected(&mesh, &hops);
+    let thirds: Vec<&[Hop]> = hops.chunks(hops.len().div_ceil(3)).collect();
+
+    // Only the shutdown flush writes the second third, into a roomy memory queue.
+    let mut config = clickhouse_config(&ch.url, dir.path());
+    config.aggregator.flush_interval = Duration::from_secs(3600);
+    config.clickhouse.buffer_bytes = 64 << 20;
+    let stack = common::start(config).await;
+    sim::send_all(&stack.grpc, &mesh, thirds[0])
+        .await
+        .expect("send");
+    stack.flush().await;
+    ch.stop();
+    sim::send_all(&stack.grpc, &mesh, thirds[1])
+        .await
+        .expect("send");
+    // Shutdown cannot reach ClickHouse: what the queue holds goes to the spool.
+    stack.stop().await;
+    assert!(spool_files(dir.path()) > 0, "shutdown spooled nothing");
+
+    // A new process starts although ClickHouse is still down, takes more traffic, and
+    // sends the old spool and the new rows once ClickHouse is back.
+    let stack = common::start(clickhouse_config(&ch.url, dir.path())).await;
+    sim::send_all(&stack.grpc, &mesh, thirds[2])
+        .await
+        .expect("send");
+    ch.restart();
+    stack.flush().await;
+    assert_eq!(spool_files(dir.path()), 0);
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    check_all_edges(&topo, &edges);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
+    use aggregator::store::clickhouse::{chunk, spool::Spool};
+    let ch = ClickHouse::start();
+    let (first, second) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let now = common::now_nanos() / 1_000_000_000;
+    let batch = batches(now).remove(0);
+    // The chunks of one flush, spooled; a first process sends them.
+    let chunks = chunk::encode(&batch);
+    let (mut spool, _) = Spool::open(first.path()).expect("spool");
+    spool.write(&chunks).expect("spool write");
+    drop(spool);
+    let store = open(&ch.url, first.path()).await;
+    store.sync().await.expect("sync");
+    let request = |table| ScanRequest {
+        table,
+        start_minute: now - 86_400,
+        end_minute: now + 86_400,
+        filters: vec![],
+        by_minute: true,
+    };
+    let before = store.scan(&request(Table::Endpoint)).await.expect("scan");
+    store.close().await.expect("close");
+    drop(store);
+    // The same chunks (same tokens) in another spool, as a process that inserted them and
+    // stopped before it removed their spool file leaves them: the replay finds every
+    // marker and sends nothing.
+    let (mut spool, _) = Spool::open(second.path()).expect("spool");
+    spool.write(&chunks).expect("spool write");
+    drop(spool);
+    let mut registry = Registry::default();
+    let replay = ClickHouseStore::open(settings(&ch.url, second.path()), &mut registry)
         .await
         .expect("open");
-    same_as_parquet(&store).await;
+    replay.sync().await.expect("sync");
+    let after = replay.scan(&request(Table::Endpoint)).await.expect("scan");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert_eq!(
+        common::metric_value(&text, "clickhouse_duplicate_inserts_skipped_total"),
+        chunks.len() as f64
+    );
+    assert_eq!(common::metric_value(&text, "clickhouse_inserts_total"), 0.0);
+    let sort = |mut rows: Vec<aggregator::rollup::Row>| {
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows
+    };
+    assert!(!before.is_empty());
+    assert_eq!(sort(after), sort(before));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_memory_and_spool_full_a_write_waits_then_is_refused() {
+    // Nothing listens on this port: ClickHouse is down from the start, which is not an
+    // error at open.
+    let url = format!("http://127.0.0.1:{}", common::clickhouse::free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = settings(&url, dir.path());
+    s.timeout = Duration::from_secs(1);
+    let now = common::now_nanos() / 1_000_000_000;
+    let batch = std::sync::Arc::new(batches(now).remove(0));
+    let one = aggregator::store::clickhouse::chunk::encode(&batch)
+        .iter()
+        .map(|c| c.body.len() as u64)
+        .sum::<u64>();
+    // Room for one batch in memory and one on disk (tokens grow by a few bytes; a spool
+    // file adds headers).
+    s.shipper = ShipperSettings {
+        buffer_bytes: one + 1000,
+        spool_bytes: one + 5000,
+        full_wait: Duration::from_secs(1),
+    };
+    let store = ClickHouseStore::open(s, &mut Registry::default())
+        .await
+        .expect("open without a server");
+    store.write(batch.clone()).await.expect("into memory");
+    store.write(batch.clone()).await.expect("into the spool");
+    let (memory, spooled) = store.backlog();
+    assert!(memory >= one && memory <= one + 1000, "{memory}");
+    assert!(spooled > one && spooled <= one + 5000, "{spooled}");
+    let started = Instant::now();
+    let err = store
+        .write(batch)
+        .await
+        .expect_err("refused when both are full");
+    assert!(started.elapsed() >= Duration::from_secs(1), "did not wait");
+    assert!(matches!(err, aggregator::Error::Backlog(_)), "{err}");
+    assert!(err.to_string().contains("bytes queued in memory"), "{err}");
+    assert_eq!(
+        store.backlog(),
+        (memory, spooled),
+        "the refused batch took no room"
+    );
+    // Shutdown spools the memory queue too.
+    store.close().await.expect("close");
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .expect("spool dir")
+            .filter(|e| e
+                .as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".spool")))
+            .count(),
+        2
+    );
 }

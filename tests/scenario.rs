@@ -5,85 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::rel;
-use common::truth::{APDEX_T, EdgeKey, Expect, expected};
-use meshscope::sim::{self, Generator, Hop, Mesh, Target};
+use common::truth::{APDEX_T, Expect, check_all_edges, check_metrics, expected, scenario, window};
+use meshscope::sim::{self, Hop, Target};
 use serde_json::Value;
-
-fn scenario(seed: u64, requests: i64) -> (Mesh, Vec<Hop>, i64) {
-    let mut g = Generator::new(seed);
-    // Three minutes of traffic ending two minutes ago.
-    let now = common::now_nanos() / 1_000_000_000;
-    let start = (now / 60 - 5) * 60;
-    let step = 180_000_000_000 / requests;
-    let hops: Vec<Hop> = (0..requests)
-        .flat_map(|i| g.user_request(start * 1_000_000_000 + i * step))
-        .collect();
-    (g.mesh, hops, start)
-}
-
-fn check_metrics(what: &str, got: &Value, want: &Expect) {
-    common::check_calls_and_latency(what, got, want.calls, want.errors, &want.latencies);
-    let sr = 1.0 - want.errors as f64 / want.calls as f64;
-    assert!(rel(got["success_rate"].as_f64().expect("success_rate"), sr) < 1e-12);
-    let apdex = want.apdex_points / want.calls as f64;
-    assert!(
-        rel(got["apdex"].as_f64().expect("apdex"), apdex) < 1e-12,
-        "{what} apdex"
-    );
-    assert_eq!(
-        got["bytes_received"].as_u64(),
-        Some(want.request_bytes),
-        "{what} bytes_received"
-    );
-    assert_eq!(
-        got["bytes_sent"].as_u64(),
-        Some(want.response_bytes),
-        "{what} bytes_sent"
-    );
-    // The test window is 11 whole minutes (see `window`).
-    let cpm = want.calls as f64 / WINDOW_MINUTES;
-    assert!(
-        rel(got["cpm"].as_f64().expect("cpm"), cpm) < 1e-12,
-        "{what} cpm"
-    );
-}
-
-const WINDOW_MINUTES: f64 = 11.0;
-
-fn window(start: i64) -> String {
-    format!("start={}&end={}", start - 60, start + 600)
-}
-
-/// The topology's edges match the expected ones exactly: same set, same figures.
-fn check_all_edges(topo: &Value, edges: &BTreeMap<EdgeKey, Expect>) {
-    let got = topo["edges"].as_array().expect("edges");
-    assert_eq!(got.len(), edges.len(), "edge set: {topo}");
-    for ((c, s, p), want) in edges {
-        let e = got
-            .iter()
-            .find(|e| e["source"] == *c && e["target"] == *s && e["protocol"] == *p)
-            .unwrap_or_else(|| panic!("missing edge {c} -> {s} ({p}): {topo}"));
-        check_metrics(&format!("edge {c}->{s} ({p})"), e, want);
-        let mut points = vec![];
-        if want.client_seen {
-            points.push("client");
-        }
-        if want.server_seen {
-            points.push("server");
-        }
-        assert_eq!(
-            e["detect_points"],
-            serde_json::json!(points),
-            "edge {c}->{s}"
-        );
-        assert_eq!(
-            e["mtls_calls"].as_u64(),
-            Some(want.mtls),
-            "edge {c}->{s} mtls"
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_mesh_gives_exact_topology_services_and_endpoints() {

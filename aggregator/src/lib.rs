@@ -60,6 +60,8 @@ pub enum Error {
     ClickHouse { code: Option<u32>, message: String },
     #[error("configuration: {0}")]
     Config(String),
+    #[error("write backlog full: {0}")]
+    Backlog(String),
 }
 
 /// Result with this crate's [`Error`].
@@ -343,6 +345,26 @@ impl Aggregator {
         }
     }
 
+    /// A flush, then waits until the store shows what it wrote (an explicit flush's
+    /// promise; periodic flushes do not wait).
+    async fn flush_visible(&mut self) -> Result<()> {
+        self.flush().await?;
+        self.store.sync().await
+    }
+
+    /// The last flush, then the store's close.
+    async fn finish(&mut self) -> Result<()> {
+        let flushed = self.flush().await;
+        if let Err(e) = &flushed {
+            error!(error = %e, "final flush failed; pending rows are lost");
+        }
+        let closed = self.store.close().await;
+        if let Err(e) = &closed {
+            error!(error = %e, "closing the store failed");
+        }
+        flushed.and(closed)
+    }
+
     async fn run(mut self) -> Result<()> {
         let mut flush_tick = tokio::time::interval(self.config.flush_interval);
         flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,7 +377,7 @@ impl Aggregator {
                 command = self.commands.recv() => match command {
                     Some(Command::Flush(reply)) => {
                         self.drain();
-                        let _ = reply.send(self.flush().await);
+                        let _ = reply.send(self.flush_visible().await);
                     }
                     Some(Command::Maintain(reply)) => {
                         // Runs after any maintenance already under way; ingestion goes on.
@@ -370,19 +392,16 @@ impl Aggregator {
                     }
                     Some(Command::Shutdown(reply)) => {
                         self.drain();
-                        let result = self.flush().await;
-                        if let Err(e) = &result {
-                            error!(error = %e, "final flush failed; pending rows are lost");
-                        }
                         if let Some(m) = maintenance.take() {
                             let _ = m.await;
                         }
+                        let result = self.finish().await;
                         let _ = reply.send(result);
                         return Ok(());
                     }
                     None => {
                         self.drain();
-                        return self.flush().await;
+                        return self.finish().await;
                     }
                 },
                 batch = self.calls.recv() => match batch {
@@ -394,18 +413,18 @@ impl Aggregator {
                         while let Some(command) = self.commands.recv().await {
                             match command {
                                 Command::Flush(reply) => {
-                                    let _ = reply.send(self.flush().await);
+                                    let _ = reply.send(self.flush_visible().await);
                                 }
                                 Command::Maintain(reply) => {
                                     let _ = reply.send(self.store.maintain().await);
                                 }
                                 Command::Shutdown(reply) => {
-                                    let _ = reply.send(self.flush().await);
+                                    let _ = reply.send(self.finish().await);
                                     return Ok(());
                                 }
                             }
                         }
-                        return Ok(());
+                        return self.finish().await;
                     }
                 },
                 _ = flush_tick.tick() => {

@@ -56,6 +56,15 @@ pub struct CollectorConfig {
     /// Pod or VM addresses of workloads without a proxy: `"10.0.0.7" = "legacy-db.data"`
     /// (or `"service/instance"`). Names callers that would otherwise be `unknown`.
     pub addresses: std::collections::BTreeMap<String, String>,
+    /// gRPC connections older than this are asked to go away (HTTP/2 GOAWAY) so Envoy
+    /// reconnects, through the load balancer, possibly to another collector: this is what
+    /// spreads long-lived ALS streams over collectors added later. `0s` (the default)
+    /// keeps connections for as long as the client does.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: std::time::Duration,
+    /// After the GOAWAY, how long open streams get before the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age_grace: std::time::Duration,
 }
 
 impl Default for CollectorConfig {
@@ -63,6 +72,8 @@ impl Default for CollectorConfig {
         CollectorConfig {
             max_message_bytes: 4 * 1024 * 1024,
             addresses: Default::default(),
+            max_connection_age: std::time::Duration::ZERO,
+            max_connection_age_grace: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -92,7 +103,13 @@ pub async fn serve_grpc(
         deps.stop_streams,
         deps.config.max_message_bytes,
     );
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if !deps.config.max_connection_age.is_zero() {
+        server = server
+            .max_connection_age(deps.config.max_connection_age)
+            .max_connection_age_grace(deps.config.max_connection_age_grace);
+    }
+    server
         .add_service(als)
         .add_service(deps.otlp.grpc_service())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

@@ -10,10 +10,12 @@ pub struct ClickHouse {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    http: u16,
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -71,38 +73,17 @@ impl ClickHouse {
         let dir = tempfile::tempdir().expect("tempdir");
         let (http, tcp) = (free_port(), free_port());
         write_config(dir.path(), http, tcp);
-        let child = Command::new("clickhouse-server")
-            .arg(format!("--config-file={}/config.xml", dir.path().display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "clickhouse-server runs (Debian package clickhouse-server; `.ci/deps` installs it)",
-            );
-        let url = format!("http://127.0.0.1:{http}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if ping(http) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "clickhouse-server did not answer /ping within 30 s; see {}/error.log",
-                dir.path().display()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = spawn(dir.path(), http);
         ClickHouse {
             child,
-            url,
+            url: format!("http://127.0.0.1:{http}"),
+            http,
             _dir: dir,
         }
     }
-}
 
-impl Drop for ClickHouse {
-    fn drop(&mut self) {
+    /// Stops the server (SIGTERM, then SIGKILL after 15 s); its data stays.
+    pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -113,6 +94,42 @@ impl Drop for ClickHouse {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped server again on the same port and data.
+    pub fn restart(&mut self) {
+        self.child = spawn(self._dir.path(), self.http);
+    }
+}
+
+fn spawn(dir: &Path, http: u16) -> Child {
+    let child = Command::new("clickhouse-server")
+        .arg(format!("--config-file={}/config.xml", dir.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect(
+            "clickhouse-server runs (Debian package clickhouse-server; `.ci/deps` installs it)",
+        );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ping(http) {
+        assert!(
+            Instant::now() < deadline,
+            "clickhouse-server did not answer /ping within 30 s; see {}/error.log",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        // The data dir goes away with it: no need for the graceful stop's wait for idle
+        // client connections (several seconds on 18.16).
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use meshscope::sim::{Hop, Mesh, Target};
+use meshscope::sim::{Generator, Hop, Mesh, Target};
+use serde_json::Value;
 
 /// What the API must report for one entity, computed from the ground truth.
 #[derive(Debug, Default, Clone)]
@@ -95,4 +96,83 @@ pub fn expected(mesh: &Mesh, hops: &[Hop]) -> Expected {
         }
     }
     (edges, services, endpoints)
+}
+
+/// Generated bookinfo traffic: `requests` user requests over three minutes ending two
+/// minutes ago; the mesh, its hops and the first minute.
+pub fn scenario(seed: u64, requests: i64) -> (Mesh, Vec<Hop>, i64) {
+    let mut g = Generator::new(seed);
+    // Three minutes of traffic ending two minutes ago.
+    let now = super::now_nanos() / 1_000_000_000;
+    let start = (now / 60 - 5) * 60;
+    let step = 180_000_000_000 / requests;
+    let hops: Vec<Hop> = (0..requests)
+        .flat_map(|i| g.user_request(start * 1_000_000_000 + i * step))
+        .collect();
+    (g.mesh, hops, start)
+}
+
+/// An API entity's figures equal the expected ones.
+pub fn check_metrics(what: &str, got: &Value, want: &Expect) {
+    super::check_calls_and_latency(what, got, want.calls, want.errors, &want.latencies);
+    let sr = 1.0 - want.errors as f64 / want.calls as f64;
+    assert!(super::rel(got["success_rate"].as_f64().expect("success_rate"), sr) < 1e-12);
+    let apdex = want.apdex_points / want.calls as f64;
+    assert!(
+        super::rel(got["apdex"].as_f64().expect("apdex"), apdex) < 1e-12,
+        "{what} apdex"
+    );
+    assert_eq!(
+        got["bytes_received"].as_u64(),
+        Some(want.request_bytes),
+        "{what} bytes_received"
+    );
+    assert_eq!(
+        got["bytes_sent"].as_u64(),
+        Some(want.response_bytes),
+        "{what} bytes_sent"
+    );
+    // The test window is 11 whole minutes (see `window`).
+    let cpm = want.calls as f64 / WINDOW_MINUTES;
+    assert!(
+        super::rel(got["cpm"].as_f64().expect("cpm"), cpm) < 1e-12,
+        "{what} cpm"
+    );
+}
+
+pub const WINDOW_MINUTES: f64 = 11.0;
+
+/// The API window the checks assume: 11 whole minutes around the scenario.
+pub fn window(start: i64) -> String {
+    format!("start={}&end={}", start - 60, start + 600)
+}
+
+/// The topology's edges match the expected ones exactly: same set, same figures.
+pub fn check_all_edges(topo: &Value, edges: &BTreeMap<EdgeKey, Expect>) {
+    let got = topo["edges"].as_array().expect("edges");
+    assert_eq!(got.len(), edges.len(), "edge set: {topo}");
+    for ((c, s, p), want) in edges {
+        let e = got
+            .iter()
+            .find(|e| e["source"] == *c && e["target"] == *s && e["protocol"] == *p)
+            .unwrap_or_else(|| panic!("missing edge {c} -> {s} ({p}): {topo}"));
+        check_metrics(&format!("edge {c}->{s} ({p})"), e, want);
+        let mut points = vec![];
+        if want.client_seen {
+            points.push("client");
+        }
+        if want.server_seen {
+            points.push("server");
+        }
+        assert_eq!(
+            e["detect_points"],
+            serde_json::json!(points),
+            "edge {c}->{s}"
+        );
+        assert_eq!(
+            e["mtls_calls"].as_u64(),
+            Some(want.mtls),
+            "edge {c}->{s} mtls"
+        );
+    }
 }

@@ -59,4 +59,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Housekeeping: compaction and retention. Called periodically.
     async fn maintain(&self) -> Result<()>;
+
+    /// Waits until everything written so far is visible to [`Store::scan`] (a backend
+    /// that queues writes drains its queue), or fails after the backend's bound.
+    async fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once at shutdown after the last write: a backend that buffers writes gets
+    /// them to their destination or somewhere durable.
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
 }

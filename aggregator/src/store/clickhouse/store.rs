@@ -1,34 +1,32 @@
-//! [`ClickHouseStore`]: the [`Store`] over ClickHouse. Rows go in as TabSeparated inserts,
-//! one per table and UTC day (one part each); reads aggregate in ClickHouse (`sum`,
-//! `sumMap` for the histogram, `groupBitOr` for the node flags) grouped by key, side and
-//! source (and minute for time series), with the filters as quoted literals.
-//!
-//! Not yet: retries of an insert whose outcome is unknown are not recognised (a marker
-//! row per chunk is planned), no buffer or spill when ClickHouse is down (the aggregator
-//! keeps failed rows in memory up to `max_pending_rows`), minute rows only.
+//! [`ClickHouseStore`]: the [`Store`] over ClickHouse. A flush becomes insert chunks (one
+//! per table and UTC day, with hour and day rows and a marker row: see [`super::chunk`])
+//! handed to the [`Shipper`], which gets them into ClickHouse through memory, the disk
+//! spool and retries. Reads aggregate in ClickHouse (`sum`, `sumMap` for the histogram,
+//! `groupBitOr` for the node flags) grouped by key, side and source (and minute for time
+//! series), with the filters as quoted literals; a merged read over a long window takes
+//! whole days and hours from the day and hour rows and only the ragged ends from minutes.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use prometheus_client::registry::Registry;
 use proto::{Side, Source};
 
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::rollup::{Row, RowBatch, RowKey};
 use crate::schema::{COUNTER_COLUMNS, Keys, Table};
-use crate::store::{SECONDS_PER_DAY, ScanRequest, Store, day_start, retention_cutoff};
+use crate::store::{SECONDS_PER_DAY, ScanRequest, Store, retention_cutoff};
 use crate::{Error, Result};
 
+use super::chunk::{self, DAY, HOUR, MINUTE};
 use super::client::Client;
-use super::schema::{self, Dialect};
+use super::schema::Dialect;
+use super::shipper::{Shipper, ShipperSettings, Target};
 use super::sql::{ident, quote};
-
-/// Resolution of minute rows.
-const MINUTE_RES: u32 = 60;
 
 /// Where the data lives and how long it is kept.
 #[derive(Debug, Clone)]
@@ -44,36 +42,22 @@ pub struct ClickHouseSettings {
     pub timeout: Duration,
     /// Days kept besides today (0: keep everything).
     pub retention_days: u32,
+    /// The disk spool for inserts ClickHouse has not taken yet.
+    pub spool_dir: PathBuf,
+    /// Bounds of the write path.
+    pub shipper: ShipperSettings,
 }
 
 /// The ClickHouse backend.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ClickHouseStore {
-    client: Client,
-    db: String,
-    /// `db`, checked and backquoted once.
-    db_sql: String,
-    dialect: Dialect,
-    retention_days: u32,
+    target: Arc<Target>,
+    shipper: Shipper,
 }
 
 fn bad(what: &str, line: &str) -> Error {
     let clipped: String = line.chars().take(200).collect();
     Error::Schema(format!("ClickHouse answer: {what} in {clipped:?}"))
-}
-
-/// TabSeparated escaping of a string field.
-fn tsv_escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\0' => out.push_str("\\0"),
-            c => out.push(c),
-        }
-    }
 }
 
 /// The inverse, for ClickHouse's TabSeparated output.
@@ -123,8 +107,12 @@ fn parse_histogram(s: &str) -> Option<Histogram> {
 }
 
 impl ClickHouseStore {
-    /// Connects, detects the dialect and brings the schema up to date.
-    pub async fn open(settings: ClickHouseSettings) -> Result<ClickHouseStore> {
+    /// Connects, detects the dialect, brings the schema up to date and starts the
+    /// shipper (which first sends what an earlier run spooled). A server that does not
+    /// answer is not an error: writes are buffered and spooled, and the schema is created
+    /// when it answers. Any other failure (bad URL or database name, refused credentials, a
+    /// database from a newer meshscope) is.
+    pub async fn open(settings: ClickHouseSettings, registry: &mut Registry) -> Result<Self> {
         let db_sql = ident(&settings.database)?;
         let client = Client::new(
             &settings.url,
@@ -132,76 +120,42 @@ impl ClickHouseStore {
             &settings.password,
             settings.timeout,
         )?;
-        let (version, dialect) = schema::detect(&client).await?;
-        schema::migrate(
-            &client,
-            &settings.database,
-            dialect,
-            settings.retention_days,
-        )
-        .await?;
+        let target = Arc::new(Target {
+            client,
+            database: settings.database.clone(),
+            db_sql,
+            retention_days: settings.retention_days,
+            dialect: OnceLock::new(),
+        });
+        match target.prepare().await {
+            Ok(_) => {}
+            Err(Error::ClickHouse {
+                code: None,
+                message,
+            }) => tracing::warn!(
+                url = settings.url,
+                error = message,
+                "ClickHouse does not answer; buffering writes until it does"
+            ),
+            Err(e) => return Err(e),
+        }
+        let shipper = Shipper::start(
+            target.clone(),
+            settings.shipper,
+            settings.spool_dir,
+            registry,
+        )?;
         tracing::info!(
             url = settings.url,
             database = settings.database,
-            version,
-            dialect = dialect.as_str(),
             "ClickHouse store opened"
         );
-        Ok(ClickHouseStore {
-            client,
-            db: settings.database,
-            db_sql,
-            dialect,
-            retention_days: settings.retention_days,
-        })
+        Ok(ClickHouseStore { target, shipper })
     }
 
-    /// `db`.`table`.
-    fn table(&self, t: Table) -> String {
-        format!("{}.`{}`", self.db_sql, t.name())
-    }
-
-    /// The columns an insert lists: the histogram as its two arrays.
-    fn insert_columns(&self, t: Table) -> Vec<String> {
-        schema::columns(t, self.dialect)
-            .into_iter()
-            .flat_map(|(name, _)| {
-                if name == schema::HISTOGRAM {
-                    vec![format!("{name}.idx"), format!("{name}.cnt")]
-                } else {
-                    vec![name]
-                }
-            })
-            .collect()
-    }
-
-    fn encode(t: Table, rows: &[&Row]) -> Bytes {
-        let mut out = String::with_capacity(rows.len() * 160);
-        for r in rows {
-            let m = &r.metrics;
-            let _ = write!(
-                out,
-                "{MINUTE_RES}\t{}\t{}\t{}",
-                r.key.minute,
-                r.key.side.as_str(),
-                r.key.source.as_str()
-            );
-            for k in &r.key.keys[..t.keys().len()] {
-                out.push('\t');
-                tsv_escape(k, &mut out);
-            }
-            let _ = write!(out, "\t{}", r.flags);
-            for v in m.counters() {
-                let _ = write!(out, "\t{v}");
-            }
-            let (idx, cnt): (Vec<String>, Vec<String>) = m
-                .histogram
-                .iter()
-                .map(|(i, c)| (i.to_string(), c.to_string()))
-                .unzip();
-            let _ = writeln!(out, "\t[{}]\t[{}]", idx.join(","), cnt.join(","));
-        }
-        Bytes::from(out)
+    /// Bytes waiting for ClickHouse: in memory, and spooled on disk.
+    pub fn backlog(&self) -> (u64, u64) {
+        self.shipper.backlog()
     }
 
     fn decode(t: Table, by_minute: bool, start: i64, text: &str) -> Result<Vec<Row>> {
@@ -252,30 +206,57 @@ impl ClickHouseStore {
     }
 }
 
+/// The rows a merged read over minutes `[start, end)` takes: whole UTC days from day
+/// rows, whole hours from hour rows, the rest from minute rows (a `WHERE` condition).
+fn tier_condition(start: i64, end: i64) -> String {
+    let (hour, day) = (i64::from(HOUR), i64::from(DAY));
+    let up = |t: i64, p: i64| t.div_euclid(p) * p + if t.rem_euclid(p) == 0 { 0 } else { p };
+    let down = |t: i64, p: i64| t.div_euclid(p) * p;
+    let range = |res: u32, ranges: &[(i64, i64)]| -> Option<String> {
+        let parts: Vec<String> = ranges
+            .iter()
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| format!("(minute >= toDateTime({a}) AND minute < toDateTime({b}))"))
+            .collect();
+        (!parts.is_empty()).then(|| format!("(res = {res} AND ({}))", parts.join(" OR ")))
+    };
+    let (h0, h1) = (up(start, hour), down(end, hour));
+    let mut parts = Vec::new();
+    if h0 >= h1 {
+        parts.extend(range(MINUTE, &[(start, end)]));
+    } else {
+        parts.extend(range(MINUTE, &[(start, h0), (h1, end)]));
+        let (d0, d1) = (up(h0, day), down(h1, day));
+        if d0 >= d1 {
+            parts.extend(range(HOUR, &[(h0, h1)]));
+        } else {
+            parts.extend(range(HOUR, &[(h0, d0), (d1, h1)]));
+            parts.extend(range(DAY, &[(d0, d1)]));
+        }
+    }
+    format!("({})", parts.join(" OR "))
+}
+
 #[async_trait]
 impl Store for ClickHouseStore {
-    /// Not yet what [`Store::write`] promises: a failure after some of the per-day inserts
-    /// leaves those visible, and a retry of the batch doubles them (marker rows per insert
-    /// are the planned fix).
+    /// Queues the batch for ClickHouse (memory, else the disk spool); waits when both are
+    /// full and then refuses it (see [`Shipper::enqueue`]). Returning does not mean the
+    /// rows are in ClickHouse yet: reads see them once the shipper has sent them,
+    /// normally within milliseconds.
     async fn write(&self, batch: Arc<RowBatch>) -> Result<()> {
-        for (table, rows) in &batch.tables {
-            // One insert per UTC day: one partition, so one part.
-            let mut by_day: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
-            for r in rows {
-                by_day.entry(day_start(r.key.minute)).or_default().push(r);
-            }
-            let query = format!(
-                "INSERT INTO {} ({}) FORMAT TabSeparated",
-                self.table(*table),
-                self.insert_columns(*table).join(", ")
-            );
-            for rows in by_day.values() {
-                self.client
-                    .insert(&query, Self::encode(*table, rows))
-                    .await?;
-            }
-        }
-        Ok(())
+        let chunks = tokio::task::spawn_blocking(move || chunk::encode(&batch)).await?;
+        self.shipper.enqueue(chunks).await
+    }
+
+    /// Waits until the queue and the spool are empty (everything written is in
+    /// ClickHouse), at most `full_wait`.
+    async fn sync(&self) -> Result<()> {
+        self.shipper.sync().await
+    }
+
+    /// Sends what is queued while ClickHouse answers (up to ten seconds), spools the rest.
+    async fn close(&self) -> Result<()> {
+        self.shipper.close().await
     }
 
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
@@ -298,9 +279,14 @@ impl Store for ClickHouseStore {
             select.push(format!("sum(`{c}`)"));
         }
         select.push("sumMap(histMap.idx, histMap.cnt)".into());
-        let mut filter = format!(
-            "res = {MINUTE_RES} AND minute >= toDateTime({start}) AND minute < toDateTime({end}) AND side != 'marker'"
-        );
+        let mut filter = if request.by_minute {
+            format!(
+                "res = {MINUTE} AND minute >= toDateTime({start}) AND minute < toDateTime({end})"
+            )
+        } else {
+            tier_condition(start, end)
+        };
+        filter.push_str(" AND side != 'marker'");
         for (k, v) in &request.filters {
             let col = keys
                 .get(*k)
@@ -310,10 +296,10 @@ impl Store for ClickHouseStore {
         let sql = format!(
             "SELECT {} FROM {} WHERE {filter} GROUP BY {} FORMAT TabSeparated",
             select.join(", "),
-            self.table(t),
+            self.target.table(t),
             group.join(", ")
         );
-        let text = self.client.execute(&sql).await?;
+        let text = self.target.client.execute(&sql).await?;
         Self::decode(
             t,
             request.by_minute,
@@ -323,19 +309,20 @@ impl Store for ClickHouseStore {
     }
 
     async fn maintain(&self) -> Result<()> {
-        if self.dialect == Dialect::Modern {
-            // Modern servers drop expired days by TTL.
+        // Modern servers drop expired days by TTL; an unready one has nothing to drop.
+        if self.target.dialect.get() != Some(&Dialect::Legacy) {
             return Ok(());
         }
-        let Some(cutoff) = retention_cutoff(self.retention_days) else {
+        let Some(cutoff) = retention_cutoff(self.target.retention_days) else {
             return Ok(());
         };
         for t in Table::ALL {
             let parts = self
+                .target
                 .client
                 .execute(&format!(
                     "SELECT DISTINCT partition FROM system.parts WHERE database = {} AND table = {} AND active FORMAT TabSeparated",
-                    quote(&self.db),
+                    quote(&self.target.database),
                     quote(t.name())
                 ))
                 .await?;
@@ -345,10 +332,11 @@ impl Store for ClickHouseStore {
                 };
                 // Partitions are UTC day numbers.
                 if day.saturating_mul(SECONDS_PER_DAY) < cutoff {
-                    self.client
+                    self.target
+                        .client
                         .execute(&format!(
                             "ALTER TABLE {} DROP PARTITION {day}",
-                            self.table(t)
+                            self.target.table(t)
                         ))
                         .await?;
                     tracing::info!(
@@ -371,7 +359,7 @@ mod tests {
     fn tsv_strings_round_trip() {
         for s in ["plain", "a\tb\nc\\d\re\0f", "ünï 😀", ""] {
             let mut e = String::new();
-            tsv_escape(s, &mut e);
+            chunk::tsv_escape(s, &mut e);
             assert!(!e.contains('\t') && !e.contains('\n'));
             assert_eq!(tsv_unescape(&e), s);
         }
@@ -383,5 +371,49 @@ mod tests {
         assert!(parse_histogram("([],[])").is_some_and(|h| h.is_empty()));
         assert!(parse_histogram("([70000],[1])").is_none());
         assert!(parse_histogram("([1,2],[1])").is_none());
+    }
+
+    #[test]
+    fn long_windows_read_days_and_hours_and_minutes_only_at_the_ends() {
+        let day = 1_700_006_400; // a UTC midnight
+        // Under an hour: minutes only.
+        assert_eq!(
+            tier_condition(day + 60, day + 600),
+            format!(
+                "((res = 60 AND ((minute >= toDateTime({}) AND minute < toDateTime({})))))",
+                day + 60,
+                day + 600
+            )
+        );
+        // 00:10 to 03:20: minutes 00:10-01:00 and 03:00-03:20, hours 01:00-03:00.
+        let c = tier_condition(day + 600, day + 3 * 3600 + 1200);
+        assert!(c.contains(&format!("res = 60 AND ((minute >= toDateTime({}) AND minute < toDateTime({})) OR (minute >= toDateTime({}) AND minute < toDateTime({})))", day + 600, day + 3600, day + 3 * 3600, day + 3 * 3600 + 1200)), "{c}");
+        assert!(
+            c.contains(&format!(
+                "res = 3600 AND ((minute >= toDateTime({}) AND minute < toDateTime({})))",
+                day + 3600,
+                day + 3 * 3600
+            )),
+            "{c}"
+        );
+        assert!(!c.contains("86400"), "{c}");
+        // 23:00 the day before to 01:30 two days on: one whole day in between.
+        let c = tier_condition(day - 3600, day + 2 * 86_400 + 5400);
+        assert!(
+            c.contains(&format!(
+                "res = 86400 AND ((minute >= toDateTime({day}) AND minute < toDateTime({})))",
+                day + 2 * 86_400
+            )),
+            "{c}"
+        );
+        assert!(
+            c.contains(&format!(
+                "(minute >= toDateTime({}) AND minute < toDateTime({day}))",
+                day - 3600
+            )),
+            "{c}"
+        );
+        // Aligned ends need no minutes.
+        assert!(!tier_condition(day, day + 86_400).contains("res = 60"));
     }
 }
