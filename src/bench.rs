@@ -217,11 +217,16 @@ impl Server {
     async fn start(exe: Option<&PathBuf>) -> anyhow::Result<Server> {
         let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        Server::start_in(exe, dir).await
+        Server::start_in(exe, dir, &[]).await
     }
 
-    /// Starts `exe` on `dir` (removed by [`Server::stop`]) and waits until it is healthy.
-    async fn start_in(exe: Option<&PathBuf>, dir: PathBuf) -> anyhow::Result<Server> {
+    /// Starts `exe` on `dir` (removed by [`Server::stop`]) with `env` set and waits until
+    /// it is healthy.
+    async fn start_in(
+        exe: Option<&PathBuf>,
+        dir: PathBuf,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Server> {
         let (grpc_port, http_port) = (free_port()?, free_port()?);
         let exe = match exe {
             Some(p) => p.clone(),
@@ -233,6 +238,7 @@ impl Server {
             .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()

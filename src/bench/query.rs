@@ -8,13 +8,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aggregator::histogram;
 use aggregator::metrics::Metrics;
 use aggregator::rollup::{Row, RowBatch, RowKey};
 use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Keys, Table};
 use aggregator::store::Store;
+use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore, ShipperSettings};
 use aggregator::store::parquet::{ParquetSettings, ParquetStore};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -37,6 +38,13 @@ pub struct QueryArgs {
     /// The server binary (default: this executable).
     #[arg(long)]
     pub server: Option<PathBuf>,
+    /// Write into this ClickHouse (HTTP interface) instead of an embedded store, and
+    /// start the server on it; reports insert rows/s.
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// The ClickHouse database the benchmark uses (dropped and recreated).
+    #[arg(long, default_value = "meshscope_bench")]
+    pub clickhouse_database: String,
 }
 
 fn keys(parts: &[&Arc<str>]) -> Keys {
@@ -147,9 +155,49 @@ impl Mesh {
     }
 }
 
-/// Writes the data; returns rows written.
+/// The store the data goes into: embedded, or ClickHouse (database dropped first).
+async fn open_store(dir: &std::path::Path, args: &QueryArgs) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(url) = &args.clickhouse_url else {
+        return Ok(Arc::new(ParquetStore::open(
+            dir,
+            ParquetSettings::default(),
+        )?));
+    };
+    let db = aggregator::store::clickhouse::sql::ident(&args.clickhouse_database)?;
+    aggregator::store::clickhouse::client::Client::new(
+        url,
+        "default",
+        "",
+        Duration::from_secs(300),
+    )?
+    .execute(&format!("DROP DATABASE IF EXISTS {db}"))
+    .await
+    .context("dropping the benchmark database")?;
+    let store = ClickHouseStore::open(
+        ClickHouseSettings {
+            url: url.clone(),
+            database: args.clickhouse_database.clone(),
+            user: "default".into(),
+            password: String::new(),
+            timeout: Duration::from_secs(300),
+            retention_days: 0,
+            spool_dir: dir.join("clickhouse-spool"),
+            shipper: ShipperSettings {
+                buffer_bytes: 1 << 30,
+                spool_bytes: 1 << 30,
+                full_wait: Duration::from_secs(600),
+            },
+        },
+        &mut prometheus_client::registry::Registry::default(),
+    )
+    .await?;
+    Ok(Arc::new(store))
+}
+
+/// Writes the data (each hour's batch in the store before the next: with ClickHouse,
+/// `sync` waits until it is inserted); returns rows written.
 async fn load(dir: &std::path::Path, args: &QueryArgs, end_minute: i64) -> anyhow::Result<u64> {
-    let store = ParquetStore::open(dir, ParquetSettings::default())?;
+    let store = open_store(dir, args).await?;
     let mesh = Mesh::new(args.services);
     let mut rows = 0u64;
     for h in 0..args.hours {
@@ -161,9 +209,11 @@ async fn load(dir: &std::path::Path, args: &QueryArgs, end_minute: i64) -> anyho
         }
         rows += tables.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
         store.write(Arc::new(RowBatch { tables })).await?;
+        store.sync().await?;
         eprint!("\rwriting rollups: hour {}/{}", h + 1, args.hours);
     }
     eprintln!();
+    store.close().await?;
     Ok(rows)
 }
 
@@ -186,7 +236,18 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
         .await
         .context("writing the rollups")?;
     let load_secs = started.elapsed().as_secs_f64();
-    let server = Server::start_in(args.server.as_ref(), dir).await?;
+    let env: Vec<(&str, String)> = match &args.clickhouse_url {
+        Some(url) => vec![
+            ("MESHSCOPE_STORE", "clickhouse".into()),
+            ("MESHSCOPE_CLICKHOUSE_URL", url.clone()),
+            (
+                "MESHSCOPE_CLICKHOUSE_DATABASE",
+                args.clickhouse_database.clone(),
+            ),
+        ],
+        None => vec![],
+    };
+    let server = Server::start_in(args.server.as_ref(), dir, &env).await?;
     let start = end - args.hours * 3600;
     let (s0, w) = ("svc-000.bench", format!("start={start}&end={end}"));
     let prom = |q: &str| format!("/prometheus/api/v1/query?time={end}&query={}", enc(q));
@@ -251,9 +312,14 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     ];
     let client = reqwest::Client::new();
     println!("meshscope bench query");
+    let store = match &args.clickhouse_url {
+        Some(url) => format!("ClickHouse at {url}"),
+        None => "embedded Parquet store".into(),
+    };
     println!(
-        "  data                  {} services, {hours} h, {rows} rollup rows (written in {load_secs:.1} s)",
-        args.services
+        "  data                  {} services, {hours} h, {rows} rollup rows into the {store} in {load_secs:.1} s ({:.0} rows/s)",
+        args.services,
+        rows as f64 / load_secs
     );
     println!("  {:<56} {:>10} {:>10}", "query", "median ms", "max ms");
     for (name, path) in &queries {
