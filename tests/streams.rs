@@ -99,3 +99,64 @@ async fn hundreds_of_open_streams_are_counted_while_open() {
     );
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_connections_are_sent_away_so_clients_reconnect() {
+    // With a maximum connection age, the server sends GOAWAY and, after the grace period,
+    // closes the connection even though its ALS stream never ends on its own: the client
+    // has to reconnect (through the load balancer, in a real deployment). Without one,
+    // the same stream stays open.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.collector.max_connection_age = std::time::Duration::from_secs(1);
+    config.collector.max_connection_age_grace = std::time::Duration::from_secs(1);
+    let aged = common::start(config).await;
+    let plain_dir = tempfile::tempdir().expect("tempdir");
+    let plain = common::start(common::config(plain_dir.path())).await;
+
+    let mut g = Generator::new(5);
+    let now = common::now_nanos();
+    let hops = g.user_request(now - 60_000_000_000);
+    let (proxy, log) = sim::entries(&g.mesh, &hops)
+        .into_iter()
+        .next()
+        .expect("a proxy log");
+    let messages = sim::stream_messages(&g.mesh.workloads[proxy], log, false);
+    let open = |endpoint: String, messages: Vec<_>| async move {
+        let (tx, rx) = mpsc::channel(4);
+        let mut client = AccessLogServiceClient::connect(endpoint)
+            .await
+            .expect("connect");
+        for m in messages {
+            tx.send(m).await.expect("send");
+        }
+        // `tx` stays alive: the client never ends the stream.
+        let call = tokio::spawn(async move {
+            let _keep = tx;
+            client.stream_access_logs(ReceiverStream::new(rx)).await
+        });
+        call
+    };
+    let aged_call = open(aged.grpc.clone(), messages.clone()).await;
+    let plain_call = open(plain.grpc.clone(), messages).await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), aged_call)
+        .await
+        .expect("the aged connection was closed by the server")
+        .expect("task");
+    assert!(
+        ended.is_err(),
+        "a cut connection is an error for the client"
+    );
+    assert!(
+        !plain_call.is_finished(),
+        "without an age limit the stream stays open"
+    );
+    // What the stream delivered before the cut counts.
+    aged.flush().await;
+    let decoded =
+        common::metric_value(&aged.metrics().await, "meshscope_als_entries_decoded_total");
+    assert!(decoded > 0.0);
+    plain_call.abort();
+    aged.stop().await;
+    plain.stop().await;
+}
