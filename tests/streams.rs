@@ -122,21 +122,6 @@ async fn old_connections_are_sent_away_so_clients_reconnect() {
         .next()
         .expect("a proxy log");
     let messages = sim::stream_messages(&g.mesh.workloads[proxy], log, false);
-    let open = |endpoint: String, messages: Vec<_>| async move {
-        let (tx, rx) = mpsc::channel(4);
-        let mut client = AccessLogServiceClient::connect(endpoint)
-            .await
-            .expect("connect");
-        for m in messages {
-            tx.send(m).await.expect("send");
-        }
-        // `tx` stays alive: the client never ends the stream.
-        let call = tokio::spawn(async move {
-            let _keep = tx;
-            client.stream_access_logs(ReceiverStream::new(rx)).await
-        });
-        call
-    };
     let aged_call = open(aged.grpc.clone(), messages.clone()).await;
     let plain_call = open(plain.grpc.clone(), messages).await;
     let ended = tokio::time::timeout(std::time::Duration::from_secs(30), aged_call)
@@ -159,4 +144,30 @@ async fn old_connections_are_sent_away_so_clients_reconnect() {
     plain_call.abort();
     aged.stop().await;
     plain.stop().await;
+}
+
+type StreamCall = tokio::task::JoinHandle<
+    Result<
+        tonic::Response<envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsResponse>,
+        tonic::Status,
+    >,
+>;
+
+/// Opens an ALS stream, sends `messages` and keeps the stream open (the client never ends
+/// it); the handle ends when the server ends or cuts it.
+async fn open(
+    endpoint: String,
+    messages: Vec<envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage>,
+) -> StreamCall {
+    let (tx, rx) = mpsc::channel(4);
+    let mut client = AccessLogServiceClient::connect(endpoint)
+        .await
+        .expect("connect");
+    for m in messages {
+        tx.send(m).await.expect("send");
+    }
+    tokio::spawn(async move {
+        let _keep = tx;
+        client.stream_access_logs(ReceiverStream::new(rx)).await
+    })
 }
