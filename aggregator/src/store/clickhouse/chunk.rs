@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::metrics::Metrics;
-use crate::rollup::{Row, RowBatch, RowKey};
+use crate::rollup::{Row, RowBatch, RowKey, RowMerger};
 use crate::schema::{COUNTER_COLUMNS, Table};
 use crate::store::day_start;
 
@@ -119,26 +118,22 @@ fn encode_marker(out: &mut String, t: Table, token: &str, minute: i64) {
     out.push_str("\t[]\t[]\n");
 }
 
-/// `rows` (one table, one day) merged to `res`-second periods.
+/// `rows` (one table, one day) merged to `res`-second periods, in key order.
 fn tier(rows: &[&Row], res: i64) -> Vec<Row> {
-    let mut merged: BTreeMap<RowKey, (u8, Metrics)> = BTreeMap::new();
+    let mut merger = RowMerger::default();
     for r in rows {
-        let key = RowKey {
-            minute: r.key.minute.div_euclid(res) * res,
-            ..r.key.clone()
-        };
-        let e = merged.entry(key).or_default();
-        e.0 |= r.flags;
-        e.1.merge(&r.metrics);
+        merger.add(Row {
+            key: RowKey {
+                minute: r.key.minute.div_euclid(res) * res,
+                ..r.key.clone()
+            },
+            flags: r.flags,
+            metrics: r.metrics.clone(),
+        });
     }
+    let mut merged = merger.finish();
+    merged.sort_by(|a, b| a.key.cmp(&b.key));
     merged
-        .into_iter()
-        .map(|(key, (flags, metrics))| Row {
-            key,
-            flags,
-            metrics,
-        })
-        .collect()
 }
 
 /// A batch as insert chunks.
@@ -192,6 +187,7 @@ fn encode_chunk(table: Table, rows: &[&Row]) -> Chunk {
 mod tests {
     use super::*;
     use crate::histogram::Histogram;
+    use crate::metrics::Metrics;
     use proto::{Side, Source};
     use std::sync::Arc;
 
