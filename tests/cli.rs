@@ -3,22 +3,14 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use meshscope::sim::{self, Generator};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_flushes_everything_and_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http) = (common::free_port(), common::free_port());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
         .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
         .args(["--otlp-http-addr", "127.0.0.1:0"])
@@ -30,14 +22,7 @@ async fn sigterm_flushes_everything_and_exits_zero() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn meshscope");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !reqwest::get(format!("http://127.0.0.1:{http}/healthz"))
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "server did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_healthy(&format!("http://127.0.0.1:{http}")).await;
     let mut g = Generator::new(21);
     let now = common::now_nanos();
     let hops: Vec<_> = (0..20)

@@ -393,10 +393,7 @@ struct Proc {
 
 impl Proc {
     async fn start(url: &str, dir: &Path) -> Proc {
-        let (grpc, http) = (
-            common::clickhouse::free_port(),
-            common::clickhouse::free_port(),
-        );
+        let (grpc, http) = (common::free_port(), common::free_port());
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
             .args(["serve", "--store", "clickhouse", "--clickhouse-url", url])
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
@@ -408,14 +405,7 @@ impl Proc {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn meshscope");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !reqwest::get(format!("http://127.0.0.1:{http}/healthz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            assert!(Instant::now() < deadline, "meshscope did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        common::wait_healthy(&format!("http://127.0.0.1:{http}")).await;
         Proc {
             child,
             grpc: format!("http://127.0.0.1:{grpc}"),
@@ -720,7 +710,7 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
 async fn with_memory_and_spool_full_a_write_waits_then_is_refused() {
     // Nothing listens on this port: ClickHouse is down from the start, which is not an
     // error at open.
-    let url = format!("http://127.0.0.1:{}", common::clickhouse::free_port());
+    let url = format!("http://127.0.0.1:{}", common::free_port());
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = settings(&url, dir.path());
     s.timeout = Duration::from_secs(1);

@@ -14,14 +14,6 @@ pub struct ClickHouse {
     _dir: tempfile::TempDir,
 }
 
-/// A port nothing listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn write_config(dir: &Path, http: u16, tcp: u16) {
     let d = dir.display();
     let config = format!(
@@ -71,7 +63,7 @@ impl ClickHouse {
     /// Starts a server and waits for `/ping`.
     pub fn start() -> ClickHouse {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (http, tcp) = (free_port(), free_port());
+        let (http, tcp) = (super::free_port(), super::free_port());
         write_config(dir.path(), http, tcp);
         let child = spawn(dir.path(), http);
         ClickHouse {

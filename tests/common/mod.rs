@@ -75,6 +75,29 @@ impl Stack {
     }
 }
 
+/// Waits (30 s at most) until a server process answers `GET {http}/healthz`.
+pub async fn wait_healthy(http: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reqwest::get(format!("{http}/healthz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{http} did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Sum of the samples of a metric (all label sets) in Prometheus text.
 pub fn metric_value(text: &str, name: &str) -> f64 {
     meshscope::bench::metric_sum(text, name)
