@@ -93,11 +93,13 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
         S(String),
         I(i64),
         F(f64),
+        B(bool),
     }
     Ok(match Raw::deserialize(d)? {
         Raw::S(s) => s,
         Raw::I(i) => i.to_string(),
-        Raw::F(f) => f.to_string(),
+        Raw::F(f) => toml::Value::Float(f).to_string(),
+        Raw::B(b) => b.to_string(),
     })
 }
 
@@ -181,12 +183,14 @@ pub struct Config {
 pub const ENV_PREFIX: &str = "MESHSCOPE__";
 
 fn env_value(raw: &str) -> toml::Value {
-    // Numbers and booleans as TOML would read them; anything else is a string.
+    // Numbers and booleans when TOML reads the value back exactly (`30`, `1.5`, `true`);
+    // anything else, including `1#x`, `+5` or `1_000`, stays the string it is, so string
+    // settings such as passwords arrive unchanged.
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => match t.remove("v") {
             Some(
                 v @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
-            ) => v,
+            ) if v.to_string() == raw => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -342,6 +346,19 @@ mod tests {
         assert_eq!(config.clickhouse.user, "writer");
         assert_eq!(config.clickhouse.password, "12345");
         assert!(!format!("{config:?}").contains("12345"));
+        for password in [
+            "1#abc", "+5", "1_000", "0x1F", "1e3", "1.50", "1.5", "true", "007",
+        ] {
+            let config = Config::load(
+                None,
+                [(
+                    "MESHSCOPE__CLICKHOUSE__PASSWORD".to_string(),
+                    password.to_string(),
+                )],
+            )
+            .expect("config");
+            assert_eq!(config.clickhouse.password, password);
+        }
         let err = Config::load(
             None,
             [

@@ -571,14 +571,20 @@ async fn a_clickhouse_outage_mid_stream_loses_nothing() {
     stack.flush().await;
 
     ch.stop();
-    sim::send_all(&stack.grpc, &mesh, thirds[1])
+    // Two flushes during the outage: the first waits in the (empty) memory queue, the
+    // second does not fit beside it and spills to disk.
+    let (early, late) = thirds[1].split_at(thirds[1].len() / 2);
+    sim::send_all(&stack.grpc, &mesh, early)
         .await
         .expect("send during the outage");
-    // Periodic flushes fail to insert: the memory queue fills and batches spill to disk.
     wait_metric(&stack, "meshscope_clickhouse_insert_failures_total", |v| {
         v > 0.0
     })
     .await;
+    wait_metric(&stack, "meshscope_clickhouse_buffered_bytes", |v| v > 0.0).await;
+    sim::send_all(&stack.grpc, &mesh, late)
+        .await
+        .expect("send during the outage");
     wait_metric(&stack, "meshscope_clickhouse_spilled_batches_total", |v| {
         v > 0.0
     })

@@ -58,16 +58,20 @@ impl Client {
         self.send(Bytes::from(sql.to_string()), None).await
     }
 
-    /// Runs `INSERT … FORMAT …` (`query`) with `data` as the body.
-    pub async fn insert(&self, query: &str, data: Bytes) -> Result<()> {
-        self.send(data, Some(query)).await.map(drop)
+    /// Runs `INSERT … FORMAT …` (`query`) with `data` as the body, as query `id`: while
+    /// an earlier attempt with the same id still runs on the server (the client gave up
+    /// waiting), ClickHouse refuses this one (code 216) instead of running both.
+    pub async fn insert(&self, query: &str, data: Bytes, id: &str) -> Result<()> {
+        self.send(data, Some((query, id))).await.map(drop)
     }
 
-    async fn send(&self, body: Bytes, query: Option<&str>) -> Result<Bytes> {
+    async fn send(&self, body: Bytes, query: Option<(&str, &str)>) -> Result<Bytes> {
         let mut url = self.url.clone();
         url.query_pairs_mut().append_pair("wait_end_of_query", "1");
-        if let Some(q) = query {
-            url.query_pairs_mut().append_pair("query", q);
+        if let Some((q, id)) = query {
+            url.query_pairs_mut()
+                .append_pair("query", q)
+                .append_pair("query_id", id);
         }
         let resp = self
             .http

@@ -4,7 +4,8 @@
 //! rows written by any number of processes for one key merge by addition, which is what
 //! every metric column needs (`flags`, which must be OR-ed, is part of the sorting key and
 //! read with `groupBitOr`). The histogram is a `histMap` nested column, summed by bucket
-//! index. `res` is the resolution in seconds (60 for minutes; hour and day tiers later).
+//! index. `res` is the resolution in seconds (60, 3600, 86400: minutes and the hour and day
+//! tiers written with them).
 //! Days are partitions (`intDiv(toUInt32(minute), 86400)`), so retention drops whole days
 //! on servers without TTL.
 

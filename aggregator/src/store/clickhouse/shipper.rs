@@ -1,15 +1,17 @@
 //! Gets insert chunks into ClickHouse whatever its state: a bounded in-memory queue, then
-//! the on-disk spool, and one background task that sends them oldest-first with jittered
-//! exponential backoff.
+//! the on-disk spool, and one background task that sends them (memory and spool files
+//! taking turns, each in order) with jittered exponential backoff.
 //!
-//! - [`Shipper::enqueue`] takes a flush's chunks: into memory while `buffer_bytes` allows,
-//!   else into a spool file while `spool_bytes` allows, else it waits up to `full_wait`
+//! - [`Shipper::enqueue`] takes a flush's chunks: into memory while `buffer_bytes` allows
+//!   (an empty queue takes any flush), else into a spool file while `spool_bytes` allows, else it waits up to `full_wait`
 //!   for the task to make room (backpressure: the aggregator stops reading calls, the call
 //!   channel fills, receivers stop reading their streams) and then refuses the batch; the
 //!   aggregator keeps refused rows up to its `max_pending_rows` and counts what it drops.
 //! - A chunk whose send failed may still have landed (a timeout, a reset connection), and
 //!   spooled chunks may have landed before a restart: before sending such a chunk again the
-//!   task looks for its marker row and skips it when found.
+//!   task looks for its marker row and skips it when found. Inserts run with the chunk's
+//!   token as `query_id`, so a retry cannot run while a first attempt the client gave up
+//!   on still runs on the server (ClickHouse refuses it with code 216; it is retried).
 //! - A chunk ClickHouse rejects as malformed can never succeed: it is dropped, counted and
 //!   logged at ERROR. Every other failure is retried.
 //! - [`Shipper::close`] keeps sending while ClickHouse answers (up to [`CLOSE_DRAIN`]) and
@@ -123,7 +125,12 @@ impl Target {
                 quote(&c.token)
             ))
             .await?;
-        Ok(String::from_utf8_lossy(&answer).trim() != "0")
+        let text = String::from_utf8_lossy(&answer);
+        let n: u64 = text.trim().parse().map_err(|_| Error::ClickHouse {
+            code: None,
+            message: format!("unexpected answer to a marker lookup: {:?}", text.trim()),
+        })?;
+        Ok(n > 0)
     }
 }
 
@@ -343,7 +350,9 @@ impl Shipper {
                 if q.closed {
                     return Err(Error::Stopped);
                 }
-                if q.memory_bytes + bytes <= inner.settings.buffer_bytes {
+                // An empty queue takes any batch, so one larger than the queue still
+                // gets in (memory stays bounded by the queue plus one flush).
+                if q.memory.is_empty() || q.memory_bytes + bytes <= inner.settings.buffer_bytes {
                     q.memory.extend(chunks.take().into_iter().flatten());
                     q.memory_bytes += bytes;
                     inner.metrics.buffered_bytes.set(q.memory_bytes as i64);
@@ -429,7 +438,11 @@ impl Shipper {
             return Ok(());
         }
         let rows: usize = rest.iter().map(|c| c.rows).sum();
-        self.inner.spill(rest).await?;
+        if let Err(e) = self.inner.spill(rest).await {
+            self.inner.metrics.dropped_rows.inc_by(rows as u64);
+            error!(error = %e, rows, "could not spool what ClickHouse did not take before shutdown; these rows are lost");
+            return Err(e);
+        }
         info!(
             rows,
             dir = %self.inner.spool_dir.display(),
@@ -470,7 +483,7 @@ impl Inner {
         match self
             .target
             .client
-            .insert(&self.target.insert_sql(c.table), c.body.clone())
+            .insert(&self.target.insert_sql(c.table), c.body.clone(), &c.token)
             .await
         {
             Ok(()) => {
@@ -514,6 +527,7 @@ impl Inner {
         let mut backoff = Backoff::new();
         // The spool file being sent and its chunks not yet in ClickHouse.
         let mut file: Option<(SpoolFile, VecDeque<Chunk>)> = None;
+        let mut files_turn = false;
         loop {
             let draining = self.draining();
             if self.target.dialect.get().is_none() {
@@ -526,11 +540,18 @@ impl Inner {
                     continue;
                 }
             }
+            // Memory and spool take turns, so neither starves the other under steady load.
             let front = {
                 let q = lock(&self.queue);
-                q.memory.front().cloned()
+                let files_waiting = file.is_some() || !q.files.is_empty();
+                if files_turn && files_waiting && !draining {
+                    None
+                } else {
+                    q.memory.front().cloned()
+                }
             };
             if let Some(mut c) = front {
+                files_turn = true;
                 let sent = self.send(&mut c).await;
                 let failed = matches!(sent, Sent::Failed(_));
                 {
@@ -565,6 +586,10 @@ impl Inner {
                     let path = f.path.clone();
                     match tokio::task::spawn_blocking(move || spool::read(&path)).await {
                         Ok(Ok(chunks)) => file = Some((f, chunks.into())),
+                        Ok(Err(e @ Error::Io { .. })) => {
+                            warn!(error = %e, "reading a spool file failed; will retry");
+                            self.pause(&mut backoff).await;
+                        }
                         Ok(Err(e)) => {
                             error!(error = %e, file = %f.path.display(),
                                 "unreadable ClickHouse spool file; moved aside as .bad, its rows are lost");
@@ -591,6 +616,7 @@ impl Inner {
                         Sent::Done | Sent::Dropped => {
                             chunks.pop_front();
                             backoff.reset();
+                            files_turn = false;
                         }
                     },
                     None => {

@@ -114,9 +114,11 @@ impl Spool {
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&self.dir))?;
+        // The file is in place and will be sent: reporting an error now would make the
+        // caller write its rows a second time.
+        if let Err(e) = fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(error = %e, dir = %self.dir.display(), "fsync of the spool directory failed");
+        }
         Ok(SpoolFile {
             path,
             bytes: out.len() as u64,
