@@ -49,8 +49,10 @@ pub fn retention_cutoff(retention_days: u32) -> Option<i64> {
 /// Writes are deltas: the same key may be written many times and reads return the sum.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Persists a batch of partial rows durably before returning. On error nothing of the
-    /// batch is visible, and the caller may retry with the same batch.
+    /// Takes a batch of partial rows. The Parquet store has it durably on disk when this
+    /// returns; the ClickHouse store has it queued (in memory or spooled to disk) for
+    /// ClickHouse ([`Store::sync`] waits until it is there). On error nothing of the batch
+    /// is kept, and the caller may retry with the same batch.
     async fn write(&self, batch: Arc<RowBatch>) -> Result<()>;
 
     /// Rows matching the request, merged per `(keys, side, source)` (and per minute when
