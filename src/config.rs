@@ -198,8 +198,20 @@ fn env_value(raw: &str) -> toml::Value {
 }
 
 impl Config {
-    /// Loads defaults, then `file` (if any), then `MESHSCOPE__…` variables from `env`.
+    /// Loads defaults, then `file` (if any), then `MESHSCOPE__…` variables from `env`, and
+    /// checks the result.
     pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let config = Config::load_unchecked(file, env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`Config::load`] without the final [`Config::validate`], for callers that override
+    /// values afterwards (command-line flags) and check the result themselves.
+    pub fn load_unchecked(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
@@ -228,11 +240,9 @@ impl Config {
             };
             section_table.insert(field.clone(), env_value(&value));
         }
-        let config: Config = toml::Value::Table(table)
+        toml::Value::Table(table)
             .try_into()
-            .context("invalid configuration")?;
-        config.validate()?;
-        Ok(config)
+            .context("invalid configuration")
     }
 
     /// Rejects values that parse but cannot work.

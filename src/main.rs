@@ -87,7 +87,9 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<Config> {
-        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        // Checked once, after the flags: a flag may mend a value the file or environment got
+        // wrong (a file's stale clickhouse.url with --clickhouse-url).
+        let mut config = Config::load_unchecked(self.config.as_deref(), std::env::vars())?;
         if let Some(a) = &self.grpc_addr {
             config.server.grpc_addr = a.clone();
         }
@@ -114,7 +116,6 @@ impl ServeArgs {
                 field.clone_from(v);
             }
         }
-        // Flags come after the file and environment: check the result again.
         config.validate()?;
         Ok(config)
     }

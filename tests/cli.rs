@@ -77,3 +77,50 @@ async fn a_bad_config_file_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("retention_dayz"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_flag_mends_a_bad_value_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("stale.toml");
+    std::fs::write(
+        &file,
+        "[store]\nbackend = \"clickhouse\"\n[clickhouse]\nurl = \"clickhouse:8123\"\n",
+    )
+    .expect("write");
+    let serve = |extra: &[String]| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"));
+        cmd.args(["serve", "--grpc-addr", "127.0.0.1:0"])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--config")
+            .arg(&file)
+            .args(extra)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    };
+
+    // The file alone: its url is not ClickHouse's HTTP interface, refused with the key named.
+    let out = serve(&["--http-addr".into(), "127.0.0.1:0".into()])
+        .output()
+        .await
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("clickhouse.url"), "{stderr}");
+
+    // The flag overrides it: the process starts (no ClickHouse listens there; the store
+    // retries in the background and the API is up).
+    let http = common::free_port();
+    let mut child = serve(&[
+        "--http-addr".into(),
+        format!("127.0.0.1:{http}"),
+        "--clickhouse-url".into(),
+        format!("http://127.0.0.1:{}", common::free_port()),
+    ])
+    .spawn()
+    .expect("spawn");
+    common::wait_healthy(&format!("http://127.0.0.1:{http}")).await;
+    child.kill().await.expect("kill");
+}
