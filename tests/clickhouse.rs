@@ -2,7 +2,8 @@
 //! ClickHouse 26.x in chDB: schema migrations, literal escaping, every scan shape equal to
 //! the embedded Parquet store's answer for the same writes; then whole meshscope processes
 //! on one ClickHouse: two collectors and a reader, a ClickHouse outage mid-stream, a
-//! meshscope restart while ClickHouse is down, and a replayed spool that already landed.
+//! meshscope restart while ClickHouse is down, a replayed spool that already landed, and
+//! tables dropped by hand while meshscope runs.
 
 mod common;
 
@@ -81,6 +82,24 @@ async fn migrations_are_idempotent_and_safe_to_race() {
         .await
         .expect("version"));
     assert_eq!(version, LATEST.to_string());
+
+    // A table dropped by hand comes back at the next start, without another version row.
+    let version_rows = || async {
+        tsv(client
+            .execute("SELECT count() FROM meshscope.schema_migrations FORMAT TSV")
+            .await
+            .expect("rows"))
+    };
+    let before = version_rows().await;
+    client
+        .execute("DROP TABLE meshscope.service_relation")
+        .await
+        .expect("drop");
+    schema::migrate(&client, "meshscope", Dialect::Legacy, 7)
+        .await
+        .expect("after a drop");
+    expect_tables(&client, ("''", "", "")).await;
+    assert_eq!(version_rows().await, before);
 
     // A database from a newer meshscope is refused.
     client
@@ -710,6 +729,83 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
     };
     assert!(!before.is_empty());
     assert_eq!(sort(after), sort(before));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_or_database_dropped_while_running_is_recreated() {
+    use aggregator::store::parquet::{ParquetSettings, ParquetStore};
+    use std::sync::Arc;
+    let ch = ClickHouse::start();
+    let client = Client::new(&ch.url, "default", "", Duration::from_secs(30)).expect("client");
+    let spool = tempfile::tempdir().expect("tempdir");
+    let store = open(&ch.url, spool.path()).await;
+    let now = common::now_nanos() / 1_000_000_000;
+    let [first, second]: [RowBatch; 2] = batches(now).try_into().expect("two batches");
+    let (first, second) = (Arc::new(first), Arc::new(second));
+    let request = |table| ScanRequest {
+        table,
+        start_minute: now - 3 * 86_400,
+        end_minute: now + 86_400,
+        filters: vec![],
+        by_minute: true,
+    };
+    // What a store holding `batches` returns.
+    let expected = |batches: Vec<Arc<RowBatch>>, table| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("parquet");
+        for b in batches {
+            parquet.write(b).await.expect("parquet write");
+        }
+        let mut rows = parquet.scan(&request(table)).await.expect("parquet scan");
+        rows.sort_by(|a, b| a.key.cmp(&b.key));
+        rows
+    };
+    let got = |table| {
+        let store = &store;
+        async move {
+            let mut rows = store.scan(&request(table)).await.expect("scan");
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+            rows
+        }
+    };
+    store.write(first.clone()).await.expect("write");
+    store.sync().await.expect("sync");
+
+    // One table dropped by hand: the next insert into it fails, the shipper re-creates it
+    // and the retry lands; the other tables keep both batches.
+    client
+        .execute("DROP TABLE meshscope.endpoint")
+        .await
+        .expect("drop table");
+    store.write(second.clone()).await.expect("write");
+    tokio::time::timeout(Duration::from_secs(60), store.sync())
+        .await
+        .expect("sync in time")
+        .expect("sync");
+    assert_eq!(
+        got(Table::Endpoint).await,
+        expected(vec![second.clone()], Table::Endpoint).await
+    );
+    assert_eq!(
+        got(Table::Service).await,
+        expected(vec![first.clone(), second.clone()], Table::Service).await
+    );
+
+    // The whole database dropped: re-created with its migrations table.
+    client
+        .execute("DROP DATABASE meshscope")
+        .await
+        .expect("drop database");
+    store.write(first.clone()).await.expect("write");
+    tokio::time::timeout(Duration::from_secs(60), store.sync())
+        .await
+        .expect("sync in time")
+        .expect("sync");
+    for table in Table::ALL {
+        assert_eq!(got(table).await, expected(vec![first.clone()], table).await);
+    }
+    expect_tables(&client, ("''", "", "")).await;
+    store.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

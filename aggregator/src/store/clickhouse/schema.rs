@@ -19,6 +19,10 @@ use super::sql::{ident, quote};
 const TABLE_EXISTS: u32 = 57;
 const DATABASE_EXISTS: u32 = 82;
 
+/// ClickHouse error codes that mean the schema is gone (an operator dropped a table or the
+/// database while meshscope runs): [`migrate`] again re-creates it.
+pub const SCHEMA_GONE: [u32; 2] = [60, 81];
+
 /// The schema version this code writes and reads.
 pub const LATEST: u32 = 1;
 
@@ -153,7 +157,9 @@ pub async fn detect(client: &Client) -> Result<(String, Dialect)> {
 
 /// Creates or upgrades the schema in `db` to [`LATEST`]. Idempotent, and safe when several
 /// processes start at once: every step is `IF NOT EXISTS` and "already exists" errors from
-/// a race count as success. Refuses a database written by a newer meshscope.
+/// a race count as success. The latest version's tables are created whenever missing, also
+/// in a database already at [`LATEST`] (one table dropped by hand comes back empty).
+/// Refuses a database written by a newer meshscope.
 pub async fn migrate(
     client: &Client,
     db: &str,
@@ -189,16 +195,16 @@ pub async fn migrate(
             "ClickHouse database {db} has schema version {current}; this meshscope knows up to {LATEST}: upgrade meshscope"
         )));
     }
+    // Version 1: the rollup tables. (A later version's steps go in the loop below.)
+    for table in Table::ALL {
+        tolerate(
+            client,
+            &create_table(db, table, dialect, retention_days)?,
+            TABLE_EXISTS,
+        )
+        .await?;
+    }
     for version in current + 1..=LATEST {
-        // Version 1: the rollup tables.
-        for table in Table::ALL {
-            tolerate(
-                client,
-                &create_table(db, table, dialect, retention_days)?,
-                TABLE_EXISTS,
-            )
-            .await?;
-        }
         client
             .execute(&format!(
                 "INSERT INTO {d}.schema_migrations (version, dialect, applied) VALUES ({version}, {}, now())",

@@ -90,6 +90,31 @@ impl Target {
         Ok(*self.dialect.get_or_init(|| dialect))
     }
 
+    /// Re-creates what an operator dropped while meshscope runs (a table or the database),
+    /// after `e` said it is gone; a no-op for any other error.
+    async fn recreate_if_gone(&self, e: &Error) {
+        let (
+            Error::ClickHouse {
+                code: Some(code), ..
+            },
+            Some(dialect),
+        ) = (e, self.dialect.get())
+        else {
+            return;
+        };
+        if !schema::SCHEMA_GONE.contains(code) {
+            return;
+        }
+        match schema::migrate(&self.client, &self.database, *dialect, self.retention_days).await {
+            Ok(_) => warn!(
+                database = self.database,
+                error = %e,
+                "a ClickHouse table or the database was dropped while meshscope runs; re-created it (empty)"
+            ),
+            Err(e) => warn!(error = %e, "re-creating dropped ClickHouse tables failed; will retry"),
+        }
+    }
+
     /// `db`.`table`.
     pub fn table(&self, t: Table) -> String {
         format!("{}.`{}`", self.db_sql, t.name())
@@ -465,6 +490,14 @@ impl Inner {
     }
 
     async fn send(&self, c: &mut Chunk) -> Sent {
+        let sent = self.try_send(c).await;
+        if let Sent::Failed(e) = &sent {
+            self.target.recreate_if_gone(e).await;
+        }
+        sent
+    }
+
+    async fn try_send(&self, c: &mut Chunk) -> Sent {
         if c.attempted {
             match self.target.landed(c).await {
                 Ok(true) => {
