@@ -6,7 +6,9 @@
 //! flushes, and reads the child's CPU time and peak RSS from `/proc`. Throughput is quoted
 //! per server CPU-second (DESIGN § 8) so the load generator sharing the machine does not
 //! distort it. It also times plain `prost` decoding of the same bytes into `envoy-types`
-//! structs in this process: the decode-only floor.
+//! structs in this process: the decode-only floor. With `--clickhouse-url` the server runs
+//! on that ClickHouse, and the run fails unless every aggregated call is there after the
+//! flush.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -35,6 +37,38 @@ pub struct AlsArgs {
     /// The server binary (default: this executable).
     #[arg(long)]
     pub server: Option<PathBuf>,
+    /// Run the server on this ClickHouse (HTTP interface) instead of the embedded store;
+    /// the final flush waits until every row is inserted there.
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// The ClickHouse database the benchmark uses (dropped and recreated).
+    #[arg(long, default_value = "meshscope_bench_als")]
+    pub clickhouse_database: String,
+}
+
+/// Drops the benchmark's ClickHouse database `db` (as user `default`, no password), so a
+/// run starts empty.
+pub async fn drop_clickhouse_database(url: &str, db: &str) -> anyhow::Result<()> {
+    let db_sql = aggregator::store::clickhouse::sql::ident(db)?;
+    aggregator::store::clickhouse::client::Client::new(
+        url,
+        "default",
+        "",
+        Duration::from_secs(300),
+    )?
+    .execute(&format!("DROP DATABASE IF EXISTS {db_sql}"))
+    .await
+    .with_context(|| format!("dropping the benchmark database {db} at {url}"))?;
+    Ok(())
+}
+
+/// The environment that starts `meshscope serve` on ClickHouse database `db` at `url`.
+pub fn clickhouse_env(url: &str, db: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("MESHSCOPE_STORE", "clickhouse".into()),
+        ("MESHSCOPE_CLICKHOUSE_URL", url.to_string()),
+        ("MESHSCOPE_CLICKHOUSE_DATABASE", db.to_string()),
+    ]
 }
 
 /// Sends pre-encoded protobuf bytes as they are.
@@ -212,12 +246,12 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `exe` (default: this executable) on a fresh temporary data dir and waits
-    /// until it is healthy.
-    async fn start(exe: Option<&PathBuf>) -> anyhow::Result<Server> {
+    /// Starts `exe` (default: this executable) on a fresh temporary data dir with `env`
+    /// set and waits until it is healthy.
+    async fn start(exe: Option<&PathBuf>, env: &[(&str, String)]) -> anyhow::Result<Server> {
         let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        Server::start_in(exe, dir, &[]).await
+        Server::start_in(exe, dir, env).await
     }
 
     /// Starts `exe` on `dir` (removed by [`Server::stop`]) with `env` set and waits until
@@ -328,7 +362,14 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
         "decode-only floor: {floor:.0} entries/s (envoy-types), {slim_rate:.0} entries/s (meshscope field subset)"
     );
 
-    let server = Server::start(args.server.as_ref()).await?;
+    let env = match &args.clickhouse_url {
+        Some(url) => {
+            drop_clickhouse_database(url, &args.clickhouse_database).await?;
+            clickhouse_env(url, &args.clickhouse_database)
+        }
+        None => Vec::new(),
+    };
+    let server = Server::start(args.server.as_ref(), &env).await?;
     let (pid, http, endpoint) = (server.pid, server.http.clone(), server.endpoint.clone());
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
@@ -350,17 +391,53 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
     let text = metrics_text(&http).await?;
     let decoded_entries = metric_sum(&text, "meshscope_als_entries_decoded_total");
     let aggregated = metric_sum(&text, "meshscope_aggregated_calls_total");
+    let ch_rows = metric_sum(&text, "meshscope_clickhouse_rows_inserted_total");
+    let ch_inserts = metric_sum(&text, "meshscope_clickhouse_inserts_total");
+    let ch_lost = metric_sum(&text, "meshscope_clickhouse_dropped_rows_total")
+        + metric_sum(&text, "meshscope_clickhouse_buffered_bytes")
+        + metric_sum(&text, "meshscope_clickhouse_spooled_bytes");
     server.stop().await;
 
     if (decoded_entries as u64) != sent {
         bail!("server decoded {decoded_entries} entries but {sent} were sent");
     }
+    if let Some(url) = &args.clickhouse_url {
+        if ch_lost != 0.0 {
+            bail!("after the flush ClickHouse rows were dropped or still queued ({ch_lost})");
+        }
+        // Every aggregated call is one reporting side's call in the service table.
+        let db = aggregator::store::clickhouse::sql::ident(&args.clickhouse_database)?;
+        let answer = aggregator::store::clickhouse::client::Client::new(
+            url,
+            "default",
+            "",
+            Duration::from_secs(60),
+        )?
+        .execute(&format!(
+            "SELECT sum(calls) FROM {db}.service WHERE res = 60 AND side != 'marker' FORMAT TSV"
+        ))
+        .await?;
+        let in_clickhouse: f64 = String::from_utf8_lossy(&answer).trim().parse()?;
+        if in_clickhouse != aggregated {
+            bail!("ClickHouse holds {in_clickhouse} calls, the server aggregated {aggregated}");
+        }
+    }
     println!("meshscope bench als");
+    let store = match &args.clickhouse_url {
+        Some(url) => format!("ClickHouse at {url}"),
+        None => "embedded Parquet store".into(),
+    };
+    println!("  store                 {store}");
     println!(
         "  entries sent          {sent} over {} streams",
         args.streams
     );
     println!("  calls aggregated      {aggregated}");
+    if args.clickhouse_url.is_some() {
+        println!(
+            "  ClickHouse            {ch_rows} rows in {ch_inserts} inserts, every aggregated call in them (the server's CPU below excludes ClickHouse's)"
+        );
+    }
     println!(
         "  wall time             {wall:.2} s  ({:.0} entries/s)",
         sent as f64 / wall
@@ -466,7 +543,7 @@ pub async fn otlp(args: OtlpArgs) -> anyhow::Result<()> {
     let floor = decoded as f64 / started.elapsed().as_secs_f64();
     eprintln!("decode-only floor: {floor:.0} spans/s (prost into opentelemetry-proto)");
 
-    let server = Server::start(args.server.as_ref()).await?;
+    let server = Server::start(args.server.as_ref(), &[]).await?;
     let connections = args.connections.max(1);
     let mut per_connection: Vec<Vec<Bytes>> = vec![Vec::new(); connections];
     for (i, round) in rounds.into_iter().enumerate() {

@@ -62,20 +62,26 @@ async fn sigterm_flushes_everything_and_exits_zero() {
     stack.stop().await;
 }
 
+/// Runs `cmd` to its end: it must fail and name `key` on stderr.
+async fn refused_naming(cmd: &mut tokio::process::Command, key: &str) {
+    let out = cmd.output().await.expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(key), "{stderr}");
+}
+
 #[tokio::test]
 async fn a_bad_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[store]\nretention_dayz = 3\n").expect("write");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .output()
-        .await
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("retention_dayz"), "{stderr}");
+    refused_naming(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+            .args(["serve", "--config"])
+            .arg(&file),
+        "retention_dayz",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -102,13 +108,11 @@ async fn a_flag_mends_a_bad_value_from_the_config_file() {
     };
 
     // The file alone: its url is not ClickHouse's HTTP interface, refused with the key named.
-    let out = serve(&["--http-addr".into(), "127.0.0.1:0".into()])
-        .output()
-        .await
-        .expect("run");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("clickhouse.url"), "{stderr}");
+    refused_naming(
+        &mut serve(&["--http-addr".into(), "127.0.0.1:0".into()]),
+        "clickhouse.url",
+    )
+    .await;
 
     // The flag overrides it: the process starts (no ClickHouse listens there; the store
     // retries in the background and the API is up).

@@ -770,18 +770,22 @@ async fn a_table_or_database_dropped_while_running_is_recreated() {
     };
     store.write(first.clone()).await.expect("write");
     store.sync().await.expect("sync");
+    // Runs `sql`, then writes `batch` and waits until it is in ClickHouse.
+    let drop_then_write = |sql: &'static str, batch: Arc<RowBatch>| {
+        let (client, store) = (&client, &store);
+        async move {
+            client.execute(sql).await.expect(sql);
+            store.write(batch).await.expect("write");
+            tokio::time::timeout(Duration::from_secs(60), store.sync())
+                .await
+                .expect("sync in time")
+                .expect("sync");
+        }
+    };
 
     // One table dropped by hand: the next insert into it fails, the shipper re-creates it
     // and the retry lands; the other tables keep both batches.
-    client
-        .execute("DROP TABLE meshscope.endpoint")
-        .await
-        .expect("drop table");
-    store.write(second.clone()).await.expect("write");
-    tokio::time::timeout(Duration::from_secs(60), store.sync())
-        .await
-        .expect("sync in time")
-        .expect("sync");
+    drop_then_write("DROP TABLE meshscope.endpoint", second.clone()).await;
     assert_eq!(
         got(Table::Endpoint).await,
         expected(vec![second.clone()], Table::Endpoint).await
@@ -792,15 +796,7 @@ async fn a_table_or_database_dropped_while_running_is_recreated() {
     );
 
     // The whole database dropped: re-created with its migrations table.
-    client
-        .execute("DROP DATABASE meshscope")
-        .await
-        .expect("drop database");
-    store.write(first.clone()).await.expect("write");
-    tokio::time::timeout(Duration::from_secs(60), store.sync())
-        .await
-        .expect("sync in time")
-        .expect("sync");
+    drop_then_write("DROP DATABASE meshscope", first.clone()).await;
     for table in Table::ALL {
         assert_eq!(got(table).await, expected(vec![first.clone()], table).await);
     }

@@ -163,16 +163,7 @@ async fn open_store(dir: &std::path::Path, args: &QueryArgs) -> anyhow::Result<A
             ParquetSettings::default(),
         )?));
     };
-    let db = aggregator::store::clickhouse::sql::ident(&args.clickhouse_database)?;
-    aggregator::store::clickhouse::client::Client::new(
-        url,
-        "default",
-        "",
-        Duration::from_secs(300),
-    )?
-    .execute(&format!("DROP DATABASE IF EXISTS {db}"))
-    .await
-    .context("dropping the benchmark database")?;
+    super::drop_clickhouse_database(url, &args.clickhouse_database).await?;
     let store = ClickHouseStore::open(
         ClickHouseSettings {
             url: url.clone(),
@@ -236,16 +227,9 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
         .await
         .context("writing the rollups")?;
     let load_secs = started.elapsed().as_secs_f64();
-    let env: Vec<(&str, String)> = match &args.clickhouse_url {
-        Some(url) => vec![
-            ("MESHSCOPE_STORE", "clickhouse".into()),
-            ("MESHSCOPE_CLICKHOUSE_URL", url.clone()),
-            (
-                "MESHSCOPE_CLICKHOUSE_DATABASE",
-                args.clickhouse_database.clone(),
-            ),
-        ],
-        None => vec![],
+    let env = match &args.clickhouse_url {
+        Some(url) => super::clickhouse_env(url, &args.clickhouse_database),
+        None => Vec::new(),
     };
     let server = Server::start_in(args.server.as_ref(), dir, &env).await?;
     let start = end - args.hours * 3600;
