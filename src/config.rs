@@ -119,9 +119,10 @@ pub struct ClickHouseConfig {
     /// Per request.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Insert bytes queued in memory while ClickHouse is slow or down.
+    /// Insert bytes queued in memory (while ClickHouse answers, and when the spool is full).
     pub buffer_bytes: u64,
-    /// Insert bytes spooled to `<data_dir>/clickhouse-spool/` past the memory queue.
+    /// Insert bytes spooled to `<data_dir>/clickhouse-spool/`: past the memory queue, and
+    /// first while ClickHouse fails.
     pub spool_bytes: u64,
     /// With both full, how long a flush waits for room before its rows are refused (the
     /// aggregator then keeps them up to `aggregator.max_pending_rows`).

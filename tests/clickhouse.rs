@@ -805,6 +805,85 @@ async fn a_table_or_database_dropped_while_running_is_recreated() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_clickhouse_fails_new_batches_wait_on_disk() {
+    use aggregator::store::parquet::{ParquetSettings, ParquetStore};
+    use std::sync::Arc;
+    let mut ch = ClickHouse::start();
+    let spool = tempfile::tempdir().expect("tempdir");
+    let mut registry = Registry::default();
+    let store = ClickHouseStore::open(settings(&ch.url, spool.path()), &mut registry)
+        .await
+        .expect("open");
+    let failures = || {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        common::metric_value(&text, "clickhouse_insert_failures_total")
+    };
+    let now = common::now_nanos() / 1_000_000_000;
+    let [a, b]: [RowBatch; 2] = batches(now).try_into().expect("two batches");
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    store.write(a.clone()).await.expect("write");
+    store.sync().await.expect("sync");
+
+    ch.stop();
+    // Queued in memory (ClickHouse has not failed yet), then the first attempt fails.
+    store.write(b.clone()).await.expect("write");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failures() == 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "no failed insert after ClickHouse stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (memory, spooled) = store.backlog();
+    assert!(
+        memory > 0,
+        "the batch queued before the failure stays in memory"
+    );
+    assert_eq!(spooled, 0);
+    // While it fails, a new batch goes to disk, although memory has room.
+    store.write(a.clone()).await.expect("write");
+    let (memory_after, spooled_after) = store.backlog();
+    assert_eq!(memory_after, memory, "memory did not grow");
+    assert!(spooled_after > 0, "the batch is spooled");
+
+    // Back up: everything lands once, and new batches use memory again.
+    ch.restart();
+    tokio::time::timeout(Duration::from_secs(60), store.sync())
+        .await
+        .expect("sync in time")
+        .expect("sync");
+    store.write(b.clone()).await.expect("write");
+    assert_eq!(store.backlog().1, 0, "spooled although ClickHouse answers");
+    store.sync().await.expect("sync");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("parquet");
+    for batch in [&a, &b, &a, &b] {
+        parquet.write(batch.clone()).await.expect("parquet write");
+    }
+    for table in Table::ALL {
+        let req = ScanRequest {
+            table,
+            start_minute: now - 3 * 86_400,
+            end_minute: now + 86_400,
+            filters: vec![],
+            by_minute: true,
+        };
+        let sorted = |mut rows: Vec<aggregator::rollup::Row>| {
+            rows.sort_by(|x, y| x.key.cmp(&y.key));
+            rows
+        };
+        assert_eq!(
+            sorted(store.scan(&req).await.expect("scan")),
+            sorted(parquet.scan(&req).await.expect("parquet scan")),
+            "{table:?}"
+        );
+    }
+    store.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_memory_and_spool_full_a_write_waits_then_is_refused() {
     // Nothing listens on this port: ClickHouse is down from the start, which is not an
     // error at open.

@@ -3,10 +3,13 @@
 //! taking turns, each in order) with jittered exponential backoff.
 //!
 //! - [`Shipper::enqueue`] takes a flush's chunks: into memory while `buffer_bytes` allows
-//!   (an empty queue takes any flush), else into a spool file while `spool_bytes` allows, else it waits up to `full_wait`
-//!   for the task to make room (backpressure: the aggregator stops reading calls, the call
+//!   (an empty queue takes any flush), else into a spool file while `spool_bytes` allows,
+//!   else it waits up to `full_wait` for the task to make room (backpressure: the aggregator stops reading calls, the call
 //!   channel fills, receivers stop reading their streams) and then refuses the batch; the
 //!   aggregator keeps refused rows up to its `max_pending_rows` and counts what it drops.
+//!   While ClickHouse is failing (from a failed attempt to the next success) the spool
+//!   comes first: an outage's backlog is on disk, and a crash during it loses only what
+//!   was queued in memory before the first failure.
 //! - A chunk whose send failed may still have landed (a timeout, a reset connection), and
 //!   spooled chunks may have landed before a restart: before sending such a chunk again the
 //!   task looks for its marker row and skips it when found. Inserts run with the chunk's
@@ -252,6 +255,8 @@ struct Inner {
     draining: AtomicBool,
     /// Closing started: cuts a backoff pause short.
     closing: Notify,
+    /// The last attempt to reach ClickHouse failed: new batches go to the spool first.
+    failing: AtomicBool,
     metrics: ShipperMetrics,
 }
 
@@ -347,6 +352,7 @@ impl Shipper {
             room: Notify::new(),
             draining: AtomicBool::new(false),
             closing: Notify::new(),
+            failing: AtomicBool::new(false),
             metrics,
         });
         let task = tokio::spawn(inner.clone().run());
@@ -366,24 +372,31 @@ impl Shipper {
         let bytes = bytes_of(&chunks);
         let deadline = tokio::time::Instant::now() + inner.settings.full_wait;
         let mut chunks = Some(chunks);
+        // Cleared when the spool refused a batch it was to take first.
+        let mut spool_first = true;
         loop {
             let room = inner.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            let to_disk = {
+            let (to_disk, first) = {
                 let mut q = lock(&inner.queue);
                 if q.closed {
                     return Err(Error::Stopped);
                 }
-                // An empty queue takes any batch, so one larger than the queue still
-                // gets in (memory stays bounded by the queue plus one flush).
-                if q.memory.is_empty() || q.memory_bytes + bytes <= inner.settings.buffer_bytes {
+                let spool_fits = q.file_bytes + bytes <= inner.settings.spool_bytes;
+                if spool_first && spool_fits && inner.failing.load(Ordering::SeqCst) {
+                    (true, true)
+                } else if q.memory.is_empty()
+                    || q.memory_bytes + bytes <= inner.settings.buffer_bytes
+                {
+                    // An empty queue takes any batch, so one larger than the queue still
+                    // gets in (memory stays bounded by the queue plus one flush).
                     q.memory.extend(chunks.take().into_iter().flatten());
                     q.memory_bytes += bytes;
                     inner.metrics.buffered_bytes.set(q.memory_bytes as i64);
-                    false
+                    (false, false)
                 } else {
-                    q.file_bytes + bytes <= inner.settings.spool_bytes
+                    (spool_fits, false)
                 }
             };
             if chunks.is_none() {
@@ -392,10 +405,20 @@ impl Shipper {
             }
             if to_disk {
                 let batch = chunks.take().unwrap_or_default();
-                inner.spill(batch).await?;
-                inner.metrics.spilled_batches.inc();
-                inner.work.notify_one();
-                return Ok(());
+                match inner.spill(batch.clone()).await {
+                    Ok(()) => {
+                        inner.metrics.spilled_batches.inc();
+                        inner.work.notify_one();
+                        return Ok(());
+                    }
+                    Err(e) if first => {
+                        warn!(error = %e, "could not spool a batch while ClickHouse is failing; queueing it in memory");
+                        chunks = Some(batch);
+                        spool_first = false;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 let (memory, spooled) = {
@@ -568,6 +591,7 @@ impl Inner {
                     return;
                 }
                 if let Err(e) = self.target.prepare().await {
+                    self.failing.store(true, Ordering::SeqCst);
                     warn!(error = %e, "ClickHouse is not ready; will retry");
                     self.pause(&mut backoff).await;
                     continue;
@@ -605,7 +629,7 @@ impl Inner {
                     }
                     self.pause(&mut backoff).await;
                 } else {
-                    backoff.reset();
+                    self.answered(&mut backoff);
                     self.room.notify_waiters();
                 }
                 continue;
@@ -648,7 +672,7 @@ impl Inner {
                         }
                         Sent::Done | Sent::Dropped => {
                             chunks.pop_front();
-                            backoff.reset();
+                            self.answered(&mut backoff);
                             files_turn = false;
                         }
                     },
@@ -678,8 +702,17 @@ impl Inner {
         }
     }
 
+    /// ClickHouse took (or definitely refused) a chunk: it answers again.
+    fn answered(&self, backoff: &mut Backoff) {
+        backoff.reset();
+        if self.failing.swap(false, Ordering::SeqCst) {
+            info!("ClickHouse takes inserts again; new batches queue in memory");
+        }
+    }
+
     fn failed(&self, e: &Error, c: &Chunk, draining: bool) {
         self.metrics.failures.inc();
+        self.failing.store(true, Ordering::SeqCst);
         if draining {
             warn!(error = %e, table = c.table.name(), "ClickHouse insert failed during shutdown; spooling the rest");
         } else {
