@@ -62,9 +62,12 @@ async fn sigterm_flushes_everything_and_exits_zero() {
     stack.stop().await;
 }
 
-/// Runs `cmd` to its end: it must fail and name `key` on stderr.
+/// Runs `cmd` to its end: it must fail (within 30 s) and name `key` on stderr.
 async fn refused_naming(cmd: &mut tokio::process::Command, key: &str) {
-    let out = cmd.output().await.expect("run");
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.kill_on_drop(true).output())
+        .await
+        .expect("refused at once, not serving")
+        .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(key), "{stderr}");

@@ -195,7 +195,9 @@ pub async fn migrate(
             "ClickHouse database {db} has schema version {current}; this meshscope knows up to {LATEST}: upgrade meshscope"
         )));
     }
-    // Version 1: the rollup tables. (A later version's steps go in the loop below.)
+    // Version 1: the rollup tables, ensured on every run. A later version's steps go in
+    // the loop below and must be idempotent against these latest tables too (`ADD COLUMN
+    // IF NOT EXISTS` and the like): a new database gets the latest DDL here first.
     for table in Table::ALL {
         tolerate(
             client,

@@ -74,7 +74,15 @@ pub struct Target {
     pub retention_days: u32,
     /// Set once the schema is known to be migrated.
     pub dialect: OnceLock<Dialect>,
+    /// When the schema was last re-created after a drop (at most once per
+    /// [`RECREATE_EVERY`]).
+    pub recreated: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// The shortest time between two re-creations of a dropped schema: an error that keeps
+/// saying "unknown table" (a table that cannot be created here, a remote shard) does
+/// not make every retry run the migration.
+const RECREATE_EVERY: Duration = Duration::from_secs(5);
 
 impl Target {
     /// Detects the server's dialect and migrates the schema (once per process).
@@ -107,6 +115,14 @@ impl Target {
         };
         if !schema::SCHEMA_GONE.contains(code) {
             return;
+        }
+        {
+            let mut last = lock(&self.recreated);
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < RECREATE_EVERY) {
+                return;
+            }
+            *last = Some(now);
         }
         match schema::migrate(&self.client, &self.database, *dialect, self.retention_days).await {
             Ok(_) => warn!(
@@ -214,7 +230,7 @@ impl ShipperMetrics {
         );
         r.register(
             "spilled_batches",
-            "Flushes written to the disk spool because the memory queue was full",
+            "Flushes written to the disk spool (memory queue full, or ClickHouse failing)",
             m.spilled_batches.clone(),
         );
         r.register(
@@ -257,6 +273,9 @@ struct Inner {
     closing: Notify,
     /// The last attempt to reach ClickHouse failed: new batches go to the spool first.
     failing: AtomicBool,
+    /// A spool write failed since the last successful one or the last answer from
+    /// ClickHouse: the spool is not tried first.
+    spool_failed: AtomicBool,
     metrics: ShipperMetrics,
 }
 
@@ -353,6 +372,7 @@ impl Shipper {
             draining: AtomicBool::new(false),
             closing: Notify::new(),
             failing: AtomicBool::new(false),
+            spool_failed: AtomicBool::new(false),
             metrics,
         });
         let task = tokio::spawn(inner.clone().run());
@@ -384,7 +404,11 @@ impl Shipper {
                     return Err(Error::Stopped);
                 }
                 let spool_fits = q.file_bytes + bytes <= inner.settings.spool_bytes;
-                if spool_first && spool_fits && inner.failing.load(Ordering::SeqCst) {
+                if spool_first
+                    && spool_fits
+                    && inner.failing.load(Ordering::SeqCst)
+                    && !inner.spool_failed.load(Ordering::SeqCst)
+                {
                     (true, true)
                 } else if q.memory.is_empty()
                     || q.memory_bytes + bytes <= inner.settings.buffer_bytes
@@ -413,6 +437,7 @@ impl Shipper {
                     }
                     Err(e) if first => {
                         warn!(error = %e, "could not spool a batch while ClickHouse is failing; queueing it in memory");
+                        inner.spool_failed.store(true, Ordering::SeqCst);
                         chunks = Some(batch);
                         spool_first = false;
                         continue;
@@ -505,6 +530,7 @@ impl Inner {
     async fn spill(self: &Arc<Self>, chunks: Vec<Chunk>) -> Result<()> {
         let this = self.clone();
         let file = tokio::task::spawn_blocking(move || lock(&this.spool).write(&chunks)).await??;
+        self.spool_failed.store(false, Ordering::SeqCst);
         let mut q = lock(&self.queue);
         q.file_bytes += file.bytes;
         q.files.push_back(file);
@@ -611,6 +637,10 @@ impl Inner {
                 files_turn = true;
                 let sent = self.send(&mut c).await;
                 let failed = matches!(sent, Sent::Failed(_));
+                if !failed {
+                    // Before the pop: a `sync` that sees the queue empty sees the flag clear.
+                    self.answered(&mut backoff);
+                }
                 {
                     let mut q = lock(&self.queue);
                     if failed {
@@ -629,7 +659,6 @@ impl Inner {
                     }
                     self.pause(&mut backoff).await;
                 } else {
-                    self.answered(&mut backoff);
                     self.room.notify_waiters();
                 }
                 continue;
@@ -705,14 +734,16 @@ impl Inner {
     /// ClickHouse took (or definitely refused) a chunk: it answers again.
     fn answered(&self, backoff: &mut Backoff) {
         backoff.reset();
+        self.spool_failed.store(false, Ordering::SeqCst);
         if self.failing.swap(false, Ordering::SeqCst) {
             info!("ClickHouse takes inserts again; new batches queue in memory");
         }
     }
 
     fn failed(&self, e: &Error, c: &Chunk, draining: bool) {
-        self.metrics.failures.inc();
+        // The flag first: whoever sees the failure counted sees the flag set.
         self.failing.store(true, Ordering::SeqCst);
+        self.metrics.failures.inc();
         if draining {
             warn!(error = %e, table = c.table.name(), "ClickHouse insert failed during shutdown; spooling the rest");
         } else {

@@ -109,11 +109,18 @@ impl Spool {
             );
             out.extend_from_slice(&c.body);
         }
-        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(&out).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        let written = fs::File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(&out)?;
+                f.sync_all()
+            })
+            .map_err(io_err(&tmp))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(io_err(&path)));
+        if let Err(e) = written {
+            // A full or read-only disk: leave no partial temp file behind.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         // The file is in place and will be sent: reporting an error now would make the
         // caller write its rows a second time.
         if let Err(e) = fs::File::open(&self.dir).and_then(|d| d.sync_all()) {

@@ -126,6 +126,7 @@ impl ClickHouseStore {
             db_sql,
             retention_days: settings.retention_days,
             dialect: OnceLock::new(),
+            recreated: std::sync::Mutex::new(None),
         });
         match target.prepare().await {
             Ok(_) => {}
