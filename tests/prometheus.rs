@@ -396,6 +396,21 @@ fn same(q: &str, got: &BTreeMap<Labels, f64>, want: &BTreeMap<Labels, f64>) {
     }
 }
 
+/// An instant query's vector, checked against the general path: the same query with a
+/// bare selector matching nothing `or`-ed in. That selector's sample values make the
+/// evaluator load every minute, while an instant query of `rate`/`increase` alone reads
+/// merged totals: both must give the same series and values.
+async fn instant_both_ways(stack: &common::Stack, q: &str, t: i64) -> BTreeMap<Labels, f64> {
+    let got = instant(stack, q, t).await;
+    let general = format!("({q}) or meshscope_service_calls_total{{service=\"no such service\"}}");
+    same(
+        &format!("{q} (merged reads vs every minute)"),
+        &got,
+        &instant(stack, &general, t).await,
+    );
+    got
+}
+
 /// Runs Debian's `promtool` against the API; its stdout.
 fn promtool(args: &[&str]) -> String {
     let out = std::process::Command::new("promtool")
@@ -590,6 +605,66 @@ async fn promql_counts_exactly_at_minute_resolution() {
         &instant(&stack, q, t).await,
         &[(Labels::new(), want)].into(),
     );
+
+    // Instant `rate`/`increase` queries read merged totals; they equal the general path
+    // (every minute loaded) for every family, range, offset and side rule.
+    for (q, at) in [
+        ("increase(traces_service_graph_request_total[7m])", t),
+        (
+            "rate(traces_service_graph_request_failed_total[150s])",
+            t - 30,
+        ),
+        (
+            "sum by (le) (increase(traces_service_graph_request_server_seconds_bucket[5m]))",
+            t,
+        ),
+        (
+            "increase(traces_service_graph_request_client_seconds_sum[5m])",
+            t - 90,
+        ),
+        (
+            "rate(traces_service_graph_request_client_seconds_count[3m] offset 1m)",
+            t,
+        ),
+        (
+            "histogram_quantile(0.9, sum by (le, service) (rate(meshscope_service_latency_seconds_bucket[7m])))",
+            t,
+        ),
+        (
+            "rate(meshscope_endpoint_calls_total{service=~\"rev.*\"}[3m])",
+            t - 120,
+        ),
+        (
+            "increase(meshscope_instance_errors_total[7m]) / increase(meshscope_instance_calls_total[2m])",
+            t - 180,
+        ),
+        (
+            "increase(meshscope_instance_latency_seconds_sum[7m]) / increase(meshscope_instance_latency_seconds_count[7m])",
+            t,
+        ),
+        ("increase(meshscope_endpoint_calls_total[50s])", t - 150),
+        (
+            "increase({__name__=~\"meshscope_(service|endpoint)_calls_total\"}[4m])",
+            t - 60,
+        ),
+    ] {
+        let got = instant_both_ways(&stack, q, at).await;
+        assert!(!got.is_empty(), "{q} @ {at}: nothing");
+    }
+    // A gauge under `rate` is still refused.
+    let (status, got) = prom_post(
+        &stack,
+        "/api/v1/query",
+        &[
+            (
+                "query",
+                "rate(meshscope_service_latency_quantile_seconds[5m])",
+            ),
+            ("time", &t.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422, "{got}");
 
     // `@` with `offset`: the same minute as `offset` alone at t.
     let q = format!("sum(increase(meshscope_service_calls_total[1m] @ {t} offset 2m))");
@@ -969,7 +1044,7 @@ async fn every_dashboard_query_returns_data() {
                     assert_eq!(target["queryType"], "serviceMap", "{name} {title}");
                     for q in SERVICE_GRAPH_QUERIES {
                         assert!(
-                            !instant(&stack, q, now).await.is_empty(),
+                            !instant_both_ways(&stack, q, now).await.is_empty(),
                             "{name} {title}: {q}"
                         );
                         ran += 1;
@@ -980,9 +1055,12 @@ async fn every_dashboard_query_returns_data() {
                 let q = subst(target["expr"].as_str().expect("expr"));
                 assert!(!q.contains('$'), "{name} {title}: unknown variable in {q}");
                 if target["instant"] == true {
-                    let got = instant(&stack, &q, now).await;
+                    let got = instant_both_ways(&stack, &q, now).await;
                     assert!(!got.is_empty(), "{name} {title}: {q} returned nothing");
                 } else {
+                    // Mesh and trace sources both report here: the merged instant reads
+                    // keep to the source and side rules.
+                    instant_both_ways(&stack, &q, now).await;
                     let got = range(&stack, &q, now - 900, now, 60).await;
                     assert!(!got.is_empty(), "{name} {title}: {q} returned nothing");
                 }

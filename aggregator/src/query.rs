@@ -36,7 +36,7 @@ use crate::schema::{Keys, Table};
 use crate::store::{ScanRequest, Store};
 
 /// A half-open window of whole minutes, in unix seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
     pub start_minute: i64,
     pub end_minute: i64,
@@ -380,6 +380,71 @@ pub async fn key_minutes(
             });
         }
     }
+    out.sort_by(|a, b| a.keys.cmp(&b.keys));
+    Ok(out)
+}
+
+/// One key's metrics summed over a part of a window (see [`key_totals`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyTotal {
+    /// The key column values.
+    pub keys: Keys,
+    /// The counted side's metrics over the part.
+    pub metrics: Metrics,
+}
+
+/// Per key, what summing [`key_minutes`]`(window)` over the minutes of `part` gives — on
+/// `side`, or with `None` on the side [`KeyMinutes::chosen`] takes — read as merged scans
+/// (a store with hour and day tiers answers a long `part` mostly from them). The source
+/// and side rules are decided over `window`, exactly as there; keys whose counted side
+/// has no row in `part` are left out. `part` lies inside `window`. Sorted by key.
+pub async fn key_totals(
+    store: &dyn Store,
+    dedup: &Dedup,
+    table: Table,
+    window: Window,
+    part: Window,
+    filters: Vec<(usize, String)>,
+    side: Option<Side>,
+) -> Result<Vec<KeyTotal>> {
+    let scan = |w: Window| ScanRequest {
+        table,
+        start_minute: w.start_minute,
+        end_minute: w.end_minute,
+        filters: filters.clone(),
+        by_minute: false,
+    };
+    // The part, then the window, then the choice: a key written in between is in the
+    // later reads, never counted without its rules.
+    let part_rows = store.scan(&scan(part)).await?;
+    let window_rows = store.scan(&scan(window)).await?;
+    let choice = choice_for(store, dedup, table, window, &filters, &window_rows).await?;
+    let dest = destination_key(table);
+    let chosen_source = |r: &Row| r.key.source == choice.of(&r.key.keys[dest]);
+    // The side rule over the window: the server's side wherever it reported.
+    let server_reported: foldhash::HashSet<&Keys> = window_rows
+        .iter()
+        .filter(|r| r.key.side == Side::Server && chosen_source(r))
+        .map(|r| &r.key.keys)
+        .collect();
+    let mut by_key: HashMap<Keys, Metrics> = HashMap::default();
+    for r in part_rows.iter().filter(|r| chosen_source(r)) {
+        let counted = side.unwrap_or(if server_reported.contains(&r.key.keys) {
+            Side::Server
+        } else {
+            Side::Client
+        });
+        if r.key.side == counted {
+            by_key
+                .entry(r.key.keys.clone())
+                .or_default()
+                .merge(&r.metrics);
+        }
+    }
+    let mut out: Vec<KeyTotal> = by_key
+        .into_iter()
+        .map(|(keys, metrics)| KeyTotal { keys, metrics })
+        .collect();
     out.sort_by(|a, b| a.keys.cmp(&b.keys));
     Ok(out)
 }

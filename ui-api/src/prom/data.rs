@@ -19,11 +19,12 @@ use std::sync::Arc;
 
 use aggregator::histogram;
 use aggregator::metrics::Metrics;
-use aggregator::query::{self, KeyMinutes, Window};
+use aggregator::query::{self, KeyMinutes, KeyTotal, Window};
 use aggregator::schema::Keys;
 use aggregator::schema::Table;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::VectorSelector;
+use proto::Side;
 
 use super::PromError;
 use super::catalog::{self, FAMILIES, Family, Measure, Reports};
@@ -301,12 +302,46 @@ pub fn key_labels(f: &Family, name: &str, keys: &Keys) -> Labels {
 /// A table read with bound equality filters `(key column, value)`.
 type Scan = (Table, Vec<(usize, String)>);
 
+/// A merged read: the scan, the side counted (`None`: the side rule) and the part.
+type TotalScan = (Scan, Option<Side>, Window);
+
 /// Loads series for selectors over one window, reading each table/filter pair once.
 pub struct Fetcher<'a> {
     state: &'a ApiState,
     window: Window,
     cache: HashMap<Scan, Arc<Vec<KeyMinutes>>>,
+    totals: HashMap<TotalScan, Arc<Vec<KeyTotal>>>,
     samples: usize,
+}
+
+/// The series a selector's matcher set gives in family `f`, worked out once per family:
+/// each matching name and what its series read.
+fn picked_names(f: &Family, set: &[Matcher]) -> Vec<(String, Vec<Picked>)> {
+    catalog::series_names(f)
+        .into_iter()
+        .filter(|n| name_matches(set, n))
+        .map(|n| {
+            let p = picks(f, &n);
+            (n, p)
+        })
+        .collect()
+}
+
+/// The equality matchers of `set` on `f`'s key labels, as store filters.
+fn key_filters(f: &Family, set: &[Matcher]) -> Vec<(usize, String)> {
+    let mut filters: Vec<(usize, String)> = set
+        .iter()
+        .filter(|m| m.op == MatchOp::Equal)
+        .filter_map(|m| {
+            f.labels
+                .iter()
+                .find(|(l, _)| *l == m.name)
+                .map(|(_, k)| (*k, m.value.clone()))
+        })
+        .collect();
+    filters.sort();
+    filters.dedup();
+    filters
 }
 
 impl<'a> Fetcher<'a> {
@@ -316,6 +351,7 @@ impl<'a> Fetcher<'a> {
             state,
             window,
             cache: HashMap::new(),
+            totals: HashMap::new(),
             samples: 0,
         }
     }
@@ -348,31 +384,11 @@ impl<'a> Fetcher<'a> {
         let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
         for set in matcher_sets(vs) {
             for f in FAMILIES {
-                // The series each matching name gives a key, worked out once per family.
-                let picked: Vec<(String, Vec<Picked>)> = catalog::series_names(f)
-                    .into_iter()
-                    .filter(|n| name_matches(&set, n))
-                    .map(|n| {
-                        let p = picks(f, &n);
-                        (n, p)
-                    })
-                    .collect();
+                let picked = picked_names(f, &set);
                 if picked.is_empty() {
                     continue;
                 }
-                let mut filters: Vec<(usize, String)> = set
-                    .iter()
-                    .filter(|m| m.op == MatchOp::Equal)
-                    .filter_map(|m| {
-                        f.labels
-                            .iter()
-                            .find(|(l, _)| *l == m.name)
-                            .map(|(_, k)| (*k, m.value.clone()))
-                    })
-                    .collect();
-                filters.sort();
-                filters.dedup();
-                let rows = self.rows(f.table, filters).await?;
+                let rows = self.rows(f.table, key_filters(f, &set)).await?;
                 for km in rows.iter() {
                     let minutes = match f.reports {
                         Reports::Chosen => km.chosen(),
@@ -416,6 +432,104 @@ impl<'a> Fetcher<'a> {
             }
         }
         Ok(out.into_values().collect())
+    }
+}
+
+impl Fetcher<'_> {
+    async fn totals(
+        &mut self,
+        scan: Scan,
+        side: Option<Side>,
+        part: Window,
+    ) -> Result<Arc<Vec<KeyTotal>>, PromError> {
+        let key = (scan, side, part);
+        if let Some(rows) = self.totals.get(&key) {
+            return Ok(rows.clone());
+        }
+        let rows = Arc::new(
+            query::key_totals(
+                self.state.store.as_ref(),
+                &self.state.dedup,
+                key.0.0,
+                self.window,
+                part,
+                key.0.1.clone(),
+                side,
+            )
+            .await?,
+        );
+        self.totals.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    /// The selector's counters read only for `increase`/`rate` over `(from, to]` (ms), the
+    /// loaded window ending at `to`: per series the increase over that range from merged
+    /// reads (tiers, when the store has them) instead of every minute. Each series has two
+    /// points, 0 at `from` and the increase at `to`, so only `total_at(from)`,
+    /// `total_at(to)` and `present(from, to)` mean anything (the caller reads nothing
+    /// else). `None` when the selector matches a gauge: then [`Fetcher::select`].
+    pub async fn select_increase(
+        &mut self,
+        vs: &VectorSelector,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<Vec<Series>>, PromError> {
+        let minute = |ms: i64| ms.div_euclid(MINUTE_MS) * 60;
+        // The minutes that end in (from, to].
+        let part = Window {
+            start_minute: minute(from),
+            end_minute: minute(to).max(minute(from)),
+        };
+        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
+        for set in matcher_sets(vs) {
+            for f in FAMILIES {
+                let picked = picked_names(f, &set);
+                if picked
+                    .iter()
+                    .any(|(_, p)| p.iter().any(|(_, pick)| matches!(pick, Pick::Quantile(_))))
+                {
+                    return Ok(None);
+                }
+                if picked.is_empty() {
+                    continue;
+                }
+                let side = match f.reports {
+                    Reports::Chosen => None,
+                    Reports::Server => Some(Side::Server),
+                    Reports::Client => Some(Side::Client),
+                };
+                let totals = self
+                    .totals((f.table, key_filters(f, &set)), side, part)
+                    .await?;
+                for kt in totals.iter() {
+                    for (name, picks) in &picked {
+                        let base = key_labels(f, name, &kt.keys);
+                        for (extra, pick) in picks {
+                            let Pick::Counter(count) = pick else {
+                                continue;
+                            };
+                            let mut labels = base.clone();
+                            if let Some((l, v)) = extra {
+                                labels.insert(l.to_string(), v.clone());
+                            }
+                            if out.contains_key(&labels) || !matches(&set, &labels) {
+                                continue;
+                            }
+                            let increase = count.increment(&kt.metrics) as f64 * count.scale();
+                            out.insert(
+                                labels.clone(),
+                                Series {
+                                    labels,
+                                    kind: SeriesKind::Counter,
+                                    points: vec![(from, 0.0), (to, increase)],
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(out.into_values().collect()))
     }
 }
 

@@ -219,18 +219,37 @@ impl Evaluator {
             start_minute: minute(lo) - 60,
             end_minute: minute(hi).max(minute(lo) - 60),
         };
-        // Series depend only on the matchers (the window is the query's): equal selectors
-        // (by text) share one load.
+        // Evaluated at one time only, every selector read by `rate`/`increase` at that one
+        // time (the window's end): each needs only its range's increase per series, which
+        // merged reads give without loading every minute (see `Fetcher::select_increase`).
+        let increases_only = start == end
+            && sels
+                .iter()
+                .all(|(vs, _, raw)| !raw && read_time(vs, start, start, end) == hi);
+        // Series depend only on the matchers (the window is the query's), and for
+        // increase-only loads on the range too: equal selectors share one load.
         let mut fetcher = Fetcher::new(state, window);
-        let mut by_text: HashMap<String, usize> = HashMap::new();
+        let mut by_text: HashMap<(String, i64), usize> = HashMap::new();
         let mut index = HashMap::new();
         let mut loaded = Vec::new();
-        for (vs, _, _) in &sels {
-            let at = match by_text.get(&vs.to_string()) {
+        for (vs, range, _) in &sels {
+            let text = (vs.to_string(), if increases_only { *range } else { 0 });
+            let at = match by_text.get(&text) {
                 Some(at) => *at,
                 None => {
-                    loaded.push(fetcher.select(vs).await?);
-                    by_text.insert(vs.to_string(), loaded.len() - 1);
+                    let merged = if increases_only {
+                        fetcher
+                            .select_increase(vs, hi.saturating_sub(*range), hi)
+                            .await?
+                    } else {
+                        None
+                    };
+                    let series = match merged {
+                        Some(series) => series,
+                        None => fetcher.select(vs).await?,
+                    };
+                    loaded.push(series);
+                    by_text.insert(text, loaded.len() - 1);
                     loaded.len() - 1
                 }
             };
