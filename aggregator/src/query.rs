@@ -414,10 +414,25 @@ pub async fn key_totals(
         filters: filters.clone(),
         by_minute: false,
     };
-    // The part, then the window, then the choice: a key written in between is in the
-    // later reads, never counted without its rules.
+    // The part, then the rest of the window (before and after the part), then the
+    // choice: a key written in between is in the later reads, never counted without its
+    // rules. The rules need the whole window, which is the part plus the rest.
     let part_rows = store.scan(&scan(part)).await?;
-    let window_rows = store.scan(&scan(window)).await?;
+    let mut window_rows = part_rows.clone();
+    for rest in [
+        Window {
+            start_minute: window.start_minute,
+            end_minute: part.start_minute.min(window.end_minute),
+        },
+        Window {
+            start_minute: part.end_minute.max(window.start_minute),
+            end_minute: window.end_minute,
+        },
+    ] {
+        if rest.end_minute > rest.start_minute {
+            window_rows.extend(store.scan(&scan(rest)).await?);
+        }
+    }
     let choice = choice_for(store, dedup, table, window, &filters, &window_rows).await?;
     let dest = destination_key(table);
     let chosen_source = |r: &Row| r.key.source == choice.of(&r.key.keys[dest]);
