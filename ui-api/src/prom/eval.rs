@@ -14,6 +14,12 @@
 //! `rate` and `increase` are exact at minute resolution: `increase(x[r])` at `t` is the
 //! sum of the increments of the minutes that ended in `(t−r, t]` (no extrapolation), and
 //! `rate` divides it by `r` in seconds.
+//!
+//! An instant query whose selectors are all read by `rate`/`increase` at one time (the
+//! common stat panel: `sum(rate(x[$__range]))`) needs only each range's increase per
+//! series: those selectors load merged totals ([`Fetcher::select_increase`]), which a
+//! store with hour and day tiers answers without reading every minute. The result is the
+//! same as loading every minute (the tests compare both).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
