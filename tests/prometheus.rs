@@ -396,13 +396,24 @@ fn same(q: &str, got: &BTreeMap<Labels, f64>, want: &BTreeMap<Labels, f64>) {
     }
 }
 
-/// An instant query's vector, checked against the general path: the same query with a
-/// bare selector matching nothing `or`-ed in. That selector's sample values make the
-/// evaluator load every minute, while an instant query of `rate`/`increase` alone reads
-/// merged totals: both must give the same series and values.
-async fn instant_both_ways(stack: &common::Stack, q: &str, t: i64) -> BTreeMap<Labels, f64> {
+/// An instant query's vector at `t`, checked against the general path. `read_at` is when
+/// its selectors read (`t` unless `offset`/`@` move it). The general path gets the same
+/// query `or`-ed with an `increase` matching nothing that reads 1 ms before `read_at`:
+/// selectors reading at different times make the evaluator load every minute, while an
+/// instant query of `rate`/`increase` at one time alone reads merged totals. The extra
+/// selector's window lies inside the query's, so both paths decide the source and side
+/// rules over the same window, and must give the same series and values.
+async fn instant_both_ways(
+    stack: &common::Stack,
+    q: &str,
+    t: i64,
+    read_at: i64,
+) -> BTreeMap<Labels, f64> {
     let got = instant(stack, q, t).await;
-    let general = format!("({q}) or meshscope_service_calls_total{{service=\"no such service\"}}");
+    let general = format!(
+        "({q}) or increase(meshscope_service_calls_total{{service=\"no such service\"}}[1ms] @ {}.999)",
+        read_at - 1
+    );
     same(
         &format!("{q} (merged reads vs every minute)"),
         &got,
@@ -608,47 +619,31 @@ async fn promql_counts_exactly_at_minute_resolution() {
 
     // Instant `rate`/`increase` queries read merged totals; they equal the general path
     // (every minute loaded) for every family, range, offset and side rule.
-    for (q, at) in [
-        ("increase(traces_service_graph_request_total[7m])", t),
+    for (q, at, read_at) in [
+        ("increase(traces_service_graph_request_total[7m])".to_string(), t, t),
+        ("rate(traces_service_graph_request_failed_total[150s])".to_string(), t - 30, t - 30),
+        ("sum by (le) (increase(traces_service_graph_request_server_seconds_bucket[5m]))".to_string(), t, t),
+        ("increase(traces_service_graph_request_client_seconds_sum[5m])".to_string(), t - 90, t - 90),
+        ("rate(traces_service_graph_request_client_seconds_count[3m] offset 1m)".to_string(), t, t - 60),
+        ("histogram_quantile(0.9, sum by (le, service) (rate(meshscope_service_latency_seconds_bucket[7m])))".to_string(), t, t),
+        ("rate(meshscope_endpoint_calls_total{service=~\"rev.*\"}[3m])".to_string(), t - 120, t - 120),
+        ("increase(meshscope_instance_errors_total[7m]) / increase(meshscope_instance_calls_total[2m])".to_string(), t - 180, t - 180),
+        ("increase(meshscope_instance_latency_seconds_sum[7m]) / increase(meshscope_instance_latency_seconds_count[7m])".to_string(), t, t),
+        ("increase(meshscope_endpoint_calls_total[50s])".to_string(), t - 150, t - 150),
+        ("increase({__name__=~\"meshscope_(service|endpoint)_calls_total\"}[4m])".to_string(), t - 60, t - 60),
+        // One selector under two ranges, and `@`.
         (
-            "rate(traces_service_graph_request_failed_total[150s])",
-            t - 30,
-        ),
-        (
-            "sum by (le) (increase(traces_service_graph_request_server_seconds_bucket[5m]))",
-            t,
-        ),
-        (
-            "increase(traces_service_graph_request_client_seconds_sum[5m])",
-            t - 90,
-        ),
-        (
-            "rate(traces_service_graph_request_client_seconds_count[3m] offset 1m)",
-            t,
-        ),
-        (
-            "histogram_quantile(0.9, sum by (le, service) (rate(meshscope_service_latency_seconds_bucket[7m])))",
-            t,
-        ),
-        (
-            "rate(meshscope_endpoint_calls_total{service=~\"rev.*\"}[3m])",
-            t - 120,
-        ),
-        (
-            "increase(meshscope_instance_errors_total[7m]) / increase(meshscope_instance_calls_total[2m])",
+            "increase(meshscope_service_calls_total[7m]) / increase(meshscope_service_calls_total[2m])".to_string(),
+            t - 180,
             t - 180,
         ),
         (
-            "increase(meshscope_instance_latency_seconds_sum[7m]) / increase(meshscope_instance_latency_seconds_count[7m])",
-            t,
-        ),
-        ("increase(meshscope_endpoint_calls_total[50s])", t - 150),
-        (
-            "increase({__name__=~\"meshscope_(service|endpoint)_calls_total\"}[4m])",
-            t - 60,
+            format!("sum by (service) (increase(meshscope_service_calls_total[3m] @ {}))", t - 120),
+            t + 600,
+            t - 120,
         ),
     ] {
-        let got = instant_both_ways(&stack, q, at).await;
+        let got = instant_both_ways(&stack, &q, at, read_at).await;
         assert!(!got.is_empty(), "{q} @ {at}: nothing");
     }
     // A gauge under `rate` is still refused.
@@ -1044,7 +1039,7 @@ async fn every_dashboard_query_returns_data() {
                     assert_eq!(target["queryType"], "serviceMap", "{name} {title}");
                     for q in SERVICE_GRAPH_QUERIES {
                         assert!(
-                            !instant_both_ways(&stack, q, now).await.is_empty(),
+                            !instant_both_ways(&stack, q, now, now).await.is_empty(),
                             "{name} {title}: {q}"
                         );
                         ran += 1;
@@ -1055,12 +1050,12 @@ async fn every_dashboard_query_returns_data() {
                 let q = subst(target["expr"].as_str().expect("expr"));
                 assert!(!q.contains('$'), "{name} {title}: unknown variable in {q}");
                 if target["instant"] == true {
-                    let got = instant_both_ways(&stack, &q, now).await;
+                    let got = instant_both_ways(&stack, &q, now, now).await;
                     assert!(!got.is_empty(), "{name} {title}: {q} returned nothing");
                 } else {
                     // Mesh and trace sources both report here: the merged instant reads
                     // keep to the source and side rules.
-                    instant_both_ways(&stack, &q, now).await;
+                    instant_both_ways(&stack, &q, now, now).await;
                     let got = range(&stack, &q, now - 900, now, 60).await;
                     assert!(!got.is_empty(), "{name} {title}: {q} returned nothing");
                 }

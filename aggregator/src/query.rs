@@ -488,6 +488,122 @@ mod tests {
         assert_eq!(trace_callers.choose(Mesh), Trace);
     }
 
+    /// `key_totals` over a part equals `key_minutes` over the window summed inside the
+    /// part, with the rules decided over the whole window: edges whose server side
+    /// reported only before the part count nothing in it (the server's side is chosen), a
+    /// trace-only destination's edges come from traces, a client-only edge from its client.
+    #[tokio::test]
+    async fn key_totals_are_key_minutes_summed_over_the_part() {
+        use crate::rollup::{RowBatch, RowKey};
+        use crate::store::parquet::{ParquetSettings, ParquetStore};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("open");
+        let keys = |c: &str, s: &str| -> Keys {
+            let empty: Arc<str> = Arc::from("");
+            let mut k: Keys = std::array::from_fn(|_| empty.clone());
+            k[0] = Arc::from(c);
+            if !s.is_empty() {
+                k[1] = Arc::from(s);
+                k[2] = Arc::from("http");
+            }
+            k
+        };
+        let row = |minute: i64, side: Side, source: Source, k: Keys, calls: u64| Row {
+            key: RowKey {
+                minute,
+                side,
+                source,
+                keys: k,
+            },
+            flags: 0,
+            metrics: Metrics {
+                calls,
+                ..Default::default()
+            },
+        };
+        let (a, b, c) = (keys("a", "b"), keys("a", "c"), keys("x", "t"));
+        let rows = vec![
+            // a→b: the server reported only in the lookback; the client in the part.
+            row(600, Side::Server, Source::Mesh, a.clone(), 5),
+            row(900, Side::Client, Source::Mesh, a.clone(), 7),
+            // a→c: only its client reports, before and in the part.
+            row(600, Side::Client, Source::Mesh, b.clone(), 1),
+            row(960, Side::Client, Source::Mesh, b.clone(), 2),
+            row(1020, Side::Client, Source::Mesh, b.clone(), 3),
+            // x→t: mesh sees only the client, traces see the server: traces count.
+            row(960, Side::Client, Source::Mesh, c.clone(), 11),
+            row(960, Side::Server, Source::Trace, c.clone(), 13),
+        ];
+        // The destinations' own rows, which the source rule reads.
+        let service = |name: &str| keys(name, "");
+        let services = vec![
+            row(600, Side::Server, Source::Mesh, service("b"), 5),
+            row(600, Side::Client, Source::Mesh, service("c"), 1),
+            row(960, Side::Client, Source::Mesh, service("t"), 11),
+            row(960, Side::Server, Source::Trace, service("t"), 13),
+        ];
+        store
+            .write(Arc::new(RowBatch {
+                tables: vec![(Table::ServiceRelation, rows), (Table::Service, services)],
+            }))
+            .await
+            .expect("write");
+        let dedup = Dedup::default();
+        let window = Window {
+            start_minute: 540,
+            end_minute: 1080,
+        };
+        let part = Window {
+            start_minute: 900,
+            end_minute: 1080,
+        };
+        let minutes = key_minutes(&store, &dedup, Table::ServiceRelation, window, vec![])
+            .await
+            .expect("key_minutes");
+        let want: Vec<(Keys, u64)> = minutes
+            .iter()
+            .filter_map(|k| {
+                let inside: Vec<&(i64, Metrics)> = k
+                    .chosen()
+                    .iter()
+                    .filter(|(m, _)| *m >= part.start_minute && *m < part.end_minute)
+                    .collect();
+                (!inside.is_empty())
+                    .then(|| (k.keys.clone(), inside.iter().map(|(_, m)| m.calls).sum()))
+            })
+            .collect();
+        let got: Vec<(Keys, u64)> = key_totals(
+            &store,
+            &dedup,
+            Table::ServiceRelation,
+            window,
+            part,
+            vec![],
+            None,
+        )
+        .await
+        .expect("key_totals")
+        .into_iter()
+        .map(|t| (t.keys, t.metrics.calls))
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(got, vec![(b.clone(), 5), (c.clone(), 13)]);
+        // A fixed side ignores the side rule: a→b's client calls in the part.
+        let clients = key_totals(
+            &store,
+            &dedup,
+            Table::ServiceRelation,
+            window,
+            part,
+            vec![],
+            Some(Side::Client),
+        )
+        .await
+        .expect("key_totals");
+        assert_eq!(clients[0].keys, a);
+        assert_eq!(clients[0].metrics.calls, 7);
+    }
+
     #[test]
     fn window_rounds_to_minutes_starting_inside() {
         let w = Window::from_seconds(90, 300);

@@ -480,16 +480,22 @@ impl Fetcher<'_> {
             start_minute: minute(from),
             end_minute: minute(to).max(minute(from)),
         };
-        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
-        for set in matcher_sets(vs) {
-            for f in FAMILIES {
-                let picked = picked_names(f, &set);
-                if picked
+        let sets = matcher_sets(vs);
+        // A gauge among the matched names: nothing is read here.
+        let gauge = sets.iter().any(|set| {
+            FAMILIES.iter().any(|f| {
+                picked_names(f, set)
                     .iter()
                     .any(|(_, p)| p.iter().any(|(_, pick)| matches!(pick, Pick::Quantile(_))))
-                {
-                    return Ok(None);
-                }
+            })
+        });
+        if gauge {
+            return Ok(None);
+        }
+        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
+        for set in sets {
+            for f in FAMILIES {
+                let picked = picked_names(f, &set);
                 if picked.is_empty() {
                     continue;
                 }

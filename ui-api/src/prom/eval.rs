@@ -19,7 +19,9 @@
 //! common stat panel: `sum(rate(x[$__range]))`) needs only each range's increase per
 //! series: those selectors load merged totals ([`Fetcher::select_increase`]), which a
 //! store with hour and day tiers answers without reading every minute. The result is the
-//! same as loading every minute (the tests compare both).
+//! same as loading every minute (the tests compare both), except that a `_sum` series'
+//! increase is rounded once instead of as the difference of two running totals, and that
+//! these loads are not bounded by the sample limit (they load no samples).
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -232,32 +234,44 @@ impl Evaluator {
             && sels
                 .iter()
                 .all(|(vs, _, raw)| !raw && read_time(vs, start, start, end) == hi);
-        // Series depend only on the matchers (the window is the query's), and for
-        // increase-only loads on the range too: equal selectors share one load.
+        // Series depend only on the matchers (the window is the query's), and merged
+        // totals on the range too: equal selectors share one load.
         let mut fetcher = Fetcher::new(state, window);
-        let mut by_text: HashMap<(String, i64), usize> = HashMap::new();
+        let mut general: HashMap<String, usize> = HashMap::new();
+        let mut merged: HashMap<(String, i64), usize> = HashMap::new();
         let mut index = HashMap::new();
         let mut loaded = Vec::new();
         for (vs, range, _) in &sels {
-            let text = (vs.to_string(), if increases_only { *range } else { 0 });
-            let at = match by_text.get(&text) {
-                Some(at) => *at,
-                None => {
-                    let merged = if increases_only {
-                        fetcher
-                            .select_increase(vs, hi.saturating_sub(*range), hi)
-                            .await?
-                    } else {
-                        None
-                    };
-                    let series = match merged {
-                        Some(series) => series,
-                        None => fetcher.select(vs).await?,
-                    };
-                    loaded.push(series);
-                    by_text.insert(text, loaded.len() - 1);
-                    loaded.len() - 1
-                }
+            let text = vs.to_string();
+            let mut at = None;
+            // A selector that had to load every minute (it matches a gauge) keeps that.
+            if increases_only && !general.contains_key(&text) {
+                let key = (text.clone(), *range);
+                at = match merged.get(&key) {
+                    Some(at) => Some(*at),
+                    None => {
+                        let from = hi.saturating_sub(*range);
+                        match fetcher.select_increase(vs, from, hi).await? {
+                            Some(series) => {
+                                loaded.push(series);
+                                merged.insert(key, loaded.len() - 1);
+                                Some(loaded.len() - 1)
+                            }
+                            None => None,
+                        }
+                    }
+                };
+            }
+            let at = match at {
+                Some(at) => at,
+                None => match general.get(&text) {
+                    Some(at) => *at,
+                    None => {
+                        loaded.push(fetcher.select(vs).await?);
+                        general.insert(text, loaded.len() - 1);
+                        loaded.len() - 1
+                    }
+                },
             };
             index.insert(address(vs), at);
         }
