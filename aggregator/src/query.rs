@@ -572,34 +572,32 @@ mod tests {
                     .then(|| (k.keys.clone(), inside.iter().map(|(_, m)| m.calls).sum()))
             })
             .collect();
-        let got: Vec<(Keys, u64)> = key_totals(
-            &store,
-            &dedup,
-            Table::ServiceRelation,
-            window,
-            part,
-            vec![],
-            None,
-        )
-        .await
-        .expect("key_totals")
-        .into_iter()
-        .map(|t| (t.keys, t.metrics.calls))
-        .collect();
+        let totals = |side: Option<Side>| {
+            let store = &store;
+            let dedup = &dedup;
+            async move {
+                key_totals(
+                    store,
+                    dedup,
+                    Table::ServiceRelation,
+                    window,
+                    part,
+                    vec![],
+                    side,
+                )
+                .await
+                .expect("key_totals")
+            }
+        };
+        let got: Vec<(Keys, u64)> = totals(None)
+            .await
+            .into_iter()
+            .map(|t| (t.keys, t.metrics.calls))
+            .collect();
         assert_eq!(got, want);
         assert_eq!(got, vec![(b.clone(), 5), (c.clone(), 13)]);
         // A fixed side ignores the side rule: a→b's client calls in the part.
-        let clients = key_totals(
-            &store,
-            &dedup,
-            Table::ServiceRelation,
-            window,
-            part,
-            vec![],
-            Some(Side::Client),
-        )
-        .await
-        .expect("key_totals");
+        let clients = totals(Some(Side::Client)).await;
         assert_eq!(clients[0].keys, a);
         assert_eq!(clients[0].metrics.calls, 7);
     }
