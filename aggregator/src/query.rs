@@ -414,12 +414,10 @@ pub async fn key_totals(
         filters: filters.clone(),
         by_minute: false,
     };
-    // The part, then the rest of the window (before and after the part), then the
-    // choice: a key written in between is in the later reads, never counted without its
-    // rules. The rules need the whole window, which is the part plus the rest.
-    let part_rows = store.scan(&scan(part)).await?;
-    let mut window_rows = part_rows.clone();
-    for rest in [
+    // The part and the rest of the window (before and after it), read at once, then the
+    // choice: a destination written in between is in the choice, never counted without
+    // its rules. The rules need the whole window, which is the part plus the rest.
+    let rests: Vec<Window> = [
         Window {
             start_minute: window.start_minute,
             end_minute: part.start_minute.min(window.end_minute),
@@ -428,11 +426,20 @@ pub async fn key_totals(
             start_minute: part.end_minute.max(window.start_minute),
             end_minute: window.end_minute,
         },
-    ] {
-        if rest.end_minute > rest.start_minute {
-            window_rows.extend(store.scan(&scan(rest)).await?);
+    ]
+    .into_iter()
+    .filter(|w| w.end_minute > w.start_minute)
+    .collect();
+    let part_request = scan(part);
+    let (part_rows, rest_rows) = tokio::try_join!(store.scan(&part_request), async {
+        let mut rows = Vec::new();
+        for w in &rests {
+            rows.extend(store.scan(&scan(*w)).await?);
         }
-    }
+        Ok(rows)
+    })?;
+    let mut window_rows = part_rows.clone();
+    window_rows.extend(rest_rows);
     let choice = choice_for(store, dedup, table, window, &filters, &window_rows).await?;
     let dest = destination_key(table);
     let chosen_source = |r: &Row| r.key.source == choice.of(&r.key.keys[dest]);
