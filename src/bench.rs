@@ -46,19 +46,24 @@ pub struct AlsArgs {
     pub clickhouse_database: String,
 }
 
+/// A client for the benchmarks' ClickHouse, as user `default` without a password.
+fn bench_clickhouse(
+    url: &str,
+    timeout: Duration,
+) -> anyhow::Result<aggregator::store::clickhouse::client::Client> {
+    Ok(aggregator::store::clickhouse::client::Client::new(
+        url, "default", "", timeout,
+    )?)
+}
+
 /// Drops the benchmark's ClickHouse database `db` (as user `default`, no password), so a
 /// run starts empty.
 pub async fn drop_clickhouse_database(url: &str, db: &str) -> anyhow::Result<()> {
     let db_sql = aggregator::store::clickhouse::sql::ident(db)?;
-    aggregator::store::clickhouse::client::Client::new(
-        url,
-        "default",
-        "",
-        Duration::from_secs(300),
-    )?
-    .execute(&format!("DROP DATABASE IF EXISTS {db_sql}"))
-    .await
-    .with_context(|| format!("dropping the benchmark database {db} at {url}"))?;
+    bench_clickhouse(url, Duration::from_secs(300))?
+        .execute(&format!("DROP DATABASE IF EXISTS {db_sql}"))
+        .await
+        .with_context(|| format!("dropping the benchmark database {db} at {url}"))?;
     Ok(())
 }
 
@@ -407,16 +412,11 @@ pub async fn als(args: AlsArgs) -> anyhow::Result<()> {
         }
         // Every aggregated call is one reporting side's call in the service table.
         let db = aggregator::store::clickhouse::sql::ident(&args.clickhouse_database)?;
-        let answer = aggregator::store::clickhouse::client::Client::new(
-            url,
-            "default",
-            "",
-            Duration::from_secs(60),
-        )?
-        .execute(&format!(
-            "SELECT sum(calls) FROM {db}.service WHERE res = 60 AND side != 'marker' FORMAT TSV"
-        ))
-        .await?;
+        let answer = bench_clickhouse(url, Duration::from_secs(60))?
+            .execute(&format!(
+                "SELECT sum(calls) FROM {db}.service WHERE res = 60 AND side != 'marker' FORMAT TSV"
+            ))
+            .await?;
         let in_clickhouse: f64 = String::from_utf8_lossy(&answer).trim().parse()?;
         if in_clickhouse != aggregated {
             bail!("ClickHouse holds {in_clickhouse} calls, the server aggregated {aggregated}");

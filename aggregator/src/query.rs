@@ -438,7 +438,9 @@ pub async fn key_totals(
         }
         Ok(rows)
     })?;
-    let mut window_rows = part_rows.clone();
+    // The window's rows, the part's first.
+    let in_part = part_rows.len();
+    let mut window_rows = part_rows;
     window_rows.extend(rest_rows);
     let choice = choice_for(store, dedup, table, window, &filters, &window_rows).await?;
     let dest = destination_key(table);
@@ -450,7 +452,7 @@ pub async fn key_totals(
         .map(|r| &r.key.keys)
         .collect();
     let mut by_key: HashMap<Keys, Metrics> = HashMap::default();
-    for r in part_rows.iter().filter(|r| chosen_source(r)) {
+    for r in window_rows[..in_part].iter().filter(|r| chosen_source(r)) {
         let counted = side.unwrap_or(if server_reported.contains(&r.key.keys) {
             Side::Server
         } else {

@@ -327,6 +327,21 @@ fn picked_names(f: &Family, set: &[Matcher]) -> Vec<(String, Vec<Picked>)> {
         .collect()
 }
 
+/// A key's series labels (`base` plus the extra label, if any) when `set` accepts them and
+/// no earlier matcher set or family already gave that series.
+fn new_labels(
+    base: &Labels,
+    extra: &Option<(&'static str, String)>,
+    set: &[Matcher],
+    out: &BTreeMap<Labels, Series>,
+) -> Option<Labels> {
+    let mut labels = base.clone();
+    if let Some((l, v)) = extra {
+        labels.insert(l.to_string(), v.clone());
+    }
+    (!out.contains_key(&labels) && matches(set, &labels)).then_some(labels)
+}
+
 /// The equality matchers of `set` on `f`'s key labels, as store filters.
 fn key_filters(f: &Family, set: &[Matcher]) -> Vec<(usize, String)> {
     let mut filters: Vec<(usize, String)> = set
@@ -401,13 +416,9 @@ impl<'a> Fetcher<'a> {
                     for (name, picks) in &picked {
                         let base = key_labels(f, name, &km.keys);
                         for (extra, pick) in picks {
-                            let mut labels = base.clone();
-                            if let Some((l, v)) = extra {
-                                labels.insert(l.to_string(), v.clone());
-                            }
-                            if out.contains_key(&labels) || !matches(&set, &labels) {
+                            let Some(labels) = new_labels(&base, extra, &set, &out) else {
                                 continue;
-                            }
+                            };
                             let (kind, points) = build(*pick, minutes);
                             if points.is_empty() {
                                 continue;
@@ -481,56 +492,54 @@ impl Fetcher<'_> {
             end_minute: minute(to).max(minute(from)),
         };
         let sets = matcher_sets(vs);
+        // What each set matches in each family, worked out before anything is read.
+        let mut wanted = Vec::new();
+        for set in &sets {
+            for f in FAMILIES {
+                let picked = picked_names(f, set);
+                if !picked.is_empty() {
+                    wanted.push((set, f, picked));
+                }
+            }
+        }
         // A gauge among the matched names: nothing is read here.
-        let gauge = sets.iter().any(|set| {
-            FAMILIES.iter().any(|f| {
-                picked_names(f, set)
-                    .iter()
-                    .any(|(_, p)| p.iter().any(|(_, pick)| matches!(pick, Pick::Quantile(_))))
-            })
+        let gauge = wanted.iter().any(|(_, _, picked)| {
+            picked
+                .iter()
+                .any(|(_, p)| p.iter().any(|(_, pick)| matches!(pick, Pick::Quantile(_))))
         });
         if gauge {
             return Ok(None);
         }
         let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
-        for set in sets {
-            for f in FAMILIES {
-                let picked = picked_names(f, &set);
-                if picked.is_empty() {
-                    continue;
-                }
-                let side = match f.reports {
-                    Reports::Chosen => None,
-                    Reports::Server => Some(Side::Server),
-                    Reports::Client => Some(Side::Client),
-                };
-                let totals = self
-                    .totals((f.table, key_filters(f, &set)), side, part)
-                    .await?;
-                for kt in totals.iter() {
-                    for (name, picks) in &picked {
-                        let base = key_labels(f, name, &kt.keys);
-                        for (extra, pick) in picks {
-                            let Pick::Counter(count) = pick else {
-                                continue;
-                            };
-                            let mut labels = base.clone();
-                            if let Some((l, v)) = extra {
-                                labels.insert(l.to_string(), v.clone());
-                            }
-                            if out.contains_key(&labels) || !matches(&set, &labels) {
-                                continue;
-                            }
-                            let increase = count.increment(&kt.metrics) as f64 * count.scale();
-                            out.insert(
-                                labels.clone(),
-                                Series {
-                                    labels,
-                                    kind: SeriesKind::Counter,
-                                    points: vec![(from, 0.0), (to, increase)],
-                                },
-                            );
-                        }
+        for (set, f, picked) in &wanted {
+            let side = match f.reports {
+                Reports::Chosen => None,
+                Reports::Server => Some(Side::Server),
+                Reports::Client => Some(Side::Client),
+            };
+            let totals = self
+                .totals((f.table, key_filters(f, set)), side, part)
+                .await?;
+            for kt in totals.iter() {
+                for (name, picks) in picked {
+                    let base = key_labels(f, name, &kt.keys);
+                    for (extra, pick) in picks {
+                        let Pick::Counter(count) = pick else {
+                            continue;
+                        };
+                        let Some(labels) = new_labels(&base, extra, set, &out) else {
+                            continue;
+                        };
+                        let increase = count.increment(&kt.metrics) as f64 * count.scale();
+                        out.insert(
+                            labels.clone(),
+                            Series {
+                                labels,
+                                kind: SeriesKind::Counter,
+                                points: vec![(from, 0.0), (to, increase)],
+                            },
+                        );
                     }
                 }
             }
