@@ -1,11 +1,12 @@
 //! The process configuration: defaults → TOML file → `MESHSCOPE__SECTION__KEY` environment
 //! → command-line flags (which also read `MESHSCOPE_GRPC_ADDR` and friends).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use aggregator::AggregatorConfig;
 use aggregator::query::Dedup;
+use aggregator::store::{ClickHouseConfig, StoreConfig};
 use anyhow::{Context, bail};
 use collector::CollectorConfig;
 use collector::otlp::OtlpConfig;
@@ -34,136 +35,6 @@ impl Default for ServerConfig {
             http_addr: "0.0.0.0:8080".into(),
             shutdown_grace: Duration::from_secs(10),
         }
-    }
-}
-
-/// Where rollups are kept.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Parquet files in the data dir, read with embedded DataFusion (no server).
-    #[default]
-    Parquet,
-    /// A ClickHouse server shared by any number of meshscope processes.
-    Clickhouse,
-}
-
-impl Backend {
-    /// The name in the config file and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Backend::Parquet => "parquet",
-            Backend::Clickhouse => "clickhouse",
-        }
-    }
-}
-
-/// Store settings (`[store]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct StoreConfig {
-    /// `parquet` (embedded, the default) or `clickhouse` (see `[clickhouse]`).
-    pub backend: Backend,
-    /// Where Parquet files and the manifest live; with ClickHouse, the spool of inserts
-    /// it has not taken yet (`clickhouse-spool/`).
-    pub data_dir: PathBuf,
-    /// Days of data kept; 0 keeps everything. Calls older than this are dropped at ingest.
-    pub retention_days: u32,
-    /// A day partition with this many files is compacted into one.
-    pub compact_min_files: usize,
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            backend: Backend::Parquet,
-            data_dir: PathBuf::from("./data"),
-            retention_days: 7,
-            compact_min_files: 8,
-        }
-    }
-}
-
-/// A string setting that also accepts a bare number from the environment
-/// (`MESHSCOPE__CLICKHOUSE__PASSWORD=1234`).
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        I(i64),
-        F(f64),
-        B(bool),
-    }
-    Ok(match Raw::deserialize(d)? {
-        Raw::S(s) => s,
-        Raw::I(i) => i.to_string(),
-        Raw::F(f) => toml::Value::Float(f).to_string(),
-        Raw::B(b) => b.to_string(),
-    })
-}
-
-/// ClickHouse backend settings (`[clickhouse]`), used with `store.backend = "clickhouse"`.
-#[derive(Clone, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClickHouseConfig {
-    /// HTTP interface, `http://host:8123`.
-    pub url: String,
-    /// Database of meshscope's tables; created if missing.
-    #[serde(deserialize_with = "string_or_number")]
-    pub database: String,
-    #[serde(deserialize_with = "string_or_number")]
-    pub user: String,
-    #[serde(deserialize_with = "string_or_number")]
-    pub password: String,
-    /// Per request.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Insert bytes queued in memory (while ClickHouse answers, and when the spool is full).
-    pub buffer_bytes: u64,
-    /// Insert bytes spooled to `<data_dir>/clickhouse-spool/`: past the memory queue, and
-    /// first while ClickHouse fails.
-    pub spool_bytes: u64,
-    /// With both full, how long a flush waits for room before its rows are refused (the
-    /// aggregator then keeps them up to `aggregator.max_pending_rows`).
-    #[serde(with = "humantime_serde")]
-    pub full_wait: Duration,
-}
-
-impl Default for ClickHouseConfig {
-    fn default() -> Self {
-        ClickHouseConfig {
-            url: "http://127.0.0.1:8123".into(),
-            database: "meshscope".into(),
-            user: "default".into(),
-            password: String::new(),
-            timeout: Duration::from_secs(30),
-            buffer_bytes: 256 << 20,
-            spool_bytes: 4 << 30,
-            full_wait: Duration::from_secs(30),
-        }
-    }
-}
-
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field(
-                "password",
-                &if self.password.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("timeout", &self.timeout)
-            .field("buffer_bytes", &self.buffer_bytes)
-            .field("spool_bytes", &self.spool_bytes)
-            .field("full_wait", &self.full_wait)
-            .finish()
     }
 }
 
@@ -246,47 +117,12 @@ impl Config {
             .context("invalid configuration")
     }
 
-    /// Rejects values that parse but cannot work.
+    /// Rejects values that parse but cannot work: each section's own checks.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let a = &self.aggregator;
-        for (name, d) in [
-            ("aggregator.flush_interval", a.flush_interval),
-            ("aggregator.maintenance_interval", a.maintenance_interval),
-        ] {
-            if d.is_zero() {
-                bail!("{name} must be longer than zero");
-            }
-        }
-        if a.channel_capacity == 0 {
-            bail!("aggregator.channel_capacity must be at least 1");
-        }
-        if self.collector.max_message_bytes < 1024 {
-            bail!("collector.max_message_bytes must be at least 1024");
-        }
-        if self.otlp.pairing_ttl.is_zero() || self.otlp.pairing_ttl > Duration::from_secs(3600) {
-            bail!("otlp.pairing_ttl must be longer than zero and at most 1h");
-        }
-        if self.otlp.pairing_max_spans == 0 {
-            bail!("otlp.pairing_max_spans must be at least 1");
-        }
-        if self.store.compact_min_files < 2 {
-            bail!("store.compact_min_files must be at least 2");
-        }
-        let ch = &self.clickhouse;
-        if self.store.backend == Backend::Clickhouse {
-            if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
-                bail!(
-                    "clickhouse.url must be ClickHouse's HTTP interface, like http://clickhouse:8123 (got {:?})",
-                    ch.url
-                );
-            }
-            if ch.timeout.is_zero() || ch.full_wait.is_zero() {
-                bail!("clickhouse.timeout and clickhouse.full_wait must be longer than zero");
-            }
-            if ch.buffer_bytes < 1 << 20 {
-                bail!("clickhouse.buffer_bytes must be at least 1 MiB (1048576)");
-            }
-        }
+        self.aggregator.validate()?;
+        self.collector.validate()?;
+        self.otlp.validate()?;
+        self.store.validate(&self.clickhouse)?;
         Ok(())
     }
 }
@@ -294,6 +130,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aggregator::store::Backend;
 
     #[test]
     fn example_config_parses_and_matches_defaults() {
@@ -323,7 +160,7 @@ mod tests {
             ],
         )
         .expect("config");
-        assert_eq!(config.store.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.store.data_dir, std::path::PathBuf::from("/tmp/x"));
         assert_eq!(config.store.retention_days, 3);
         assert_eq!(config.aggregator.flush_interval, Duration::from_secs(2));
     }

@@ -1,19 +1,13 @@
 //! The `meshscope` process: configuration, wiring of collector → aggregator → store → API,
-//! and orderly shutdown; plus the traffic simulator behind `meshscope demo` and
-//! `meshscope bench`. `main.rs` is only the command line around this.
+//! and orderly shutdown. `main.rs` is only the command line around this (its `demo` and
+//! `bench` traffic comes from the `testkit` crate).
 
-pub mod bench;
 pub mod config;
-pub mod sim;
-pub mod traces;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregator::store::Store;
-use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore, ShipperSettings};
-use aggregator::store::parquet::{ParquetSettings, ParquetStore};
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -21,7 +15,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-pub use crate::config::{Backend, Config};
+pub use crate::config::Config;
+pub use aggregator::store::Backend;
 
 /// A running meshscope: its bound addresses and the means to stop it.
 pub struct App {
@@ -66,53 +61,6 @@ async fn stop_server<E: std::fmt::Display>(
     }
 }
 
-/// Opens the configured store backend.
-async fn open_store(config: &Config, registry: &mut Registry) -> anyhow::Result<Arc<dyn Store>> {
-    let dir = &config.store.data_dir;
-    Ok(match config.store.backend {
-        Backend::Parquet => Arc::new(
-            ParquetStore::open(
-                dir,
-                ParquetSettings {
-                    retention_days: config.store.retention_days,
-                    compact_min_files: config.store.compact_min_files,
-                    ..ParquetSettings::default()
-                },
-            )
-            .with_context(|| format!("opening the store in {}", dir.display()))?,
-        ),
-        Backend::Clickhouse => {
-            let ch = &config.clickhouse;
-            Arc::new(
-                ClickHouseStore::open(
-                    ClickHouseSettings {
-                        url: ch.url.clone(),
-                        database: ch.database.clone(),
-                        user: ch.user.clone(),
-                        password: ch.password.clone(),
-                        timeout: ch.timeout,
-                        retention_days: config.store.retention_days,
-                        spool_dir: dir.join("clickhouse-spool"),
-                        shipper: ShipperSettings {
-                            buffer_bytes: ch.buffer_bytes,
-                            spool_bytes: ch.spool_bytes,
-                            full_wait: ch.full_wait,
-                        },
-                    },
-                    registry,
-                )
-                .await
-                .with_context(|| {
-                    format!(
-                        "opening the ClickHouse store at {} (database {})",
-                        ch.url, ch.database
-                    )
-                })?,
-            )
-        }
-    })
-}
-
 impl App {
     /// Binds every listener and starts every task.
     pub async fn start(config: Config) -> anyhow::Result<App> {
@@ -124,13 +72,22 @@ impl App {
         let otlp_http_addr = otlp_listener.local_addr()?;
 
         let mut registry = Registry::with_prefix("meshscope");
-        let store = open_store(&config, &mut registry).await?;
+        let store = aggregator::store::open(&config.store, &config.clickhouse, &mut registry)
+            .await
+            .with_context(|| match config.store.backend {
+                Backend::Parquet => {
+                    format!("opening the store in {}", config.store.data_dir.display())
+                }
+                Backend::Clickhouse => format!(
+                    "opening the ClickHouse store at {} (database {})",
+                    config.clickhouse.url, config.clickhouse.database
+                ),
+            })?;
 
         let collector_metrics = collector::CollectorMetrics::register(&mut registry);
         let otlp_metrics = collector::otlp::OtlpMetrics::register(&mut registry);
         let (calls_tx, calls_rx) = aggregator::channel(&config.aggregator);
-        let retention = (config.store.retention_days > 0)
-            .then(|| Duration::from_secs(u64::from(config.store.retention_days) * 86_400));
+        let retention = config.store.retention();
         let otlp = collector::otlp::OtlpReceiver::new(
             &config.otlp,
             config.collector.max_message_bytes,

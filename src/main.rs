@@ -1,11 +1,14 @@
 //! `meshscope`: the command line. `serve` runs the pipeline, `demo` runs it with simulated
-//! bookinfo traffic, `bench als` measures ALS ingestion.
+//! bookinfo and traced-shop traffic, `bench als | otlp | query` measure it (the traffic and
+//! the benchmark drivers come from the `testkit` crate).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand};
-use meshscope::{App, Backend, Config, bench, sim};
+use meshscope::{App, Backend, Config};
+use testkit::bench;
 use tracing::info;
 
 #[derive(Parser)]
@@ -48,7 +51,7 @@ enum BenchCommand {
     Otlp(bench::OtlpArgs),
     /// Write a day of rollups for a few hundred services into an embedded store, start
     /// `meshscope serve` on it and time the JSON API and PromQL dashboard queries.
-    Query(bench::query::QueryArgs),
+    Query(bench::QueryArgs),
 }
 
 #[derive(Args, Clone)]
@@ -69,7 +72,7 @@ struct ServeArgs {
     #[arg(long, env = "MESHSCOPE_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Store backend.
-    #[arg(long, env = "MESHSCOPE_STORE", value_enum)]
+    #[arg(long, env = "MESHSCOPE_STORE", value_parser = backend())]
     store: Option<Backend>,
     /// ClickHouse HTTP interface, e.g. http://clickhouse:8123 (with --store clickhouse).
     #[arg(long, env = "MESHSCOPE_CLICKHOUSE_URL")]
@@ -83,6 +86,11 @@ struct ServeArgs {
     /// ClickHouse password (prefer the environment variable: flags show in process lists).
     #[arg(long, env = "MESHSCOPE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     clickhouse_password: Option<String>,
+}
+
+/// `--store`: one of [`Backend::NAMES`].
+fn backend() -> impl TypedValueParser<Value = Backend> {
+    clap::builder::PossibleValuesParser::new(Backend::NAMES).try_map(|name| name.parse::<Backend>())
 }
 
 impl ServeArgs {
@@ -139,7 +147,7 @@ async fn serve(args: ServeArgs, demo_rate: Option<u32>) -> anyhow::Result<()> {
         let api = format!("http://localhost:{}", app.http_addr.port());
         info!(rate, "demo traffic starting; try: curl -s {api}/api/v1/topology");
         eprintln!("meshscope demo: simulated bookinfo mesh traffic (Envoy ALS) and a traced shop (OTLP) are flowing. In a few seconds:\n  curl -s {api}/api/v1/topology\n  curl -s {api}/api/v1/services");
-        tokio::spawn(sim::run_traffic(endpoint, rate))
+        tokio::spawn(testkit::demo::run_traffic(endpoint, rate))
     });
     let signal = shutdown_signal().await;
     if let Some(d) = demo {
@@ -170,13 +178,13 @@ fn main() -> anyhow::Result<()> {
             Command::Demo { serve: args, rate } => serve(args, Some(rate)).await,
             Command::Bench {
                 which: BenchCommand::Als(args),
-            } => bench::als(args).await,
+            } => Ok(bench::als::run(args).await?),
             Command::Bench {
                 which: BenchCommand::Otlp(args),
-            } => bench::otlp(args).await,
+            } => Ok(bench::otlp::run(args).await?),
             Command::Bench {
                 which: BenchCommand::Query(args),
-            } => bench::query::run(args).await,
+            } => Ok(bench::query::run(args).await?),
         }
     })
 }

@@ -4,9 +4,9 @@
 mod common;
 
 use bytes::Bytes;
-use meshscope::bench::send_raw;
-use meshscope::sim::{self, Generator};
 use prost::Message;
+use testkit::sim::send_raw;
+use testkit::sim::{self, Generator};
 use tonic::Code;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

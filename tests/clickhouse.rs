@@ -9,12 +9,13 @@ mod common;
 
 use std::time::Duration;
 
-use aggregator::rollup::RowBatch;
-use aggregator::schema::Table;
+use aggregator::row::RowBatch;
+use aggregator::schema::{Key, Table};
+use aggregator::store::ClickHouseConfig;
+use aggregator::store::clickhouse::ClickHouseStore;
 use aggregator::store::clickhouse::client::Client;
 use aggregator::store::clickhouse::schema::{self, Dialect, LATEST};
 use aggregator::store::clickhouse::sql::quote;
-use aggregator::store::clickhouse::{ClickHouseSettings, ClickHouseStore, ShipperSettings};
 use aggregator::store::{ScanRequest, Store};
 use common::clickhouse::ClickHouse;
 use prometheus_client::registry::Registry;
@@ -193,7 +194,7 @@ async fn the_modern_dialect_runs_on_a_current_engine_in_chdb() {
 /// OR-ed, histograms that must merge by bucket, and key values that need escaping; written
 /// as two overlapping batches.
 fn batches(now: i64) -> Vec<RowBatch> {
-    use aggregator::rollup::{Row, RowKey};
+    use aggregator::row::{Keys, Row, RowKey};
     use proto::{Side, Source};
     use std::sync::Arc;
     let midnight = now.div_euclid(86_400) * 86_400;
@@ -214,18 +215,17 @@ fn batches(now: i64) -> Vec<RowBatch> {
                         for (ni, name) in names.iter().enumerate() {
                             for side in [Side::Client, Side::Server] {
                                 for source in [Source::Mesh, Source::Trace] {
-                                    let empty: Arc<str> = Arc::from("");
-                                    let mut keys: aggregator::schema::Keys =
-                                        std::array::from_fn(|_| empty.clone());
-                                    for (k, slot) in
-                                        keys.iter_mut().take(t.keys().len()).enumerate()
-                                    {
-                                        *slot = Arc::from(if k == 0 {
-                                            *name
-                                        } else {
-                                            names[(ni + k) % 4]
-                                        });
-                                    }
+                                    // The first key is `name`, the others rotate.
+                                    let keys = Keys::from_columns(
+                                        *t,
+                                        (0..t.keys().len()).map(|k| {
+                                            Arc::from(if k == 0 {
+                                                *name
+                                            } else {
+                                                names[(ni + k) % 4]
+                                            })
+                                        }),
+                                    );
                                     let mut metrics = aggregator::metrics::Metrics {
                                         calls: 10 + b + mi as u64,
                                         errors: b + ni as u64,
@@ -276,7 +276,7 @@ async fn same_as_parquet(store: &dyn Store) {
     }
     store.sync().await.expect("sync");
     let midnight = now.div_euclid(86_400) * 86_400;
-    let sort = |mut rows: Vec<aggregator::rollup::Row>| {
+    let sort = |mut rows: Vec<aggregator::row::Row>| {
         rows.sort_by(|a, b| a.key.cmp(&b.key));
         rows
     };
@@ -289,12 +289,17 @@ async fn same_as_parquet(store: &dyn Store) {
             // Whole days, whole hours and ragged minutes at both ends.
             (midnight - 2 * 86_400 + 300, midnight + 86_400 - 300),
         ] {
+            // The key the rows' names rotate from (see `batches`).
+            let first = match table {
+                Table::Service | Table::Instance | Table::Endpoint => Key::Service,
+                Table::ServiceRelation | Table::InstanceRelation => Key::Client,
+            };
             for by_minute in [true, false] {
                 for filters in [
                     vec![],
-                    vec![(0, "it's \"quoted\"".to_string())],
-                    vec![(0, "tab\there\nnewline\\".to_string())],
-                    vec![(0, "x' OR '1'='1".to_string())],
+                    vec![(first, "it's \"quoted\"".to_string())],
+                    vec![(first, "tab\there\nnewline\\".to_string())],
+                    vec![(first, "x' OR '1'='1".to_string())],
                 ] {
                     let req = ScanRequest {
                         table,
@@ -319,27 +324,32 @@ async fn same_as_parquet(store: &dyn Store) {
     assert!(checked > 40, "only {checked} non-empty comparisons");
 }
 
-fn settings(url: &str, spool: &std::path::Path) -> ClickHouseSettings {
-    ClickHouseSettings {
+fn settings(url: &str) -> ClickHouseConfig {
+    ClickHouseConfig {
         url: url.to_string(),
         database: "meshscope".into(),
         user: "default".into(),
         password: String::new(),
         timeout: Duration::from_secs(60),
-        retention_days: 7,
-        spool_dir: spool.to_path_buf(),
-        shipper: ShipperSettings {
-            buffer_bytes: 64 << 20,
-            spool_bytes: 64 << 20,
-            full_wait: Duration::from_secs(60),
-        },
+        buffer_bytes: 64 << 20,
+        spool_bytes: 64 << 20,
+        full_wait: Duration::from_secs(60),
     }
 }
 
+/// Days kept besides today by the tests' stores.
+const RETENTION_DAYS: u32 = 7;
+
 async fn open(url: &str, spool: &std::path::Path) -> ClickHouseStore {
-    ClickHouseStore::open(settings(url, spool), &mut Registry::default())
-        .await
-        .expect("open")
+    let registry = &mut Registry::default();
+    ClickHouseStore::open(
+        &settings(url),
+        RETENTION_DAYS,
+        spool.to_path_buf(),
+        registry,
+    )
+    .await
+    .expect("open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +381,7 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
         filters: vec![],
         by_minute: true,
     };
-    let minutes = |rows: Vec<aggregator::rollup::Row>| {
+    let minutes = |rows: Vec<aggregator::row::Row>| {
         let mut m: Vec<i64> = rows.iter().map(|r| r.key.minute).collect();
         m.sort();
         m.dedup();
@@ -398,10 +408,10 @@ async fn chdb_returns_what_the_embedded_store_returns() {
 // ---- whole processes on one ClickHouse ----
 
 use common::truth::{check_all_edges, expected, scenario, window};
-use meshscope::sim::{self, Hop, Mesh};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Instant;
+use testkit::sim::{self, Hop, Mesh};
 
 /// A `meshscope serve --store clickhouse` child process.
 struct Proc {
@@ -711,9 +721,14 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
     spool.write(&chunks).expect("spool write");
     drop(spool);
     let mut registry = Registry::default();
-    let replay = ClickHouseStore::open(settings(&ch.url, second.path()), &mut registry)
-        .await
-        .expect("open");
+    let replay = ClickHouseStore::open(
+        &settings(&ch.url),
+        RETENTION_DAYS,
+        second.path().to_path_buf(),
+        &mut registry,
+    )
+    .await
+    .expect("open");
     replay.sync().await.expect("sync");
     let after = replay.scan(&request(Table::Endpoint)).await.expect("scan");
     let mut text = String::new();
@@ -723,7 +738,7 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
         chunks.len() as f64
     );
     assert_eq!(common::metric_value(&text, "clickhouse_inserts_total"), 0.0);
-    let sort = |mut rows: Vec<aggregator::rollup::Row>| {
+    let sort = |mut rows: Vec<aggregator::row::Row>| {
         rows.sort_by(|a, b| a.key.cmp(&b.key));
         rows
     };
@@ -811,9 +826,14 @@ async fn while_clickhouse_fails_new_batches_wait_on_disk() {
     let mut ch = ClickHouse::start();
     let spool = tempfile::tempdir().expect("tempdir");
     let mut registry = Registry::default();
-    let store = ClickHouseStore::open(settings(&ch.url, spool.path()), &mut registry)
-        .await
-        .expect("open");
+    let store = ClickHouseStore::open(
+        &settings(&ch.url),
+        RETENTION_DAYS,
+        spool.path().to_path_buf(),
+        &mut registry,
+    )
+    .await
+    .expect("open");
     let failures = || {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
@@ -870,7 +890,7 @@ async fn while_clickhouse_fails_new_batches_wait_on_disk() {
             filters: vec![],
             by_minute: true,
         };
-        let sorted = |mut rows: Vec<aggregator::rollup::Row>| {
+        let sorted = |mut rows: Vec<aggregator::row::Row>| {
             rows.sort_by(|x, y| x.key.cmp(&y.key));
             rows
         };
@@ -889,7 +909,7 @@ async fn with_memory_and_spool_full_a_write_waits_then_is_refused() {
     // error at open.
     let url = format!("http://127.0.0.1:{}", common::free_port());
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = settings(&url, dir.path());
+    let mut s = settings(&url);
     s.timeout = Duration::from_secs(1);
     let now = common::now_nanos() / 1_000_000_000;
     let batch = std::sync::Arc::new(batches(now).remove(0));
@@ -899,14 +919,17 @@ async fn with_memory_and_spool_full_a_write_waits_then_is_refused() {
         .sum::<u64>();
     // Room for one batch in memory and one on disk (tokens grow by a few bytes; a spool
     // file adds headers).
-    s.shipper = ShipperSettings {
-        buffer_bytes: one + 1000,
-        spool_bytes: one + 5000,
-        full_wait: Duration::from_secs(1),
-    };
-    let store = ClickHouseStore::open(s, &mut Registry::default())
-        .await
-        .expect("open without a server");
+    s.buffer_bytes = one + 1000;
+    s.spool_bytes = one + 5000;
+    s.full_wait = Duration::from_secs(1);
+    let store = ClickHouseStore::open(
+        &s,
+        RETENTION_DAYS,
+        dir.path().to_path_buf(),
+        &mut Registry::default(),
+    )
+    .await
+    .expect("open without a server");
     store.write(batch.clone()).await.expect("into memory");
     store.write(batch.clone()).await.expect("into the spool");
     let (memory, spooled) = store.backlog();

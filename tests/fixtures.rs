@@ -106,7 +106,7 @@ async fn skywalking_fixtures_give_the_expected_edges() {
     for name in FIXTURES {
         let json = fixture_json(name);
         let bytes = encode(&pool, &json);
-        meshscope::bench::send_raw(&stack.grpc, vec![bytes.into()])
+        testkit::sim::send_raw(&stack.grpc, vec![bytes.into()])
             .await
             .expect("stream accepted");
 
@@ -226,7 +226,7 @@ async fn entries_with_missing_fields_degrade_sensibly() {
             {}
         ]}
     });
-    meshscope::bench::send_raw(&stack.grpc, vec![encode(&pool, &json).into()])
+    testkit::sim::send_raw(&stack.grpc, vec![encode(&pool, &json).into()])
         .await
         .expect("accepted");
     stack.flush().await;

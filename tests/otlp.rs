@@ -585,13 +585,13 @@ async fn bad_spans_get_partial_success_and_bad_bodies_clear_errors() {
 
 /// Sends raw bytes as one OTLP/gRPC export request and returns the status.
 async fn raw_grpc(endpoint: &str, bytes: Vec<u8>) -> tonic::Status {
-    let mut grpc = meshscope::sim::connect(endpoint).await.expect("connect");
+    let mut grpc = testkit::sim::connect(endpoint).await.expect("connect");
     grpc.ready().await.expect("ready");
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(collector::otlp::METHOD_PATH);
     grpc.unary::<bytes::Bytes, (), _>(
         tonic::Request::new(bytes::Bytes::from(bytes)),
         path,
-        meshscope::bench::RawCodec,
+        testkit::sim::RawCodec,
     )
     .await
     .expect_err("rejected")

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::truth::{Expect, Expected, expected};
 
-use meshscope::sim::{self, Generator, Hop, Target};
 use serde_json::Value;
+use testkit::sim::{self, Generator, Hop, Target};
 
 async fn prom_get(stack: &common::Stack, path_and_query: &str) -> (u16, Value) {
     stack.get(&format!("/prometheus{path_and_query}")).await
@@ -967,12 +967,12 @@ async fn every_dashboard_query_returns_data() {
     sim::send_all(&stack.grpc, &g.mesh, &hops)
         .await
         .expect("send");
-    let mut shop = meshscope::traces::Shop::new(3);
-    let mut spans = meshscope::traces::Spans::default();
+    let mut shop = testkit::traces::Shop::new(3);
+    let mut spans = testkit::traces::Spans::default();
     for i in 0..60 {
         shop.request((start + i * 7) * 1_000_000_000, &mut spans);
     }
-    let mut exporter = meshscope::traces::Exporter::connect(&stack.grpc)
+    let mut exporter = testkit::traces::Exporter::connect(&stack.grpc)
         .await
         .expect("connect");
     for r in spans.requests(256) {

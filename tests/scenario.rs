@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::truth::{APDEX_T, Expect, check_all_edges, check_metrics, expected, scenario, window};
-use meshscope::sim::{self, Hop, Target};
 use serde_json::Value;
+use testkit::sim::{self, Hop, Target};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_mesh_gives_exact_topology_services_and_endpoints() {

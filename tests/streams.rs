@@ -4,7 +4,7 @@
 mod common;
 
 use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
-use meshscope::sim::{self, Generator};
+use testkit::sim::{self, Generator};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 

@@ -161,8 +161,9 @@ impl Metrics {
     }
 }
 
-/// The metric fields of DESIGN § 5 over a window. Undefined ratios (no calls, no latency)
-/// are `None` and serialise as `null`.
+/// The figures the API shows for an entity over a window (`calls`, `errors`, `cpm`,
+/// `success_rate`, `avg_ms`, the percentiles, `apdex`, mTLS calls and bytes). Undefined
+/// ratios (no calls, no latency) are `None` and serialise as `null`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub calls: u64,

@@ -1,10 +1,10 @@
-//! The rollup tables and their column names, shared by every store backend.
+//! The rollup tables, their key columns and their column names, shared by every store
+//! backend.
 //!
 //! Every table has the same shape: `minute` (unix seconds of the minute start, UTC),
-//! `side` (`client` / `server`: which proxy reported), `source` (`mesh` / `trace`), up to [`MAX_KEYS`] string key
-//! columns, `flags`, and the metric columns of [`crate::metrics::Metrics`].
-
-use std::sync::Arc;
+//! `side` (`client` / `server`: which proxy reported), `source` (`mesh` / `trace`), the
+//! table's [`Key`] columns, `flags`, and the metric columns of [`crate::metrics::Metrics`].
+//! Code addresses key columns by [`Key`]; only the storage codecs see their positions.
 
 /// Most key columns any table has.
 pub const MAX_KEYS: usize = 5;
@@ -50,7 +50,45 @@ pub const FLAG_CLIENT_REAL: u8 = 1;
 /// Flag bit: the server node is real.
 pub const FLAG_SERVER_REAL: u8 = 2;
 
-/// One rollup table per entity kind (DESIGN § 5).
+/// A key column: what one of a row's names means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// The service the row is about (service, instance and endpoint tables).
+    Service,
+    /// A pod of [`Key::Service`].
+    Instance,
+    /// A normalised endpoint of [`Key::Service`] (`GET /reviews/{id}`).
+    Endpoint,
+    /// The caller of an edge.
+    Client,
+    /// The caller's pod (empty when unknown).
+    ClientInstance,
+    /// The callee of an edge.
+    Server,
+    /// The callee's pod (empty when unknown).
+    ServerInstance,
+    /// The edge's protocol (`http`, `grpc`, `tcp`, `messaging`, `database`).
+    Protocol,
+}
+
+impl Key {
+    /// The column name in storage (Parquet and ClickHouse).
+    pub const fn column(self) -> &'static str {
+        match self {
+            Key::Service => "service",
+            Key::Instance => "instance",
+            Key::Endpoint => "endpoint",
+            Key::Client => "client",
+            Key::ClientInstance => "client_instance",
+            Key::Server => "server",
+            Key::ServerInstance => "server_instance",
+            Key::Protocol => "protocol",
+        }
+    }
+}
+
+/// One rollup table per entity kind: services, instances, endpoints, service relations
+/// (edges) and instance relations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     Service,
@@ -86,23 +124,70 @@ impl Table {
         Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// The key columns, in order.
-    pub fn keys(self) -> &'static [&'static str] {
+    /// The key columns, in storage order.
+    pub const fn keys(self) -> &'static [Key] {
         match self {
-            Table::Service => &["service"],
-            Table::Instance => &["service", "instance"],
-            Table::Endpoint => &["service", "endpoint"],
-            Table::ServiceRelation => &["client", "server", "protocol"],
+            Table::Service => &[Key::Service],
+            Table::Instance => &[Key::Service, Key::Instance],
+            Table::Endpoint => &[Key::Service, Key::Endpoint],
+            Table::ServiceRelation => &[Key::Client, Key::Server, Key::Protocol],
             Table::InstanceRelation => &[
-                "client",
-                "client_instance",
-                "server",
-                "server_instance",
-                "protocol",
+                Key::Client,
+                Key::ClientInstance,
+                Key::Server,
+                Key::ServerInstance,
+                Key::Protocol,
             ],
+        }
+    }
+
+    /// Whether the table has `key`.
+    pub const fn has(self, key: Key) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Where `key` is among the table's key columns: for the storage codecs and the
+    /// rollup's id arrays, nothing else.
+    pub const fn position(self, key: Key) -> Option<usize> {
+        let keys = self.keys();
+        let mut i = 0;
+        while i < keys.len() {
+            if keys[i] as u8 == key as u8 {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The key naming the service a row's calls go *into*: the service of the service,
+    /// instance and endpoint tables, the server of an edge. The source rule is decided
+    /// per destination (see [`crate::query`]).
+    pub const fn destination(self) -> Key {
+        match self {
+            Table::Service | Table::Instance | Table::Endpoint => Key::Service,
+            Table::ServiceRelation | Table::InstanceRelation => Key::Server,
         }
     }
 }
 
-/// Key values of a row; slots past the table's key count hold the empty string.
-pub type Keys = [Arc<str>; MAX_KEYS];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_has_its_destination_and_distinct_keys() {
+        for t in Table::ALL {
+            assert!(t.has(t.destination()), "{t:?}");
+            assert!(t.keys().len() <= MAX_KEYS);
+            for (i, k) in t.keys().iter().enumerate() {
+                assert_eq!(t.position(*k), Some(i), "{t:?} {k:?}");
+            }
+        }
+        assert!(!Table::Service.has(Key::Client));
+        assert_eq!(
+            Table::InstanceRelation.position(Key::ServerInstance),
+            Some(3)
+        );
+    }
+}

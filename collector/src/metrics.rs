@@ -6,8 +6,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::als::Skip;
-
 /// Label set `{kind}` (http, tcp).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -103,13 +101,8 @@ impl CollectorMetrics {
             .inc_by(n);
     }
 
-    /// Counts an entry deliberately not turned into a call.
-    pub fn entries_skipped(&self, skip: Skip) {
-        let reason = match skip {
-            Skip::Intermediate => "intermediate",
-            Skip::NotHttp => "not_http",
-            Skip::HttpOnTcpLogger => "http_on_tcp_logger",
-        };
+    /// Counts an entry deliberately not turned into a call, for `reason`.
+    pub fn entries_skipped(&self, reason: &'static str) {
         self.entries_skipped
             .get_or_create(&ReasonLabel { reason })
             .inc();

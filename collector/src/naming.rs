@@ -1,5 +1,9 @@
-//! Naming rules of DESIGN § 4: service names from workload labels and cluster FQDNs,
-//! and endpoint normalisation.
+//! Naming rules: a service is `<name>.<namespace>`, the name the first non-empty of the
+//! labels `service.istio.io/canonical-name`, `app.kubernetes.io/name`, `app`, else the
+//! workload name (the outbound FQDN `reviews.default.svc.cluster.local` gives the same
+//! `reviews.default`); an endpoint is `<METHOD> <path>` with the query string removed and
+//! id-like segments (digits, UUIDs, long hex or base64-ish tokens) replaced by `{id}`, or a
+//! gRPC path as it is.
 
 /// Longest endpoint kept, in bytes; longer ones are cut at a character boundary.
 pub const MAX_ENDPOINT_LEN: usize = 256;

@@ -180,7 +180,8 @@ pub struct Call {
     pub status_code: u32,
     /// gRPC status when one was logged.
     pub grpc_status: Option<u32>,
-    /// Whether the call counts as an error (see DESIGN § 5).
+    /// Whether the call counts as an error: HTTP ≥ 500, a gRPC status other than 0, or no
+    /// response with a failure flag (an upstream connection failure, no route, …).
     pub error: bool,
     /// Whether the connection was mutual TLS (a peer certificate was presented).
     pub mtls: bool,

@@ -100,7 +100,7 @@ pub fn free_port() -> u16 {
 
 /// Sum of the samples of a metric (all label sets) in Prometheus text.
 pub fn metric_value(text: &str, name: &str) -> f64 {
-    meshscope::bench::metric_sum(text, name)
+    testkit::scrape::metric_sum(text, name)
 }
 
 /// Now, in unix nanoseconds.

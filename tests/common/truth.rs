@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use meshscope::sim::{Generator, Hop, Mesh, Target};
 use serde_json::Value;
+use testkit::sim::{Generator, Hop, Mesh, Target};
 
 /// What the API must report for one entity, computed from the ground truth.
 #[derive(Debug, Default, Clone)]

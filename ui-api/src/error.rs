@@ -1,10 +1,12 @@
-//! The API's error type and its one mapping to HTTP.
+//! The API's error type and its one mapping to HTTP, including the one mapping of the
+//! aggregator's error classes ([`aggregator::ErrorKind`]) that both APIs use.
 
+use aggregator::ErrorKind;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tracing::error;
+use tracing::{error, warn};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -24,15 +26,28 @@ struct Body {
     error: String,
 }
 
+/// The HTTP status of an aggregator error, logged once here: at ERROR when it is
+/// meshscope's fault, at WARN when something it needs is unavailable.
+pub fn store_status(e: &aggregator::Error) -> StatusCode {
+    match e.kind() {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unavailable => {
+            warn!(error = %e, "query refused: the store is unavailable");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        ErrorKind::Internal => {
+            error!(error = %e, "query failed");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Store(e) => {
-                error!(error = %e, "query failed");
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Store(e) => store_status(e),
             ApiError::NoAggregator => StatusCode::SERVICE_UNAVAILABLE,
         };
         (

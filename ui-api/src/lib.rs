@@ -1,9 +1,11 @@
-//! The HTTP API: health, self-metrics, and JSON views of the rollups (services, instances,
-//! endpoints, topology, time series).
+//! The HTTP API: health, self-metrics, JSON views of the rollups (services, instances,
+//! endpoints, topology, time series) and a Prometheus-compatible API under `/prometheus`.
 //!
 //! In: an [`ApiState`] holding the store, the self-metrics registry and, optionally, the
 //! aggregator handle. Out: an [`axum::Router`] ([`router`]) that tests call in memory and
-//! the binary serves on its HTTP listener. Field names follow DESIGN § 6.
+//! the binary serves on its HTTP listener. Every request reads its window through one
+//! [`Reader`] ([`ApiState::reader`]); every failure is an [`ApiError`] (or, under
+//! `/prometheus`, a [`prom::PromError`]) that maps to HTTP once.
 
 mod error;
 mod params;
@@ -15,13 +17,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use aggregator::Handle;
-use aggregator::query::Dedup;
+use aggregator::query::{Dedup, Reader, Window};
 use aggregator::store::Store;
 use axum::Router;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 
 pub use crate::error::ApiError;
+use crate::views::{health, services, timeseries, topology};
 
 /// Everything the handlers read.
 #[derive(Clone)]
@@ -37,6 +40,13 @@ pub struct ApiState {
     pub dedup: Arc<Dedup>,
 }
 
+impl ApiState {
+    /// A reader of `window` for one request.
+    pub fn reader(&self, window: Window) -> Reader<'_> {
+        Reader::new(self.store.as_ref(), &self.dedup, window)
+    }
+}
+
 /// Work run before an admin flush.
 pub type FlushHook =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> + Send + Sync>;
@@ -44,23 +54,26 @@ pub type FlushHook =
 /// The API router.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/healthz", get(views::healthz))
-        .route("/metrics", get(views::metrics))
-        .route("/api/v1/services", get(views::services))
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/services", get(services::services))
         .route(
             "/api/v1/services/{service}/instances",
-            get(views::instances),
+            get(services::instances),
         )
         .route(
             "/api/v1/services/{service}/endpoints",
-            get(views::endpoints),
+            get(services::endpoints),
         )
-        .route("/api/v1/topology", get(views::topology))
-        .route("/api/v1/topology/instances", get(views::topology_instances))
-        .route("/api/v1/timeseries", get(views::timeseries))
-        .route("/api/v1/admin/flush", post(views::flush))
+        .route("/api/v1/topology", get(topology::topology))
+        .route(
+            "/api/v1/topology/instances",
+            get(topology::topology_instances),
+        )
+        .route("/api/v1/timeseries", get(timeseries::timeseries))
+        .route("/api/v1/admin/flush", post(health::flush))
         .nest("/prometheus", prom::router())
-        .fallback(views::not_found)
+        .fallback(health::not_found)
         .with_state(state)
 }
 

@@ -1,6 +1,9 @@
-//! The [`Store`] trait every backend implements, and its request type.
+//! The [`Store`] trait every backend implements, its request type, its configuration
+//! ([`config`]) and [`open`], which builds the configured backend.
 
 pub mod clickhouse;
+pub mod config;
+mod open;
 pub mod parquet;
 
 use std::sync::Arc;
@@ -8,8 +11,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::rollup::{Row, RowBatch};
-use crate::schema::Table;
+use crate::row::{Row, RowBatch};
+use crate::schema::{Key, Table};
+
+pub use config::{Backend, ClickHouseConfig, StoreConfig};
+pub use open::open;
 
 /// What to read: one table, a half-open minute range, equality filters on key columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +25,9 @@ pub struct ScanRequest {
     pub start_minute: i64,
     /// Unix seconds, exclusive, aligned to a minute.
     pub end_minute: i64,
-    /// `(key column index, value)` pairs that must all match. Values are data, never query
-    /// text: backends bind or escape them.
-    pub filters: Vec<(usize, String)>,
+    /// `(key, value)` pairs that must all match; every key is one of the table's. Values
+    /// are data, never query text: backends bind or escape them.
+    pub filters: Vec<(Key, String)>,
     /// Keep minutes apart (time series) or merge the whole range (`minute` is then the
     /// range start).
     pub by_minute: bool,

@@ -1,4 +1,4 @@
-//! One span → one half of a call (DESIGN § 3).
+//! One span → one half of a call.
 //!
 //! SERVER and CONSUMER spans are the callee's half: they name the service, instance and
 //! endpoint. CLIENT and PRODUCER spans are the caller's half: they name who called and,

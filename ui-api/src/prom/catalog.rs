@@ -4,7 +4,7 @@
 //! `server`, `connection_type`), so Grafana's service-graph view and existing dashboards
 //! work, and meshscope's own RED series per service, instance and endpoint.
 
-use aggregator::schema::Table;
+use aggregator::schema::{Key, Table};
 
 /// The Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,8 @@ impl Kind {
 /// Which reports a family counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reports {
-    /// One report per call, by the source and side rules (DESIGN § 5).
+    /// One report per call: the destination's chosen source, and within it the server's
+    /// side when it reported, else the client's (see `aggregator::query`).
     Chosen,
     /// Only the callee's reports (`…_server_seconds`).
     Server,
@@ -60,8 +61,8 @@ pub struct Family {
     pub help: &'static str,
     /// The rollup table the series read.
     pub table: Table,
-    /// Label names and the key column of `table` each reads.
-    pub labels: &'static [(&'static str, usize)],
+    /// Label names and the key of `table` each reads.
+    pub labels: &'static [(&'static str, Key)],
     /// Which reports count.
     pub reports: Reports,
     /// What the samples measure.
@@ -74,10 +75,14 @@ pub const LE_SECONDS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-const EDGE: &[(&str, usize)] = &[("client", 0), ("server", 1), ("connection_type", 2)];
-const SERVICE: &[(&str, usize)] = &[("service", 0)];
-const INSTANCE: &[(&str, usize)] = &[("service", 0), ("instance", 1)];
-const ENDPOINT: &[(&str, usize)] = &[("service", 0), ("endpoint", 1)];
+const EDGE: &[(&str, Key)] = &[
+    ("client", Key::Client),
+    ("server", Key::Server),
+    ("connection_type", Key::Protocol),
+];
+const SERVICE: &[(&str, Key)] = &[("service", Key::Service)];
+const INSTANCE: &[(&str, Key)] = &[("service", Key::Service), ("instance", Key::Instance)];
+const ENDPOINT: &[(&str, Key)] = &[("service", Key::Service), ("endpoint", Key::Endpoint)];
 
 /// Every family, in the order `api/v1/metadata` lists them.
 pub const FAMILIES: &[Family] = &[
@@ -321,7 +326,7 @@ mod tests {
             );
             assert_eq!(f.kind == Kind::Gauge, f.measure == Measure::Quantile);
             for (_, k) in f.labels {
-                assert!(*k < f.table.keys().len(), "{}", f.name);
+                assert!(f.table.has(*k), "{}", f.name);
             }
         }
         assert_eq!(le_values()[0], "0.005");

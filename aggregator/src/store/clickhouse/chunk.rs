@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::rollup::{Row, RowBatch, RowKey, RowMerger};
+use crate::row::{Row, RowBatch, RowKey, RowMerger};
 use crate::schema::{COUNTER_COLUMNS, Table};
 use crate::store::day_start;
 
@@ -77,7 +77,7 @@ pub fn tsv_escape(s: &str, out: &mut String) {
     }
 }
 
-fn encode_row(out: &mut String, res: u32, t: Table, r: &Row) {
+fn encode_row(out: &mut String, res: u32, r: &Row) {
     let _ = write!(
         out,
         "{res}\t{}\t{}\t{}",
@@ -85,7 +85,7 @@ fn encode_row(out: &mut String, res: u32, t: Table, r: &Row) {
         r.key.side.as_str(),
         r.key.source.as_str()
     );
-    for k in &r.key.keys[..t.keys().len()] {
+    for k in r.key.keys.columns() {
         out.push('\t');
         tsv_escape(k, out);
     }
@@ -159,11 +159,11 @@ fn encode_chunk(table: Table, rows: &[&Row]) -> Chunk {
     let minute = rows.iter().map(|r| r.key.minute).min().unwrap_or(0);
     let mut out = String::with_capacity(rows.len() * 3 * 160);
     for r in rows {
-        encode_row(&mut out, MINUTE, table, r);
+        encode_row(&mut out, MINUTE, r);
     }
     for res in [HOUR, DAY] {
         for r in tier(rows, i64::from(res)) {
-            encode_row(&mut out, res, table, &r);
+            encode_row(&mut out, res, &r);
         }
     }
     encode_marker(&mut out, table, &token, minute);
@@ -192,8 +192,11 @@ mod tests {
     use std::sync::Arc;
 
     fn row(minute: i64, server: &str, calls: u64, flags: u8) -> Row {
-        let mut keys: crate::schema::Keys = std::array::from_fn(|_| Arc::from(""));
-        keys[0] = Arc::from(server);
+        let keys = crate::row::Keys::new(
+            Table::Service,
+            [(crate::schema::Key::Service, Arc::from(server))],
+        )
+        .expect("a service key");
         Row {
             key: RowKey {
                 minute,

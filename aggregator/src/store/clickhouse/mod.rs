@@ -15,4 +15,4 @@ pub mod sql;
 mod store;
 
 pub use shipper::ShipperSettings;
-pub use store::{ClickHouseSettings, ClickHouseStore};
+pub use store::ClickHouseStore;

@@ -59,6 +59,11 @@ impl Dialect {
     }
 }
 
+/// The column of the marker row that holds its token: the table's first key column.
+pub fn marker_column(table: Table) -> &'static str {
+    table.keys().first().map_or("service", |k| k.column())
+}
+
 /// The nested histogram column: bucket index → count, summed by index on merges.
 pub const HISTOGRAM: &str = "histMap";
 
@@ -91,7 +96,7 @@ pub fn columns(table: Table, dialect: Dialect) -> Vec<(String, String)> {
         table
             .keys()
             .iter()
-            .map(|k| (format!("`{k}`"), key_type.to_string())),
+            .map(|k| (format!("`{}`", k.column()), key_type.to_string())),
     );
     cols.push(("flags".to_string(), "UInt8".to_string()));
     cols.extend(

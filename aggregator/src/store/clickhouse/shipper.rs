@@ -159,11 +159,11 @@ impl Target {
 
     /// Whether the chunk's marker row is in ClickHouse (its insert landed).
     async fn landed(&self, c: &Chunk) -> Result<bool> {
-        let first_key = c.table.keys()[0];
+        let marker = super::schema::marker_column(c.table);
         let answer = self
             .client
             .execute(&format!(
-                "SELECT count() FROM {} WHERE res = {MINUTE} AND minute = toDateTime({}) AND side = 'marker' AND `{first_key}` = {} FORMAT TSV",
+                "SELECT count() FROM {} WHERE res = {MINUTE} AND minute = toDateTime({}) AND side = 'marker' AND `{marker}` = {} FORMAT TSV",
                 self.table(c.table),
                 c.minute,
                 quote(&c.token)

@@ -9,7 +9,6 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use prometheus_client::registry::Registry;
@@ -17,9 +16,9 @@ use proto::{Side, Source};
 
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
-use crate::rollup::{Row, RowBatch, RowKey};
-use crate::schema::{COUNTER_COLUMNS, Keys, Table};
-use crate::store::{SECONDS_PER_DAY, ScanRequest, Store, retention_cutoff};
+use crate::row::{Keys, Row, RowBatch, RowKey, no_key};
+use crate::schema::{COUNTER_COLUMNS, Table};
+use crate::store::{ClickHouseConfig, SECONDS_PER_DAY, ScanRequest, Store, retention_cutoff};
 use crate::{Error, Result};
 
 use super::chunk::{self, DAY, HOUR, MINUTE};
@@ -27,26 +26,6 @@ use super::client::Client;
 use super::schema::Dialect;
 use super::shipper::{Shipper, ShipperSettings, Target};
 use super::sql::{ident, quote};
-
-/// Where the data lives and how long it is kept.
-#[derive(Debug, Clone)]
-pub struct ClickHouseSettings {
-    /// `http://host:8123`.
-    pub url: String,
-    /// Database holding meshscope's tables (created if missing).
-    pub database: String,
-    /// HTTP basic-auth user and password.
-    pub user: String,
-    pub password: String,
-    /// Per request.
-    pub timeout: Duration,
-    /// Days kept besides today (0: keep everything).
-    pub retention_days: u32,
-    /// The disk spool for inserts ClickHouse has not taken yet.
-    pub spool_dir: PathBuf,
-    /// Bounds of the write path.
-    pub shipper: ShipperSettings,
-}
 
 /// The ClickHouse backend.
 #[derive(Debug)]
@@ -112,19 +91,21 @@ impl ClickHouseStore {
     /// answer is not an error: writes are buffered and spooled, and the schema is created
     /// when it answers. Any other failure (bad URL or database name, refused credentials, a
     /// database from a newer meshscope) is.
-    pub async fn open(settings: ClickHouseSettings, registry: &mut Registry) -> Result<Self> {
-        let db_sql = ident(&settings.database)?;
-        let client = Client::new(
-            &settings.url,
-            &settings.user,
-            &settings.password,
-            settings.timeout,
-        )?;
+    /// `retention_days` are the days kept besides today (0: everything); `spool_dir`
+    /// holds the inserts ClickHouse has not taken yet.
+    pub async fn open(
+        config: &ClickHouseConfig,
+        retention_days: u32,
+        spool_dir: PathBuf,
+        registry: &mut Registry,
+    ) -> Result<Self> {
+        let db_sql = ident(&config.database)?;
+        let client = Client::new(&config.url, &config.user, &config.password, config.timeout)?;
         let target = Arc::new(Target {
             client,
-            database: settings.database.clone(),
+            database: config.database.clone(),
             db_sql,
-            retention_days: settings.retention_days,
+            retention_days,
             dialect: OnceLock::new(),
             recreated: std::sync::Mutex::new(None),
         });
@@ -134,7 +115,7 @@ impl ClickHouseStore {
                 code: None,
                 message,
             }) => tracing::warn!(
-                url = settings.url,
+                url = config.url,
                 error = message,
                 "ClickHouse does not answer; buffering writes until it does"
             ),
@@ -142,13 +123,17 @@ impl ClickHouseStore {
         }
         let shipper = Shipper::start(
             target.clone(),
-            settings.shipper,
-            settings.spool_dir,
+            ShipperSettings {
+                buffer_bytes: config.buffer_bytes,
+                spool_bytes: config.spool_bytes,
+                full_wait: config.full_wait,
+            },
+            spool_dir,
             registry,
         )?;
         tracing::info!(
-            url = settings.url,
-            database = settings.database,
+            url = config.url,
+            database = config.database,
             "ClickHouse store opened"
         );
         Ok(ClickHouseStore { target, shipper })
@@ -161,7 +146,6 @@ impl ClickHouseStore {
 
     fn decode(t: Table, by_minute: bool, start: i64, text: &str) -> Result<Vec<Row>> {
         let nkeys = t.keys().len();
-        let empty: Arc<str> = Arc::from("");
         let mut out = Vec::new();
         for line in text.lines().filter(|l| !l.is_empty()) {
             let f: Vec<&str> = line.split('\t').collect();
@@ -176,10 +160,12 @@ impl ClickHouseStore {
             };
             let side = Side::parse(f[base]).ok_or_else(|| bad("side", line))?;
             let source = Source::parse(f[base + 1]).ok_or_else(|| bad("source", line))?;
-            let mut keys: Keys = std::array::from_fn(|_| empty.clone());
-            for (i, k) in keys.iter_mut().take(nkeys).enumerate() {
-                *k = Arc::from(tsv_unescape(f[base + 2 + i]));
-            }
+            let keys = Keys::from_columns(
+                t,
+                f[base + 2..base + 2 + nkeys]
+                    .iter()
+                    .map(|v| Arc::from(tsv_unescape(v))),
+            );
             let at = base + 2 + nkeys;
             let flags: u8 = f[at].parse().map_err(|_| bad("flags", line))?;
             let mut c = [0u64; COUNTER_COLUMNS.len()];
@@ -267,7 +253,11 @@ impl Store for ClickHouseStore {
         if end <= start {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = t.keys().iter().map(|k| format!("`{k}`")).collect();
+        let keys: Vec<String> = t
+            .keys()
+            .iter()
+            .map(|k| format!("`{}`", k.column()))
+            .collect();
         let mut group: Vec<String> = Vec::new();
         if request.by_minute {
             group.push("toUInt32(minute)".into());
@@ -289,10 +279,10 @@ impl Store for ClickHouseStore {
         };
         filter.push_str(" AND side != 'marker'");
         for (k, v) in &request.filters {
-            let col = keys
-                .get(*k)
-                .ok_or_else(|| Error::Schema(format!("{} has no key column {k}", t.name())))?;
-            let _ = write!(filter, " AND {col} = {}", quote(v));
+            if !t.has(*k) {
+                return Err(Error::Request(no_key(t, *k)));
+            }
+            let _ = write!(filter, " AND `{}` = {}", k.column(), quote(v));
         }
         let sql = format!(
             "SELECT {} FROM {} WHERE {filter} GROUP BY {} FORMAT TabSeparated",

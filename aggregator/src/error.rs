@@ -1,0 +1,106 @@
+//! The aggregator's error type, and the one classification of it that the APIs map to
+//! their wire statuses.
+
+use std::path::PathBuf;
+
+/// Errors of the aggregator and its stores.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("store i/o at {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("query engine: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("manifest {path}: {source}")]
+    Manifest {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("stored data does not match the schema: {0}")]
+    Schema(String),
+    #[error("background task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("the aggregator has stopped")]
+    Stopped,
+    #[error("data dir {0} is in use by another meshscope process")]
+    Locked(PathBuf),
+    #[error("ClickHouse: {message}")]
+    ClickHouse { code: Option<u32>, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("write backlog full: {0}")]
+    Backlog(String),
+    /// A read asked for something the tables cannot answer (a key a table lacks).
+    #[error("bad request: {0}")]
+    Request(String),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What an error means to whoever asked: the JSON API and the Prometheus API turn it into
+/// their status codes from this, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request cannot be answered as asked (HTTP 400).
+    BadRequest,
+    /// Something the answer needs is down or overloaded for now; retrying later can work
+    /// (HTTP 503).
+    Unavailable,
+    /// A fault of meshscope or its data (HTTP 500).
+    Internal,
+}
+
+/// ClickHouse error codes that pass: timeouts, too many queries, the network, memory
+/// limits, a table or database not there yet (the shipper re-creates them).
+const CLICKHOUSE_TRANSIENT: [u32; 8] = [60, 81, 159, 202, 209, 210, 241, 242];
+
+impl Error {
+    /// The class of the error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Request(_) => ErrorKind::BadRequest,
+            Error::Stopped | Error::Backlog(_) => ErrorKind::Unavailable,
+            // No code: ClickHouse did not answer (connection refused, reset, timed out).
+            Error::ClickHouse { code: None, .. } => ErrorKind::Unavailable,
+            Error::ClickHouse {
+                code: Some(code), ..
+            } if CLICKHOUSE_TRANSIENT.contains(code) => ErrorKind::Unavailable,
+            Error::Io { .. }
+            | Error::DataFusion(_)
+            | Error::Parquet(_)
+            | Error::Arrow(_)
+            | Error::Manifest { .. }
+            | Error::Schema(_)
+            | Error::Join(_)
+            | Error::Locked(_)
+            | Error::ClickHouse { .. }
+            | Error::Config(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreachable_or_stopped_is_unavailable_and_broken_data_internal() {
+        let ch = |code| Error::ClickHouse {
+            code,
+            message: String::new(),
+        };
+        assert_eq!(Error::Stopped.kind(), ErrorKind::Unavailable);
+        assert_eq!(ch(None).kind(), ErrorKind::Unavailable);
+        assert_eq!(ch(Some(202)).kind(), ErrorKind::Unavailable);
+        assert_eq!(ch(Some(62)).kind(), ErrorKind::Internal);
+        assert_eq!(Error::Schema("x".into()).kind(), ErrorKind::Internal);
+        assert_eq!(Error::Request("x".into()).kind(), ErrorKind::BadRequest);
+    }
+}

@@ -1,0 +1,596 @@
+//! [`Reader`]: one request's reads of one window. It holds the store, the `[dedup]` rules
+//! and the window, and makes the source choice once: the window's service table is read at
+//! most once per request, for the choice and for the service entities both.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
+use proto::{Side, Source};
+use tokio::sync::OnceCell;
+
+use super::source::{Dedup, SourceChoice};
+use super::window::Window;
+use crate::Result;
+use crate::metrics::Metrics;
+use crate::row::{Keys, Row};
+use crate::schema::{Key, Table};
+use crate::store::{ScanRequest, Store};
+
+/// One entity's merged metrics over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub keys: Keys,
+    /// OR of the node flags of its rows (see [`crate::schema::FLAGS`]).
+    pub flags: u8,
+    /// Which sides reported it (`detect_points`).
+    pub client_seen: bool,
+    pub server_seen: bool,
+    /// The source the figures come from (see the source rule).
+    pub source: Source,
+    /// Metrics from the chosen side.
+    pub metrics: Metrics,
+}
+
+/// One key's per-minute metrics, each side apart, from the source chosen for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyMinutes {
+    /// The key column values.
+    pub keys: Keys,
+    /// The source the rows come from (see the source rule).
+    pub source: Source,
+    /// `(minute start, metrics)` of the caller's reports, in minute order.
+    pub client: Vec<(i64, Metrics)>,
+    /// `(minute start, metrics)` of the callee's reports, in minute order.
+    pub server: Vec<(i64, Metrics)>,
+}
+
+impl KeyMinutes {
+    /// The side the side rule counts: the server's when it reported in the window.
+    pub fn chosen(&self) -> &[(i64, Metrics)] {
+        if self.server.is_empty() {
+            &self.client
+        } else {
+            &self.server
+        }
+    }
+}
+
+/// One key's metrics summed over a part of a window (see [`Reader::key_totals`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyTotal {
+    /// The key column values.
+    pub keys: Keys,
+    /// The counted side's metrics over the part.
+    pub metrics: Metrics,
+}
+
+/// Reads one window for one request (a JSON view, a PromQL query): every read shares the
+/// window and one source choice.
+///
+/// The choice is made after the first data read that needs it (a destination that
+/// appears in between is in it, not missed), from one read of the window's service table,
+/// which also answers the service entities. A read filtered to one destination chooses
+/// from that destination's rows only, until the whole table has been read. Data written
+/// between two reads of one request can meet a choice made before it: such a destination
+/// counts from its preferred source.
+pub struct Reader<'a> {
+    store: &'a dyn Store,
+    dedup: &'a Dedup,
+    window: Window,
+    /// The window's service rows (merged, every service) and the choice from them.
+    services: OnceCell<(Vec<Row>, Arc<SourceChoice>)>,
+    /// Choices for single destinations, from their own service rows.
+    destinations: Mutex<HashMap<String, Arc<SourceChoice>>>,
+}
+
+/// Per key: OR of the flags and each side's merged metrics.
+#[derive(Default)]
+struct Sides {
+    flags: u8,
+    client: Option<Metrics>,
+    server: Option<Metrics>,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader of `window` in `store` under the `dedup` rules.
+    pub fn new(store: &'a dyn Store, dedup: &'a Dedup, window: Window) -> Reader<'a> {
+        Reader {
+            store,
+            dedup,
+            window,
+            services: OnceCell::new(),
+            destinations: Mutex::new(HashMap::default()),
+        }
+    }
+
+    /// The window every read covers.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    fn request(&self, table: Table, filters: &[(Key, String)], by_minute: bool) -> ScanRequest {
+        self.request_in(self.window, table, filters, by_minute)
+    }
+
+    fn request_in(
+        &self,
+        window: Window,
+        table: Table,
+        filters: &[(Key, String)],
+        by_minute: bool,
+    ) -> ScanRequest {
+        ScanRequest {
+            table,
+            start_minute: window.start_minute,
+            end_minute: window.end_minute,
+            filters: filters.to_vec(),
+            by_minute,
+        }
+    }
+
+    /// The window's service rows and the choice over every destination, read once.
+    async fn services(&self) -> Result<&(Vec<Row>, Arc<SourceChoice>)> {
+        self.services
+            .get_or_try_init(|| async {
+                let rows = self
+                    .store
+                    .scan(&self.request(Table::Service, &[], false))
+                    .await?;
+                let choice = Arc::new(SourceChoice::from_service_rows(&rows, self.dedup));
+                Ok((rows, choice))
+            })
+            .await
+    }
+
+    /// The choice for a read of `table` with `filters` whose rows are `rows`.
+    async fn choice(
+        &self,
+        table: Table,
+        filters: &[(Key, String)],
+        rows: &[Row],
+    ) -> Result<Arc<SourceChoice>> {
+        if table == Table::Service {
+            // The rows hold all the choice needs: the table's only key is the destination.
+            return Ok(Arc::new(SourceChoice::from_service_rows(rows, self.dedup)));
+        }
+        if let Some((_, all)) = self.services.get() {
+            return Ok(all.clone());
+        }
+        let destination = table.destination();
+        let Some((_, service)) = filters.iter().find(|(k, _)| *k == destination) else {
+            return Ok(self.services().await?.1.clone());
+        };
+        if let Some(c) = lock(&self.destinations).get(service) {
+            return Ok(c.clone());
+        }
+        let filter = [(Key::Service, service.clone())];
+        let rows = self
+            .store
+            .scan(&self.request(Table::Service, &filter, false))
+            .await?;
+        let choice = Arc::new(SourceChoice::from_service_rows(&rows, self.dedup));
+        lock(&self.destinations).insert(service.clone(), choice.clone());
+        Ok(choice)
+    }
+
+    /// Rows of `table` matching `filters` (per minute with `by_minute`) and the source
+    /// choice that applies to them; the caller keeps the rows of the chosen source.
+    async fn read(
+        &self,
+        table: Table,
+        filters: &[(Key, String)],
+        by_minute: bool,
+    ) -> Result<(Cow<'_, [Row]>, Arc<SourceChoice>)> {
+        if table == Table::Service && filters.is_empty() && !by_minute {
+            let (rows, choice) = self.services().await?;
+            return Ok((Cow::Borrowed(rows), choice.clone()));
+        }
+        let rows = self
+            .store
+            .scan(&self.request(table, filters, by_minute))
+            .await?;
+        let choice = self.choice(table, filters, &rows).await?;
+        Ok((Cow::Owned(rows), choice))
+    }
+
+    /// Entities of `table` matching `filters`, one per key, source and side rules applied.
+    /// Sorted by key.
+    pub async fn entities(&self, table: Table, filters: &[(Key, String)]) -> Result<Vec<Entity>> {
+        let (rows, choice) = self.read(table, filters, false).await?;
+        let destination = table.destination();
+        let mut by_key: HashMap<&Keys, Sides> = HashMap::default();
+        for row in rows
+            .iter()
+            .filter(|r| r.key.source == choice.of(r.key.keys.get(destination)))
+        {
+            let e = by_key.entry(&row.key.keys).or_default();
+            e.flags |= row.flags;
+            let slot = match row.key.side {
+                Side::Client => &mut e.client,
+                Side::Server => &mut e.server,
+            };
+            slot.get_or_insert_with(Metrics::default)
+                .merge(&row.metrics);
+        }
+        let mut out: Vec<Entity> = by_key
+            .into_iter()
+            .map(|(keys, s)| Entity {
+                source: choice.of(keys.get(destination)),
+                keys: keys.clone(),
+                flags: s.flags,
+                client_seen: s.client.is_some(),
+                server_seen: s.server.is_some(),
+                metrics: s.server.or(s.client).unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.keys.cmp(&b.keys));
+        Ok(out)
+    }
+
+    /// Per-minute metrics of the rows of `table` matching `filters`, summed over all
+    /// matching keys, with the source and side rules decided per key over the whole window.
+    /// Minutes without data are absent.
+    pub async fn series(
+        &self,
+        table: Table,
+        filters: &[(Key, String)],
+    ) -> Result<Vec<(i64, Metrics)>> {
+        let mut by_minute: BTreeMap<i64, Metrics> = BTreeMap::new();
+        for k in self.key_minutes(table, filters).await? {
+            for (minute, m) in k.chosen() {
+                by_minute.entry(*minute).or_default().merge(m);
+            }
+        }
+        Ok(by_minute.into_iter().collect())
+    }
+
+    /// Per-key, per-side, per-minute metrics of `table` matching `filters`, with the source
+    /// rule applied over the whole window (the side rule is left to the caller:
+    /// [`KeyMinutes::chosen`]). Sorted by key.
+    pub async fn key_minutes(
+        &self,
+        table: Table,
+        filters: &[(Key, String)],
+    ) -> Result<Vec<KeyMinutes>> {
+        let (rows, choice) = self.read(table, filters, true).await?;
+        let destination = table.destination();
+        let mut by_key: HashMap<Keys, KeyMinutes> = HashMap::default();
+        for r in rows.into_owned() {
+            let source = choice.of(r.key.keys.get(destination));
+            if r.key.source != source {
+                continue;
+            }
+            let k = by_key
+                .entry(r.key.keys.clone())
+                .or_insert_with(|| KeyMinutes {
+                    source,
+                    keys: r.key.keys,
+                    client: Vec::new(),
+                    server: Vec::new(),
+                });
+            let side = match r.key.side {
+                Side::Client => &mut k.client,
+                Side::Server => &mut k.server,
+            };
+            side.push((r.key.minute, r.metrics));
+        }
+        let mut out: Vec<KeyMinutes> = by_key.into_values().collect();
+        for k in &mut out {
+            for side in [&mut k.client, &mut k.server] {
+                side.sort_by_key(|(m, _)| *m);
+                // A store may return one minute in several partial rows: merge them.
+                side.dedup_by(|later, kept| {
+                    if later.0 == kept.0 {
+                        kept.1.merge(&later.1);
+                        true
+                    } else {
+                        false
+                    }
+                });
+            }
+        }
+        out.sort_by(|a, b| a.keys.cmp(&b.keys));
+        Ok(out)
+    }
+
+    /// Per key, what summing [`Reader::key_minutes`] over the minutes of `part` gives — on
+    /// `side`, or with `None` on the side [`KeyMinutes::chosen`] takes — read as merged
+    /// scans (a store with hour and day tiers answers a long `part` mostly from them). The
+    /// source and side rules are decided over the reader's window, exactly as there; keys
+    /// whose counted side has no row in `part` are left out. `part` lies inside the
+    /// window. Sorted by key.
+    pub async fn key_totals(
+        &self,
+        table: Table,
+        part: Window,
+        filters: &[(Key, String)],
+        side: Option<Side>,
+    ) -> Result<Vec<KeyTotal>> {
+        let window = self.window;
+        // The part and the rest of the window (before and after it), read at once, then the
+        // choice: a destination written in between is in the choice, never counted without
+        // its rules. The rules need the whole window, which is the part plus the rest.
+        let rests: Vec<Window> = [
+            Window {
+                start_minute: window.start_minute,
+                end_minute: part.start_minute.min(window.end_minute),
+            },
+            Window {
+                start_minute: part.end_minute.max(window.start_minute),
+                end_minute: window.end_minute,
+            },
+        ]
+        .into_iter()
+        .filter(|w| w.end_minute > w.start_minute)
+        .collect();
+        let part_request = self.request_in(part, table, filters, false);
+        let (part_rows, rest_rows) = tokio::try_join!(self.store.scan(&part_request), async {
+            let mut rows = Vec::new();
+            for w in &rests {
+                let request = self.request_in(*w, table, filters, false);
+                rows.extend(self.store.scan(&request).await?);
+            }
+            Ok(rows)
+        })?;
+        // The window's rows, the part's first.
+        let in_part = part_rows.len();
+        let mut window_rows = part_rows;
+        window_rows.extend(rest_rows);
+        let choice = self.choice(table, filters, &window_rows).await?;
+        let destination = table.destination();
+        let chosen_source = |r: &Row| r.key.source == choice.of(r.key.keys.get(destination));
+        // The side rule over the window: the server's side wherever it reported.
+        let server_reported: foldhash::HashSet<&Keys> = window_rows
+            .iter()
+            .filter(|r| r.key.side == Side::Server && chosen_source(r))
+            .map(|r| &r.key.keys)
+            .collect();
+        let mut by_key: HashMap<Keys, Metrics> = HashMap::default();
+        for r in window_rows[..in_part].iter().filter(|r| chosen_source(r)) {
+            let counted = side.unwrap_or(if server_reported.contains(&r.key.keys) {
+                Side::Server
+            } else {
+                Side::Client
+            });
+            if r.key.side == counted {
+                by_key
+                    .entry(r.key.keys.clone())
+                    .or_default()
+                    .merge(&r.metrics);
+            }
+        }
+        let mut out: Vec<KeyTotal> = by_key
+            .into_iter()
+            .map(|(keys, metrics)| KeyTotal { keys, metrics })
+            .collect();
+        out.sort_by(|a, b| a.keys.cmp(&b.keys));
+        Ok(out)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a thread panicked while inserting into a cache of plain
+    // values; the map is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::row::{RowBatch, RowKey};
+
+    /// `key_totals` over a part equals `key_minutes` over the window summed inside the
+    /// part, with the rules decided over the whole window: edges whose server side
+    /// reported only before the part count nothing in it (the server's side is chosen), a
+    /// trace-only destination's edges come from traces, a client-only edge from its client.
+    #[tokio::test]
+    async fn key_totals_are_key_minutes_summed_over_the_part() {
+        use crate::row::{RowBatch, RowKey};
+        use crate::store::parquet::{ParquetSettings, ParquetStore};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("open");
+        let edge = |c: &str, s: &str| -> Keys {
+            let pairs = [(Key::Client, c), (Key::Server, s), (Key::Protocol, "http")];
+            Keys::new(
+                Table::ServiceRelation,
+                pairs.map(|(k, v)| (k, Arc::<str>::from(v))),
+            )
+            .expect("edge keys")
+        };
+        let row = |minute: i64, side: Side, source: Source, k: Keys, calls: u64| Row {
+            key: RowKey {
+                minute,
+                side,
+                source,
+                keys: k,
+            },
+            flags: 0,
+            metrics: Metrics {
+                calls,
+                ..Default::default()
+            },
+        };
+        let (a, b, c) = (edge("a", "b"), edge("a", "c"), edge("x", "t"));
+        let rows = vec![
+            // a→b: the server reported only in the lookback; the client in the part.
+            row(600, Side::Server, Source::Mesh, a.clone(), 5),
+            row(900, Side::Client, Source::Mesh, a.clone(), 7),
+            // a→c: only its client reports, before and in the part.
+            row(600, Side::Client, Source::Mesh, b.clone(), 1),
+            row(960, Side::Client, Source::Mesh, b.clone(), 2),
+            row(1020, Side::Client, Source::Mesh, b.clone(), 3),
+            // x→t: mesh sees only the client, traces see the server: traces count.
+            row(960, Side::Client, Source::Mesh, c.clone(), 11),
+            row(960, Side::Server, Source::Trace, c.clone(), 13),
+        ];
+        // The destinations' own rows, which the source rule reads.
+        let service = |name: &str| {
+            Keys::new(Table::Service, [(Key::Service, Arc::<str>::from(name))])
+                .expect("service keys")
+        };
+        let services = vec![
+            row(600, Side::Server, Source::Mesh, service("b"), 5),
+            row(600, Side::Client, Source::Mesh, service("c"), 1),
+            row(960, Side::Client, Source::Mesh, service("t"), 11),
+            row(960, Side::Server, Source::Trace, service("t"), 13),
+        ];
+        store
+            .write(Arc::new(RowBatch {
+                tables: vec![(Table::ServiceRelation, rows), (Table::Service, services)],
+            }))
+            .await
+            .expect("write");
+        let dedup = Dedup::default();
+        let window = Window {
+            start_minute: 540,
+            end_minute: 1080,
+        };
+        let part = Window {
+            start_minute: 900,
+            end_minute: 1080,
+        };
+        // Each read on its own reader, so each makes its own choice over the window.
+        let minutes = Reader::new(&store, &dedup, window)
+            .key_minutes(Table::ServiceRelation, &[])
+            .await
+            .expect("key_minutes");
+        let want: Vec<(Keys, u64)> = minutes
+            .iter()
+            .filter_map(|k| {
+                let inside: Vec<&(i64, Metrics)> = k
+                    .chosen()
+                    .iter()
+                    .filter(|(m, _)| *m >= part.start_minute && *m < part.end_minute)
+                    .collect();
+                (!inside.is_empty())
+                    .then(|| (k.keys.clone(), inside.iter().map(|(_, m)| m.calls).sum()))
+            })
+            .collect();
+        let totals = |side: Option<Side>| {
+            let store = &store;
+            let dedup = &dedup;
+            async move {
+                Reader::new(store, dedup, window)
+                    .key_totals(Table::ServiceRelation, part, &[], side)
+                    .await
+                    .expect("key_totals")
+            }
+        };
+        let got: Vec<(Keys, u64)> = totals(None)
+            .await
+            .into_iter()
+            .map(|t| (t.keys, t.metrics.calls))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(got, vec![(b.clone(), 5), (c.clone(), 13)]);
+        // A fixed side ignores the side rule: a→b's client calls in the part.
+        let clients = totals(Some(Side::Client)).await;
+        assert_eq!(clients[0].keys, a);
+        assert_eq!(clients[0].metrics.calls, 7);
+    }
+
+    /// Counts the scans of each table a real store answers.
+    struct Counting<S> {
+        inner: S,
+        scans: [AtomicUsize; 5],
+    }
+
+    #[async_trait]
+    impl<S: Store> Store for Counting<S> {
+        async fn write(&self, batch: Arc<RowBatch>) -> Result<()> {
+            self.inner.write(batch).await
+        }
+        async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
+            self.scans[request.table as usize].fetch_add(1, Ordering::SeqCst);
+            self.inner.scan(request).await
+        }
+        async fn maintain(&self) -> Result<()> {
+            self.inner.maintain().await
+        }
+    }
+
+    /// What a topology request reads: the edges and the nodes (service entities), with the
+    /// source choice for both from one read of the service table.
+    #[tokio::test]
+    async fn one_reader_reads_the_service_table_once() {
+        use crate::store::parquet::{ParquetSettings, ParquetStore};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("open");
+        let name = |s: &str| Arc::<str>::from(s);
+        let row = |table: Table, keys: Vec<(Key, Arc<str>)>, source: Source, calls: u64| Row {
+            key: RowKey {
+                minute: 600,
+                side: Side::Server,
+                source,
+                keys: Keys::new(table, keys).expect("keys"),
+            },
+            flags: 0,
+            metrics: Metrics {
+                calls,
+                ..Default::default()
+            },
+        };
+        let edge = |source, calls| {
+            let keys = vec![
+                (Key::Client, name("a")),
+                (Key::Server, name("b")),
+                (Key::Protocol, name("http")),
+            ];
+            row(Table::ServiceRelation, keys, source, calls)
+        };
+        let service = |source, calls| {
+            row(
+                Table::Service,
+                vec![(Key::Service, name("b"))],
+                source,
+                calls,
+            )
+        };
+        parquet
+            .write(Arc::new(RowBatch {
+                tables: vec![
+                    (
+                        Table::ServiceRelation,
+                        vec![edge(Source::Mesh, 3), edge(Source::Trace, 4)],
+                    ),
+                    (
+                        Table::Service,
+                        vec![service(Source::Mesh, 3), service(Source::Trace, 4)],
+                    ),
+                ],
+            }))
+            .await
+            .expect("write");
+        let store = Counting {
+            inner: parquet,
+            scans: Default::default(),
+        };
+        let dedup = Dedup::default();
+        let reader = Reader::new(&store, &dedup, Window::from_seconds(0, 1200));
+        let edges = reader
+            .entities(Table::ServiceRelation, &[])
+            .await
+            .expect("edges");
+        let nodes = reader.entities(Table::Service, &[]).await.expect("nodes");
+        // Both sources hear b as a server: the preferred mesh counts, once.
+        assert_eq!(edges.len(), 1);
+        assert_eq!((edges[0].source, edges[0].metrics.calls), (Source::Mesh, 3));
+        assert_eq!((nodes[0].source, nodes[0].metrics.calls), (Source::Mesh, 3));
+        let scans = |t: Table| store.scans[t as usize].load(Ordering::SeqCst);
+        assert_eq!(scans(Table::Service), 1);
+        assert_eq!(scans(Table::ServiceRelation), 1);
+        // A read filtered to one destination after that reuses the choice.
+        let filtered = reader
+            .entities(Table::ServiceRelation, &[(Key::Server, "b".into())])
+            .await
+            .expect("filtered");
+        assert_eq!(filtered, edges);
+        assert_eq!(scans(Table::Service), 1);
+    }
+}

@@ -1,0 +1,207 @@
+//! Store settings: `[store]` (which backend, where, how long) and `[clickhouse]` (the
+//! ClickHouse backend's server and write path), checked here and opened by
+//! [`super::open`].
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// Where rollups are kept.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Parquet files in the data dir, read with embedded DataFusion (no server).
+    #[default]
+    Parquet,
+    /// A ClickHouse server shared by any number of meshscope processes.
+    Clickhouse,
+}
+
+impl Backend {
+    /// Every backend's name, as the config file and the command line spell them.
+    pub const NAMES: [&'static str; 2] = ["parquet", "clickhouse"];
+
+    /// The name in the config file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Parquet => "parquet",
+            Backend::Clickhouse => "clickhouse",
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Backend> {
+        match s {
+            "parquet" => Ok(Backend::Parquet),
+            "clickhouse" => Ok(Backend::Clickhouse),
+            other => Err(Error::Config(format!(
+                "store.backend must be parquet or clickhouse, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Store settings (`[store]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `parquet` (embedded, the default) or `clickhouse` (see `[clickhouse]`).
+    pub backend: Backend,
+    /// Where Parquet files and the manifest live; with ClickHouse, the spool of inserts
+    /// it has not taken yet (`clickhouse-spool/`).
+    pub data_dir: PathBuf,
+    /// Days of data kept; 0 keeps everything. Calls older than this are dropped at ingest.
+    pub retention_days: u32,
+    /// A day partition with this many files is compacted into one.
+    pub compact_min_files: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: Backend::Parquet,
+            data_dir: PathBuf::from("./data"),
+            retention_days: 7,
+            compact_min_files: 8,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The retention as a duration; `None` keeps everything.
+    pub fn retention(&self) -> Option<Duration> {
+        (self.retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400))
+    }
+
+    /// Rejects values that parse but cannot work; `clickhouse` only matters with the
+    /// ClickHouse backend.
+    pub fn validate(&self, clickhouse: &ClickHouseConfig) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(m.to_string()));
+        if self.compact_min_files < 2 {
+            return bad("store.compact_min_files must be at least 2");
+        }
+        if self.backend == Backend::Clickhouse {
+            let ch = clickhouse;
+            if !(ch.url.starts_with("http://") || ch.url.starts_with("https://")) {
+                return Err(Error::Config(format!(
+                    "clickhouse.url must be ClickHouse's HTTP interface, like http://clickhouse:8123 (got {:?})",
+                    ch.url
+                )));
+            }
+            if ch.timeout.is_zero() || ch.full_wait.is_zero() {
+                return bad("clickhouse.timeout and clickhouse.full_wait must be longer than zero");
+            }
+            if ch.buffer_bytes < 1 << 20 {
+                return bad("clickhouse.buffer_bytes must be at least 1 MiB (1048576)");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string setting that also accepts a bare number from the environment
+/// (`MESHSCOPE__CLICKHOUSE__PASSWORD=1234`), written back exactly as TOML reads it.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+        Raw::F(f) => toml::Value::Float(f).to_string(),
+        Raw::B(b) => b.to_string(),
+    })
+}
+
+/// ClickHouse backend settings (`[clickhouse]`), used with `store.backend = "clickhouse"`.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// HTTP interface, `http://host:8123`.
+    pub url: String,
+    /// Database of meshscope's tables; created if missing.
+    #[serde(deserialize_with = "string_or_number")]
+    pub database: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub user: String,
+    #[serde(deserialize_with = "string_or_number")]
+    pub password: String,
+    /// Per request.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Insert bytes queued in memory (while ClickHouse answers, and when the spool is full).
+    pub buffer_bytes: u64,
+    /// Insert bytes spooled to `<data_dir>/clickhouse-spool/`: past the memory queue, and
+    /// first while ClickHouse fails.
+    pub spool_bytes: u64,
+    /// With both full, how long a flush waits for room before its rows are refused (the
+    /// aggregator then keeps them up to `aggregator.max_pending_rows`).
+    #[serde(with = "humantime_serde")]
+    pub full_wait: Duration,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        ClickHouseConfig {
+            url: "http://127.0.0.1:8123".into(),
+            database: "meshscope".into(),
+            user: "default".into(),
+            password: String::new(),
+            timeout: Duration::from_secs(30),
+            buffer_bytes: 256 << 20,
+            spool_bytes: 4 << 30,
+            full_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("timeout", &self.timeout)
+            .field("buffer_bytes", &self.buffer_bytes)
+            .field("spool_bytes", &self.spool_bytes)
+            .field("full_wait", &self.full_wait)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_parse_by_their_names() {
+        for name in Backend::NAMES {
+            assert_eq!(
+                name.parse::<Backend>().map(Backend::as_str).ok(),
+                Some(name)
+            );
+        }
+        assert!("mysql".parse::<Backend>().is_err());
+    }
+}

@@ -1,0 +1,260 @@
+//! The Arrow shape of a table's Parquet files, and rows to and from record batches: the
+//! one place where key columns are read and written by position.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, ListBuilder, RecordBatch, StringArray, UInt8Array,
+    UInt16Builder, UInt64Array, UInt64Builder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, UInt8Type, UInt16Type, UInt64Type,
+};
+use proto::{Side, Source};
+
+use crate::histogram::Histogram;
+use crate::metrics::Metrics;
+use crate::row::{Keys, Row, RowKey};
+use crate::schema::{self, Table};
+use crate::{Error, Result};
+
+/// The Arrow schema of a table's files.
+pub fn arrow_schema(table: Table) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(schema::MINUTE, DataType::Int64, false),
+        Field::new(schema::SIDE, DataType::Utf8, false),
+        // Nullable: files written before sources existed lack the column; null is `mesh`.
+        Field::new(schema::SOURCE, DataType::Utf8, true),
+    ];
+    for k in table.keys() {
+        fields.push(Field::new(k.column(), DataType::Utf8, false));
+    }
+    fields.push(Field::new(schema::FLAGS, DataType::UInt8, false));
+    for c in schema::COUNTER_COLUMNS {
+        fields.push(Field::new(c, DataType::UInt64, false));
+    }
+    fields.push(Field::new(
+        schema::HIST_INDEX,
+        DataType::List(Arc::new(Field::new("item", DataType::UInt16, true))),
+        false,
+    ));
+    fields.push(Field::new(
+        schema::HIST_COUNT,
+        DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))),
+        false,
+    ));
+    Arc::new(Schema::new(fields))
+}
+
+/// Rows of `table` as one record batch in its file schema.
+pub(super) fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch> {
+    let schema = arrow_schema(table);
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.key.minute),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.key.side.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.key.source.as_str()),
+        )),
+    ];
+    for k in 0..table.keys().len() {
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter()
+                .map(|r| r.key.keys.columns().get(k).map_or("", |v| &**v)),
+        )));
+    }
+    columns.push(Arc::new(UInt8Array::from_iter_values(
+        rows.iter().map(|r| r.flags),
+    )));
+    let all: Vec<[u64; 9]> = rows.iter().map(|r| r.metrics.counters()).collect();
+    for c in 0..schema::COUNTER_COLUMNS.len() {
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            all.iter().map(|v| v[c]),
+        )));
+    }
+    let mut idx = ListBuilder::new(UInt16Builder::new());
+    let mut cnt = ListBuilder::new(UInt64Builder::new());
+    for r in rows {
+        for (i, c) in r.metrics.histogram.iter() {
+            idx.values().append_value(i);
+            cnt.values().append_value(c);
+        }
+        idx.append(true);
+        cnt.append(true);
+    }
+    columns.push(Arc::new(idx.finish()));
+    columns.push(Arc::new(cnt.finish()));
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+fn column(batch: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef> {
+    let c = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Schema(format!("missing column {name}")))?;
+    if c.data_type() == ty {
+        Ok(c.clone())
+    } else {
+        Ok(cast(c, ty)?)
+    }
+}
+
+/// A record batch of a `table` file as rows; names repeat a lot, so each distinct one is
+/// allocated once per read (`interner`).
+pub(super) fn from_record_batch(
+    table: Table,
+    batch: &RecordBatch,
+    interner: &mut HashSet<Arc<str>>,
+) -> Result<Vec<Row>> {
+    let n = batch.num_rows();
+    let minute = column(batch, schema::MINUTE, &DataType::Int64)?;
+    let minute = minute.as_primitive::<Int64Type>();
+    let side = column(batch, schema::SIDE, &DataType::Utf8)?;
+    let side = side.as_string::<i32>();
+    let source = match batch.column_by_name(schema::SOURCE) {
+        Some(_) => Some(column(batch, schema::SOURCE, &DataType::Utf8)?),
+        None => None,
+    };
+    let source = source.as_ref().map(|s| s.as_string::<i32>());
+    let keys: Vec<ArrayRef> = table
+        .keys()
+        .iter()
+        .map(|k| column(batch, k.column(), &DataType::Utf8))
+        .collect::<Result<_>>()?;
+    let flags = column(batch, schema::FLAGS, &DataType::UInt8)?;
+    let flags = flags.as_primitive::<UInt8Type>();
+    let counters: Vec<ArrayRef> = schema::COUNTER_COLUMNS
+        .iter()
+        .map(|c| column(batch, c, &DataType::UInt64))
+        .collect::<Result<_>>()?;
+    let counters: Vec<&UInt64Array> = counters.iter().map(|a| a.as_primitive()).collect();
+    let list = |name: &str| {
+        batch
+            .column_by_name(name)
+            .and_then(|c| c.as_list_opt::<i32>())
+            .cloned()
+            .ok_or_else(|| Error::Schema(format!("column {name} is missing or not a list")))
+    };
+    let hist_index = list(schema::HIST_INDEX)?;
+    let hist_count = list(schema::HIST_COUNT)?;
+    let mut rows = Vec::with_capacity(n);
+    for i in 0..n {
+        let side = Side::parse(side.value(i))
+            .ok_or_else(|| Error::Schema(format!("bad side {:?}", side.value(i))))?;
+        let source = match source {
+            Some(s) if s.is_valid(i) => Source::parse(s.value(i))
+                .ok_or_else(|| Error::Schema(format!("bad source {:?}", s.value(i))))?,
+            _ => Source::Mesh,
+        };
+        let row_keys = Keys::from_columns(
+            table,
+            keys.iter().map(|k| {
+                let v = k.as_string::<i32>().value(i);
+                match interner.get(v) {
+                    Some(a) => a.clone(),
+                    None => {
+                        let a: Arc<str> = Arc::from(v);
+                        interner.insert(a.clone());
+                        a
+                    }
+                }
+            }),
+        );
+        let hi = hist_index.value(i);
+        let hc = hist_count.value(i);
+        let hi = hi.as_primitive::<UInt16Type>();
+        let hc = hc.as_primitive::<UInt64Type>();
+        let histogram =
+            Histogram::from_pairs(hi.values().iter().copied().zip(hc.values().iter().copied()));
+        let v = |c: usize| counters[c].value(i);
+        rows.push(Row {
+            key: RowKey {
+                minute: minute.value(i),
+                side,
+                source,
+                keys: row_keys,
+            },
+            flags: flags.value(i),
+            metrics: Metrics {
+                histogram,
+                ..Metrics::from_counters(std::array::from_fn(v))
+            },
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::parquet::arrow::ArrowWriter;
+    use proto::Source;
+
+    use crate::schema::{self, Table};
+    use crate::store::Store;
+    use crate::store::parquet::ParquetStore;
+    use crate::store::parquet::test_support::{scan_all, settings, sourced_batch};
+
+    /// Files written before the `source` column existed read back as mesh reports.
+    #[tokio::test]
+    async fn files_without_a_source_column_read_as_mesh() {
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+            store
+                .write(Arc::new(sourced_batch(&[60, 120], 4, true)))
+                .await
+                .expect("write");
+        }
+        let mut rewritten = 0;
+        for table in Table::ALL {
+            let table_dir = dir.path().join(table.name());
+            for day in std::fs::read_dir(&table_dir).expect("table dir").flatten() {
+                for file in std::fs::read_dir(day.path()).expect("day dir").flatten() {
+                    let f = std::fs::File::open(file.path()).expect("open file");
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(f)
+                        .expect("reader")
+                        .build()
+                        .expect("build");
+                    let mut writer = None;
+                    for b in reader {
+                        let b = b.expect("batch");
+                        let keep: Vec<usize> = (0..b.num_columns())
+                            .filter(|&i| b.schema().field(i).name() != schema::SOURCE)
+                            .collect();
+                        let old = b.project(&keep).expect("project");
+                        writer
+                            .get_or_insert_with(|| {
+                                ArrowWriter::try_new(Vec::new(), old.schema(), None)
+                                    .expect("writer")
+                            })
+                            .write(&old)
+                            .expect("write");
+                    }
+                    let out = writer
+                        .expect("a file has a batch")
+                        .into_inner()
+                        .expect("finish");
+                    std::fs::write(file.path(), out).expect("rewrite");
+                    rewritten += 1;
+                }
+            }
+        }
+        assert!(rewritten >= 5);
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("reopen");
+        let rows = store.scan(&scan_all(Table::Service)).await.expect("scan");
+        assert_eq!(
+            rows.len(),
+            1,
+            "the two sources collapse into mesh: {rows:?}"
+        );
+        assert_eq!(rows[0].key.source, Source::Mesh);
+        assert_eq!(rows[0].metrics.calls, 8);
+    }
+}

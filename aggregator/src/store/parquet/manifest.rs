@@ -1,0 +1,142 @@
+//! The manifest (`manifest.json`): the list of live data files, replaced atomically, so a
+//! file counts only once the manifest names it. Also the file-system steps every write
+//! takes: atomic replacement and folder fsyncs, and the day folder names.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use crate::store::SECONDS_PER_DAY;
+use crate::{Error, Result};
+
+/// The manifest's file name in the store directory.
+pub(super) const MANIFEST: &str = "manifest.json";
+const MANIFEST_VERSION: u32 = 1;
+
+/// One live data file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(super) struct FileEntry {
+    pub table: String,
+    /// Unix seconds of the UTC day start.
+    pub day: i64,
+    /// Relative to the store directory.
+    pub path: String,
+    pub min_minute: i64,
+    pub max_minute: i64,
+    pub rows: u64,
+    /// 0 for flushed files; compacting files of level n gives one file of level n + 1.
+    #[serde(default)]
+    pub level: u32,
+}
+
+/// The live files and the next file sequence number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Manifest {
+    version: u32,
+    pub next_seq: u64,
+    pub files: Vec<FileEntry>,
+}
+
+impl Manifest {
+    /// Reads the manifest at `path`; an absent one is an empty store.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        match fs::read(path) {
+            Ok(bytes) => {
+                let m: Manifest =
+                    serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                if m.version != MANIFEST_VERSION {
+                    return Err(Error::Schema(format!(
+                        "manifest version {} is not {MANIFEST_VERSION}",
+                        m.version
+                    )));
+                }
+                Ok(m)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
+                version: MANIFEST_VERSION,
+                next_seq: 1,
+                files: Vec::new(),
+            }),
+            Err(e) => Err(io_err(path)(e)),
+        }
+    }
+
+    /// Replaces the manifest at `path` with this one, atomically.
+    pub fn persist(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(|source| Error::Manifest {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        write_atomic(path, &bytes)
+    }
+}
+
+/// An I/O error at `path`.
+pub(super) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The folder name of a UTC day (`yyyy-mm-dd`).
+pub(super) fn day_dir_name(day: i64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm), to avoid a date
+    // dependency for one folder name.
+    let z = day.div_euclid(SECONDS_PER_DAY) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// fsync of a folder, so entries created or renamed in it survive power loss.
+pub(super) fn fsync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the folder.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    // The rename has happened: from here on the new content is what readers see, so a
+    // failing folder fsync must not turn into an error (the caller would retry and
+    // double the data); it only weakens durability against power loss.
+    if let Some(parent) = path.parent()
+        && let Err(e) = fsync_dir(parent)
+    {
+        warn!(error = %e, "folder fsync failed after rename");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::day_start;
+
+    #[test]
+    fn day_names_are_civil_dates() {
+        assert_eq!(day_dir_name(0), "1970-01-01");
+        assert_eq!(day_dir_name(1_555_113_600), "2019-04-13");
+        assert_eq!(day_dir_name(day_start(1_795_219_200 + 3_600)), "2026-11-21");
+    }
+}

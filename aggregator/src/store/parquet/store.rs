@@ -1,0 +1,316 @@
+//! [`ParquetStore`]: opening the data dir (lock, manifest, orphans), the write path (one
+//! file per table and UTC day per flush, then one manifest update) and the [`Store`]
+//! implementation that ties reads, compaction and retention together.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::execution::context::SessionContext;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+use tracing::{info, warn};
+
+use super::codec::to_record_batch;
+use super::manifest::{
+    FileEntry, MANIFEST, Manifest, day_dir_name, fsync_dir, io_err, write_atomic,
+};
+use crate::row::{Row, RowBatch};
+use crate::schema::Table;
+use crate::store::{ScanRequest, Store, day_start};
+use crate::{Error, Result};
+
+/// Settings of the Parquet store.
+#[derive(Debug, Clone)]
+pub struct ParquetSettings {
+    /// Days of data to keep; 0 keeps everything.
+    pub retention_days: u32,
+    /// A day partition with at least this many files is compacted into one.
+    pub compact_min_files: usize,
+    /// How long replaced files stay on disk for queries that may still read them.
+    pub delete_grace: Duration,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        ParquetSettings {
+            retention_days: 7,
+            compact_min_files: 8,
+            delete_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Parquet + DataFusion implementation of [`Store`]. Cheap to clone.
+#[derive(Clone)]
+pub struct ParquetStore {
+    inner: Arc<Inner>,
+}
+
+/// The store's state, shared by its clones and by the blocking tasks that write.
+pub(super) struct Inner {
+    pub dir: PathBuf,
+    /// Held for the store's lifetime: one process per data dir.
+    _lock: fs::File,
+    pub settings: ParquetSettings,
+    pub ctx: SessionContext,
+    pub manifest: Mutex<Manifest>,
+    /// Files replaced by compaction or retention, deleted after the grace period.
+    pub pending_delete: Mutex<Vec<(PathBuf, Instant)>>,
+    maintenance: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ParquetStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetStore")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex of plain data.
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-update of plain data that is
+    // rewritten whole; carrying on is safe.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs file work off the async workers.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+impl ParquetStore {
+    /// Opens (or creates) the store in `dir`, removing files a crash left unreferenced.
+    pub fn open(dir: impl Into<PathBuf>, settings: ParquetSettings) -> Result<ParquetStore> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock_file = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
+        if lock_file.try_lock().is_err() {
+            return Err(Error::Locked(dir));
+        }
+        let mut manifest = Manifest::load(&dir.join(MANIFEST))?;
+        let before = manifest.files.len();
+        manifest.files.retain(|f| dir.join(&f.path).is_file());
+        if manifest.files.len() != before {
+            tracing::error!(
+                missing = before - manifest.files.len(),
+                "data files named in the manifest are missing; their rows are lost"
+            );
+        }
+        let store = Inner {
+            _lock: lock_file,
+            dir,
+            settings,
+            ctx: SessionContext::new(),
+            manifest: Mutex::new(manifest),
+            pending_delete: Mutex::new(Vec::new()),
+            maintenance: tokio::sync::Mutex::new(()),
+        };
+        store.remove_orphans()?;
+        let m = lock(&store.manifest);
+        info!(dir = %store.dir.display(), files = m.files.len(), "parquet store opened");
+        drop(m);
+        Ok(ParquetStore {
+            inner: Arc::new(store),
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Number of live data files.
+    pub fn file_count(&self) -> usize {
+        lock(&self.inner.manifest).files.len()
+    }
+}
+
+impl Inner {
+    fn remove_orphans(&self) -> Result<()> {
+        let live: HashSet<PathBuf> = lock(&self.manifest)
+            .files
+            .iter()
+            .map(|f| self.dir.join(&f.path))
+            .collect();
+        let mut removed = 0usize;
+        for table in Table::ALL {
+            let tdir = self.dir.join(table.name());
+            let Ok(days) = fs::read_dir(&tdir) else {
+                continue;
+            };
+            for day in days.flatten() {
+                let Ok(files) = fs::read_dir(day.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    let p = f.path();
+                    if !live.contains(&p) {
+                        fs::remove_file(&p).map_err(io_err(&p))?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            warn!(
+                removed,
+                "removed data files not named in the manifest (left by an interrupted write)"
+            );
+        }
+        Ok(())
+    }
+
+    /// Replaces the manifest on disk with `m`.
+    pub fn persist_manifest(&self, m: &Manifest) -> Result<()> {
+        m.persist(&self.dir.join(MANIFEST))
+    }
+
+    fn next_path(&self, table: Table, day: i64) -> Result<(PathBuf, String)> {
+        let seq = {
+            let mut m = lock(&self.manifest);
+            let s = m.next_seq;
+            m.next_seq += 1;
+            s
+        };
+        let rel = format!("{}/{}/{seq:010}.parquet", table.name(), day_dir_name(day));
+        let abs = self.dir.join(&rel);
+        if let Some(day_dir) = abs.parent()
+            && !day_dir.is_dir()
+        {
+            fs::create_dir_all(day_dir).map_err(io_err(day_dir))?;
+            // Make the new folders themselves durable before a manifest names files in them.
+            if let Some(table_dir) = day_dir.parent() {
+                fsync_dir(table_dir)?;
+            }
+            fsync_dir(&self.dir)?;
+        }
+        Ok((abs, rel))
+    }
+
+    /// Writes one file of rows (all of one table and day) and returns its entry; the
+    /// manifest is not touched.
+    pub fn write_file(
+        &self,
+        table: Table,
+        day: i64,
+        level: u32,
+        rows: &[&Row],
+    ) -> Result<FileEntry> {
+        let (abs, rel) = self.next_path(table, day)?;
+        let batch = to_record_batch(table, rows)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
+        w.write(&batch)?;
+        w.close()?;
+        write_atomic(&abs, &buf)?;
+        let min_minute = rows.iter().map(|r| r.key.minute).min().unwrap_or(day);
+        let max_minute = rows.iter().map(|r| r.key.minute).max().unwrap_or(day);
+        Ok(FileEntry {
+            table: table.name().to_string(),
+            day,
+            path: rel,
+            min_minute,
+            max_minute,
+            rows: rows.len() as u64,
+            level,
+        })
+    }
+
+    fn write_blocking(&self, batch: &RowBatch) -> Result<()> {
+        let mut entries = Vec::new();
+        for (table, rows) in &batch.tables {
+            let mut by_day: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
+            for r in rows {
+                by_day.entry(day_start(r.key.minute)).or_default().push(r);
+            }
+            for (day, rows) in by_day {
+                entries.push(self.write_file(*table, day, 0, &rows)?);
+            }
+        }
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut m = lock(&self.manifest);
+        let mut next = m.clone();
+        next.files.extend(entries);
+        self.persist_manifest(&next)?;
+        *m = next;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for ParquetStore {
+    async fn write(&self, batch: Arc<RowBatch>) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.write_blocking(&batch)).await
+    }
+
+    async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
+        let inner = &self.inner;
+        let paths = inner.files_for(request.table, request.start_minute, request.end_minute);
+        let collapse = (!request.by_minute).then_some(request.start_minute);
+        inner
+            .read_rows(request.table, paths, Some(request), collapse)
+            .await
+    }
+
+    async fn maintain(&self) -> Result<()> {
+        let _guard = self.inner.maintenance.lock().await;
+        let inner = self.inner.clone();
+        blocking(move || inner.apply_retention()).await?;
+        self.inner.compact().await?;
+        let inner = self.inner.clone();
+        blocking(move || {
+            inner.delete_pending(false);
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.delete_pending(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::parquet::test_support::{batch, scan_all, settings};
+
+    #[tokio::test]
+    async fn files_not_in_the_manifest_are_removed_at_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+        store
+            .write(Arc::new(batch(&[600], 3)))
+            .await
+            .expect("write");
+        drop(store);
+        // What an interrupted flush leaves behind: a data file the manifest never named.
+        let stray = dir.path().join("service/1970-01-01/0000009999.parquet");
+        std::fs::write(&stray, b"half written").expect("stray");
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("reopen");
+        assert!(!stray.exists());
+        let rows = store.scan(&scan_all(Table::Service)).await.expect("scan");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].metrics.calls, 3);
+    }
+}

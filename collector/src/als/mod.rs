@@ -1,0 +1,22 @@
+//! Envoy access-log service v3: long-lived client streams of HTTP and TCP entries, each
+//! entry turned into one [`proto::Call`].
+//!
+//! - [`server`]: the tonic service and the per-stream loop;
+//! - [`identity`]: the reporter (from the stream's first message, cached for the stream),
+//!   peers from their metadata, and the address book of pod IPs;
+//! - [`flatnode`]: the FlatBuffers peer metadata of Istio < 1.24;
+//! - [`cluster`]: direction and destination from `upstream_cluster`;
+//! - [`entry`]: entries into calls, with the peers resolved through the chain (peer
+//!   metadata, then the address book, then the outbound cluster, else `unknown`) and cached
+//!   per stream by the raw bytes of the peer metadata, so repeated peers cost a hash
+//!   lookup, not a decode.
+
+mod cluster;
+pub mod entry;
+pub mod flatnode;
+pub mod identity;
+pub mod server;
+
+pub use entry::{Skip, StreamDecoder};
+pub use identity::{ADDRESS_BOOK_CAP, AddressBook, Reporter, Role};
+pub use server::{AlsServer, SERVICE_NAME, StreamAccessLogsResponse};

@@ -1,0 +1,213 @@
+//! [`AlsServer`]: the hand-written tonic service for `StreamAccessLogs`. Each stream runs
+//! its own loop: identify the reporter from the first message, decode every message's
+//! entries into one batch, hand it to the aggregator (waiting while the channel is full),
+//! and end with OK at shutdown. Refusals are [`Rejection`]s.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use proto::CallBatch;
+use proto::als::StreamAccessLogsMessage;
+use proto::channel::CallSender;
+use tokio::sync::watch;
+use tonic::Status;
+use tonic::codegen::{Body, BoxFuture, StdError, http};
+use tracing::{debug, trace, warn};
+
+use super::entry::StreamDecoder;
+use super::identity::AddressBook;
+use crate::deliver::deliver;
+use crate::metrics::CollectorMetrics;
+use crate::reject::Rejection;
+
+/// gRPC service name of the access-log service.
+pub const SERVICE_NAME: &str = "envoy.service.accesslog.v3.AccessLogService";
+const METHOD_PATH: &str = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs";
+
+/// `envoy.service.accesslog.v3.StreamAccessLogsResponse` (empty).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StreamAccessLogsResponse {}
+
+/// The ALS gRPC service: a `tower::Service` answering the one client-streaming method.
+#[derive(Clone)]
+pub struct AlsServer {
+    inner: Arc<AlsInner>,
+}
+
+struct AlsInner {
+    calls: CallSender,
+    book: Arc<AddressBook>,
+    metrics: CollectorMetrics,
+    shutdown: watch::Receiver<bool>,
+    max_message_bytes: usize,
+}
+
+impl AlsServer {
+    /// A server sending call batches into `calls`; open streams end when `shutdown` turns
+    /// true.
+    pub fn new(
+        calls: CallSender,
+        book: Arc<AddressBook>,
+        metrics: CollectorMetrics,
+        shutdown: watch::Receiver<bool>,
+        max_message_bytes: usize,
+    ) -> AlsServer {
+        AlsServer {
+            inner: Arc::new(AlsInner {
+                calls,
+                book,
+                metrics,
+                shutdown,
+                max_message_bytes,
+            }),
+        }
+    }
+}
+
+impl tonic::server::NamedService for AlsServer {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+struct StreamSvc(Arc<AlsInner>);
+
+impl tonic::server::ClientStreamingService<StreamAccessLogsMessage> for StreamSvc {
+    type Response = StreamAccessLogsResponse;
+    type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
+
+    fn call(
+        &mut self,
+        request: tonic::Request<tonic::Streaming<StreamAccessLogsMessage>>,
+    ) -> Self::Future {
+        let inner = self.0.clone();
+        Box::pin(async move { inner.stream(request.into_inner()).await })
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for AlsServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != METHOD_PATH {
+            return Box::pin(async {
+                Ok(Status::unimplemented(
+                    "unknown method of envoy.service.accesslog.v3.AccessLogService",
+                )
+                .into_http())
+            });
+        }
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let limit = inner.max_message_bytes;
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
+                .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.client_streaming(StreamSvc(inner), req).await)
+        })
+    }
+}
+
+struct StreamGuard(CollectorMetrics);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams_open.dec();
+    }
+}
+
+impl AlsInner {
+    /// Counts and logs a stream error, and answers it.
+    fn reject(&self, status: Status) -> Status {
+        let rejection = Rejection::of_stream_error(&status);
+        self.metrics.messages_rejected(rejection.reason());
+        if matches!(rejection, Rejection::Cancelled(_)) {
+            debug!(%status, "access-log stream cancelled by the client");
+        } else {
+            warn!(reason = rejection.reason(), %status, "access-log message rejected");
+        }
+        rejection.status_of("access-log message rejected")
+    }
+
+    async fn stream(
+        &self,
+        mut stream: tonic::Streaming<StreamAccessLogsMessage>,
+    ) -> Result<tonic::Response<StreamAccessLogsResponse>, Status> {
+        self.metrics.streams_open.inc();
+        self.metrics.streams_total.inc();
+        let _guard = StreamGuard(self.metrics.clone());
+        let mut shutdown = self.shutdown.clone();
+        let mut decoder = StreamDecoder::new(self.book.clone());
+        loop {
+            let message = tokio::select! {
+                m = stream.message() => m,
+                _ = shutdown.wait_for(|s| *s) => {
+                    debug!("ending access-log stream for shutdown");
+                    return Ok(tonic::Response::new(StreamAccessLogsResponse {}));
+                }
+            };
+            let message = match message {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(tonic::Response::new(StreamAccessLogsResponse {})),
+                Err(status) => return Err(self.reject(status)),
+            };
+            if let Some(id) = &message.identifier {
+                let node = id.node.clone().unwrap_or_default();
+                let reporter = decoder.identify(&node);
+                debug!(reporter = %reporter.node.service, role = ?reporter.role,
+                    log_name = %id.log_name, "access-log stream identified");
+            }
+            if decoder.reporter().is_none() {
+                let n = message.http_logs.as_ref().map_or(0, |h| h.log_entry.len())
+                    + message.tcp_logs.as_ref().map_or(0, |t| t.log_entry.len());
+                let rejection = Rejection::NoIdentifier;
+                self.metrics.entries_dropped(rejection.reason(), n as u64);
+                self.metrics.messages_rejected(rejection.reason());
+                warn!(
+                    entries = n,
+                    "access-log stream sent entries before its identifier"
+                );
+                return Err(rejection.status());
+            }
+            let mut batch = CallBatch::new();
+            if let Some(http) = &message.http_logs {
+                self.metrics
+                    .entries_received("http", http.log_entry.len() as u64);
+                for e in &http.log_entry {
+                    match decoder.http_entry(e, &mut batch) {
+                        Ok(()) => {
+                            self.metrics.entries_decoded.inc();
+                        }
+                        Err(skip) => self.metrics.entries_skipped(skip.reason()),
+                    };
+                }
+            }
+            if let Some(tcp) = &message.tcp_logs {
+                self.metrics
+                    .entries_received("tcp", tcp.log_entry.len() as u64);
+                for e in &tcp.log_entry {
+                    match decoder.tcp_entry(e, &mut batch) {
+                        Ok(()) => {
+                            self.metrics.entries_decoded.inc();
+                        }
+                        Err(skip) => self.metrics.entries_skipped(skip.reason()),
+                    };
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            trace!(calls = batch.len(), "access-log batch decoded");
+            if let Err(rejection) = deliver(&self.calls, &self.metrics, batch).await {
+                return Err(rejection.status());
+            }
+        }
+    }
+}

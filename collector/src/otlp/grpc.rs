@@ -1,0 +1,152 @@
+//! `opentelemetry.proto.collector.trace.v1.TraceService/Export` as a tower service for the
+//! shared gRPC listener, with a codec that answers undecodable requests with
+//! `INVALID_ARGUMENT`, and refusals before the service runs classified as [`Rejection`]s.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use http::HeaderValue;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder};
+use tracing::warn;
+
+use super::{METHOD_PATH, OtlpMetrics, OtlpReceiver, SERVICE_NAME};
+use crate::reject::Rejection;
+
+/// Decodes requests with prost and answers undecodable ones with `InvalidArgument`.
+struct OtlpCodec;
+
+struct RequestDecoder;
+
+impl Decoder for RequestDecoder {
+    type Item = ExportTraceServiceRequest;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        ExportTraceServiceRequest::decode(buf)
+            .map(Some)
+            .map_err(|e| {
+                Status::invalid_argument(format!("malformed OTLP trace export request: {e}"))
+            })
+    }
+}
+
+impl Codec for OtlpCodec {
+    type Encode = ExportTraceServiceResponse;
+    type Decode = ExportTraceServiceRequest;
+    type Encoder = tonic_prost::ProstEncoder<ExportTraceServiceResponse>;
+    type Decoder = RequestDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RequestDecoder
+    }
+}
+
+/// `opentelemetry.proto.collector.trace.v1.TraceService` as a tower service.
+#[derive(Clone)]
+pub struct TraceGrpc(OtlpReceiver);
+
+impl OtlpReceiver {
+    /// The gRPC `TraceService`, for the shared gRPC listener.
+    pub fn grpc_service(&self) -> TraceGrpc {
+        TraceGrpc(self.clone())
+    }
+}
+
+impl tonic::server::NamedService for TraceGrpc {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+struct ExportSvc(OtlpReceiver);
+
+impl tonic::server::UnaryService<ExportTraceServiceRequest> for ExportSvc {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<'static, Result<tonic::Response<Self::Response>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
+        let receiver = self.0.clone();
+        Box::pin(async move {
+            match receiver.export(request.into_inner()).await {
+                Ok(done) => Ok(tonic::Response::new(done.response())),
+                Err(rejection) => Err(rejection.status()),
+            }
+        })
+    }
+}
+
+/// Counts a request rejected before it reached the service, and answers it with the
+/// rejection's code: tonic's `OutOfRange` for an oversized message becomes
+/// `ResourceExhausted` (what OTLP exporters treat as not retryable).
+fn classify_grpc_rejection(
+    metrics: &OtlpMetrics,
+    response: &mut http::Response<tonic::body::Body>,
+) {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let Some(code) = header("grpc-status").and_then(|v| v.parse::<i32>().ok()) else {
+        return;
+    };
+    let message = header("grpc-message").unwrap_or_default();
+    let Some(rejection) = Rejection::before_service(tonic::Code::from_i32(code), &message) else {
+        return;
+    };
+    metrics.request_rejected("grpc", rejection.reason());
+    warn!(
+        reason = rejection.reason(),
+        "OTLP/gRPC export request rejected"
+    );
+    let answer = rejection.code() as i32;
+    if answer != code {
+        response
+            .headers_mut()
+            .insert("grpc-status", HeaderValue::from(answer));
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for TraceGrpc
+where
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != METHOD_PATH {
+            return Box::pin(async {
+                Ok(Status::unimplemented(format!("unknown method of {SERVICE_NAME}")).into_http())
+            });
+        }
+        let receiver = self.0.clone();
+        Box::pin(async move {
+            let limit = receiver.inner.max_message_bytes;
+            let metrics = receiver.inner.metrics.clone();
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .apply_max_message_size_config(Some(limit), None);
+            let mut response = grpc.unary(ExportSvc(receiver), req).await;
+            classify_grpc_rejection(&metrics, &mut response);
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,13 @@
+//! The benchmark drivers behind `meshscope bench`: each starts a real `meshscope serve`
+//! child process ([`server`]), drives it over loopback and prints what it measured.
+//! Numbers are never asserted: they go into BENCHMARKS.md with the command.
+
+pub mod als;
+pub mod clickhouse;
+pub mod otlp;
+pub mod query;
+pub mod server;
+
+pub use als::AlsArgs;
+pub use otlp::OtlpArgs;
+pub use query::QueryArgs;

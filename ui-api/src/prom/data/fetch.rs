@@ -1,0 +1,203 @@
+//! [`Fetcher`]: loads the series of a query's selectors through one reader, each
+//! table/filter pair read once; for instant `rate`/`increase`, merged totals instead of
+//! every minute.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use aggregator::query::{KeyMinutes, KeyTotal, Reader, Window};
+use aggregator::schema::{Key, Table};
+use promql_parser::parser::VectorSelector;
+use proto::Side;
+
+use super::matchers::{key_filters, key_labels, matcher_sets};
+use super::picks::{Pick, build, new_labels, picked_names};
+use super::series::{Labels, MAX_SAMPLES, MINUTE_MS, Series, SeriesKind};
+use crate::prom::catalog::{FAMILIES, Reports};
+use crate::prom::error::PromError;
+
+/// A table read with bound equality filters `(key, value)`.
+type Scan = (Table, Vec<(Key, String)>);
+
+/// A merged read: the scan, the side counted (`None`: the side rule) and the part.
+type TotalScan = (Scan, Option<Side>, Window);
+
+/// Loads series for selectors over one window, reading each table/filter pair once.
+pub struct Fetcher<'a> {
+    reader: Reader<'a>,
+    cache: HashMap<Scan, Arc<Vec<KeyMinutes>>>,
+    totals: HashMap<TotalScan, Arc<Vec<KeyTotal>>>,
+    samples: usize,
+}
+
+impl<'a> Fetcher<'a> {
+    /// A fetcher reading through `reader` (one window and source choice for the query).
+    pub fn new(reader: Reader<'a>) -> Fetcher<'a> {
+        Fetcher {
+            reader,
+            cache: HashMap::new(),
+            totals: HashMap::new(),
+            samples: 0,
+        }
+    }
+
+    async fn rows(
+        &mut self,
+        table: Table,
+        filters: Vec<(Key, String)>,
+    ) -> Result<Arc<Vec<KeyMinutes>>, PromError> {
+        let key = (table, filters);
+        if let Some(rows) = self.cache.get(&key) {
+            return Ok(rows.clone());
+        }
+        let rows = Arc::new(self.reader.key_minutes(key.0, &key.1).await?);
+        self.cache.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    /// Every series one of the selector's matcher sets accepts.
+    pub async fn select(&mut self, vs: &VectorSelector) -> Result<Vec<Series>, PromError> {
+        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
+        for set in matcher_sets(vs) {
+            for f in FAMILIES {
+                let picked = picked_names(f, &set);
+                if picked.is_empty() {
+                    continue;
+                }
+                let rows = self.rows(f.table, key_filters(f, &set)).await?;
+                for km in rows.iter() {
+                    let minutes = match f.reports {
+                        Reports::Chosen => km.chosen(),
+                        Reports::Server => &km.server,
+                        Reports::Client => &km.client,
+                    };
+                    if minutes.is_empty() {
+                        continue;
+                    }
+                    for (name, picks) in &picked {
+                        let base = key_labels(f, name, &km.keys);
+                        for (extra, pick) in picks {
+                            let Some(labels) = new_labels(&base, extra, &set, &out) else {
+                                continue;
+                            };
+                            let (kind, points) = build(*pick, minutes);
+                            if points.is_empty() {
+                                continue;
+                            }
+                            self.samples += points.len();
+                            if self.samples > MAX_SAMPLES {
+                                return Err(PromError::unsupported(format!(
+                                    "the query would load more than {MAX_SAMPLES} samples; narrow its selectors or time range"
+                                )));
+                            }
+                            out.insert(
+                                labels.clone(),
+                                Series {
+                                    labels,
+                                    kind,
+                                    points,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+}
+
+impl Fetcher<'_> {
+    async fn totals(
+        &mut self,
+        scan: Scan,
+        side: Option<Side>,
+        part: Window,
+    ) -> Result<Arc<Vec<KeyTotal>>, PromError> {
+        let key = (scan, side, part);
+        if let Some(rows) = self.totals.get(&key) {
+            return Ok(rows.clone());
+        }
+        let rows = Arc::new(
+            self.reader
+                .key_totals(key.0.0, part, &key.0.1, side)
+                .await?,
+        );
+        self.totals.insert(key, rows.clone());
+        Ok(rows)
+    }
+
+    /// The selector's counters read only for `increase`/`rate` over `(from, to]` (ms), the
+    /// loaded window ending at `to`: per series the increase over that range from merged
+    /// reads (tiers, when the store has them) instead of every minute. Each series has two
+    /// points, 0 at `from` and the increase at `to`, so only `total_at(from)`,
+    /// `total_at(to)` and `present(from, to)` mean anything (the caller reads nothing
+    /// else). `None` when the selector matches a gauge: then [`Fetcher::select`].
+    pub async fn select_increase(
+        &mut self,
+        vs: &VectorSelector,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<Vec<Series>>, PromError> {
+        let minute = |ms: i64| ms.div_euclid(MINUTE_MS) * 60;
+        // The minutes that end in (from, to].
+        let part = Window {
+            start_minute: minute(from),
+            end_minute: minute(to).max(minute(from)),
+        };
+        let sets = matcher_sets(vs);
+        // What each set matches in each family, worked out before anything is read.
+        let mut wanted = Vec::new();
+        for set in &sets {
+            for f in FAMILIES {
+                let picked = picked_names(f, set);
+                if !picked.is_empty() {
+                    wanted.push((set, f, picked));
+                }
+            }
+        }
+        // A gauge among the matched names: nothing is read here.
+        let gauge = wanted.iter().any(|(_, _, picked)| {
+            picked
+                .iter()
+                .any(|(_, p)| p.iter().any(|(_, pick)| matches!(pick, Pick::Quantile(_))))
+        });
+        if gauge {
+            return Ok(None);
+        }
+        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
+        for (set, f, picked) in &wanted {
+            let side = match f.reports {
+                Reports::Chosen => None,
+                Reports::Server => Some(Side::Server),
+                Reports::Client => Some(Side::Client),
+            };
+            let totals = self
+                .totals((f.table, key_filters(f, set)), side, part)
+                .await?;
+            for kt in totals.iter() {
+                for (name, picks) in picked {
+                    let base = key_labels(f, name, &kt.keys);
+                    for (extra, pick) in picks {
+                        let Pick::Counter(count) = pick else {
+                            continue;
+                        };
+                        let Some(labels) = new_labels(&base, extra, set, &out) else {
+                            continue;
+                        };
+                        let increase = count.increment(&kt.metrics) as f64 * count.scale();
+                        out.insert(
+                            labels.clone(),
+                            Series {
+                                labels,
+                                kind: SeriesKind::Counter,
+                                points: vec![(from, 0.0), (to, increase)],
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        Ok(Some(out.into_values().collect()))
+    }
+}

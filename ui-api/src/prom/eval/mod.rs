@@ -1,0 +1,362 @@
+//! A PromQL evaluator over the series of [`super::data`].
+//!
+//! The expression is parsed by `promql-parser`; every selector's series are loaded once
+//! for the whole query (one window covering every evaluation time, range and offset), then
+//! the expression is evaluated at each step in memory. Supported: selectors (`=`, `!=`,
+//! `=~`, `!~`, `or` sets), range selectors, `offset`, `@`; `rate`, `increase`,
+//! `{sum,avg,min,max,count}_over_time`, `histogram_quantile`, `vector`, `scalar`, `time`,
+//! `abs`, `ceil`, `floor`, `round`, `sqrt`, `exp`, `ln`, `log2`, `log10`, `clamp_min`,
+//! `clamp_max`; `sum`, `avg`, `min`, `max`, `count`, `group`, `topk`, `bottomk` with
+//! `by`/`without`; arithmetic and comparison operators (`bool` too) between scalars and
+//! vectors with `on`/`ignoring` one-to-one matching; `and`, `or`, `unless`. Anything else
+//! is refused with a 422 naming it, never answered approximately.
+//!
+//! `rate` and `increase` are exact at minute resolution: `increase(x[r])` at `t` is the
+//! sum of the increments of the minutes that ended in `(t−r, t]` (no extrapolation), and
+//! `rate` divides it by `r` in seconds.
+//!
+//! An instant query whose selectors are all read by `rate`/`increase` at one time (the
+//! common stat panel: `sum(rate(x[$__range]))`) needs only each range's increase per
+//! series: those selectors load merged totals ([`Fetcher::select_increase`]), which a
+//! store with hour and day tiers answers without reading every minute. The result is the
+//! same as loading every minute (the tests compare both), except that a `_sum` series'
+//! increase is rounded once instead of as the difference of two running totals, and that
+//! these loads are not bounded by the sample limit (they load no samples).
+//!
+//! - [`selectors`]: the selectors of an expression, the times they read at, the bounds;
+//! - [`functions`], [`aggregate`], [`binary`]: function calls, aggregations, operators;
+//! - [`histogram`]: `histogram_quantile` as Prometheus computes it;
+//! - [`labels`]: the label-set operations they share.
+
+mod aggregate;
+mod binary;
+mod functions;
+mod histogram;
+mod labels;
+mod selectors;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use aggregator::query::Window;
+use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
+
+use super::data::{self, Fetcher, LOOKBACK_MS, Labels, MAX_SAMPLES, Series};
+use super::error::PromError;
+use crate::ApiState;
+use labels::{map_values, unique};
+use selectors::{MAX_WINDOW_MS, address, millis, read_time, selectors};
+
+pub use selectors::{MAX_DEPTH, depth};
+
+/// One element of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The element's labels.
+    pub labels: Labels,
+    /// Its value at the evaluation time.
+    pub value: f64,
+}
+
+/// The value of an expression at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Scalar(f64),
+    Vector(Vec<Sample>),
+    /// A range vector: labels and `(ms, value)` samples (only as an instant query's result
+    /// or a function's argument).
+    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+}
+
+/// One query: its expression and the series of its selectors, ready to evaluate at any
+/// time in its range.
+pub struct Evaluator {
+    /// The parsed query, boxed so the selectors' addresses stay put when the evaluator
+    /// moves (they key `index`).
+    expr: Box<Expr>,
+    /// For each selector of `expr` (by address), its entry in `loaded`; equal selectors
+    /// share one.
+    index: HashMap<usize, usize>,
+    loaded: Vec<Vec<Series>>,
+    /// The query's start and end (ms), for `@ start()` / `@ end()`.
+    start: i64,
+    end: i64,
+    /// Samples touched by range selectors so far (bounded by [`MAX_SAMPLES`]).
+    touched: Cell<usize>,
+}
+
+impl Evaluator {
+    fn new(expr: Box<Expr>, start: i64, end: i64) -> Evaluator {
+        Evaluator {
+            expr,
+            index: HashMap::new(),
+            loaded: Vec::new(),
+            start,
+            end,
+            touched: Cell::new(0),
+        }
+    }
+
+    /// Takes the query and loads every selector of it for evaluation at times in
+    /// `[start, end]` (ms).
+    pub async fn load(
+        state: &ApiState,
+        expr: Expr,
+        start: i64,
+        end: i64,
+    ) -> Result<Evaluator, PromError> {
+        let expr = Box::new(expr);
+        let mut sels = Vec::new();
+        selectors(&expr, &mut sels)?;
+        if sels.is_empty() {
+            return Ok(Evaluator::new(expr, start, end));
+        }
+        // One window for all, so every scan chooses sources over the same window.
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for (vs, range, raw) in &sels {
+            // The first and last time the selector reads at, `@` and `offset` applied.
+            let (a, b) = (
+                read_time(vs, start, start, end),
+                read_time(vs, end, start, end),
+            );
+            let mut from = a.saturating_sub(*range).saturating_sub(LOOKBACK_MS);
+            if *raw {
+                // Sample values count from midnight UTC.
+                from = data::day_start(from);
+            }
+            lo = lo.min(from);
+            hi = hi.max(b);
+        }
+        if hi.saturating_sub(lo) > MAX_WINDOW_MS {
+            return Err(PromError::unsupported(
+                "the query reads more than 400 days of data; narrow its ranges, offsets or time range",
+            ));
+        }
+        let minute = |ms: i64| ms.div_euclid(60_000) * 60;
+        let window = Window {
+            start_minute: minute(lo) - 60,
+            end_minute: minute(hi).max(minute(lo) - 60),
+        };
+        // Evaluated at one time only, every selector read by `rate`/`increase` at that one
+        // time (the window's end): each needs only its range's increase per series, which
+        // merged reads give without loading every minute (see `Fetcher::select_increase`).
+        let increases_only = start == end
+            && sels
+                .iter()
+                .all(|(vs, _, raw)| !raw && read_time(vs, start, start, end) == hi);
+        // Series depend only on the matchers (the window is the query's), and merged
+        // totals on the range too: equal selectors share one load.
+        let mut fetcher = Fetcher::new(state.reader(window));
+        let mut general: HashMap<String, usize> = HashMap::new();
+        let mut merged: HashMap<(String, i64), usize> = HashMap::new();
+        let mut index = HashMap::new();
+        let mut loaded = Vec::new();
+        for (vs, range, _) in &sels {
+            let text = vs.to_string();
+            let mut at = None;
+            // A selector that had to load every minute (it matches a gauge) keeps that.
+            if increases_only && !general.contains_key(&text) {
+                let key = (text.clone(), *range);
+                at = match merged.get(&key) {
+                    Some(at) => Some(*at),
+                    None => {
+                        let from = hi.saturating_sub(*range);
+                        match fetcher.select_increase(vs, from, hi).await? {
+                            Some(series) => {
+                                loaded.push(series);
+                                merged.insert(key, loaded.len() - 1);
+                                Some(loaded.len() - 1)
+                            }
+                            None => None,
+                        }
+                    }
+                };
+            }
+            let at = match at {
+                Some(at) => at,
+                None => match general.get(&text) {
+                    Some(at) => *at,
+                    None => {
+                        loaded.push(fetcher.select(vs).await?);
+                        general.insert(text, loaded.len() - 1);
+                        loaded.len() - 1
+                    }
+                },
+            };
+            index.insert(address(vs), at);
+        }
+        drop(sels);
+        let mut ev = Evaluator::new(expr, start, end);
+        ev.index = index;
+        ev.loaded = loaded;
+        Ok(ev)
+    }
+
+    fn at(&self, vs: &VectorSelector, t: i64) -> i64 {
+        read_time(vs, t, self.start, self.end)
+    }
+
+    fn series(&self, vs: &VectorSelector) -> &[Series] {
+        self.index
+            .get(&address(vs))
+            .and_then(|i| self.loaded.get(*i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    fn touch(&self, n: usize) -> Result<(), PromError> {
+        let total = self.touched.get().saturating_add(n);
+        self.touched.set(total);
+        if total > MAX_SAMPLES {
+            return Err(PromError::unsupported(format!(
+                "the query reads more than {MAX_SAMPLES} samples at one step; use shorter ranges"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Evaluates the query at `t` (ms).
+    pub fn eval_at(&self, t: i64) -> Result<Value, PromError> {
+        self.touched.set(0);
+        self.eval(&self.expr, t)
+    }
+
+    fn eval(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
+        match e {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(_) => {
+                Err(PromError::unsupported("string results are not supported"))
+            }
+            Expr::Paren(p) => self.eval(&p.expr, t),
+            Expr::Unary(u) => match self.eval(&u.expr, t)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(v) => Ok(Value::Vector(unique(map_values(v, |x| -x))?)),
+                Value::Matrix(_) => Err(PromError::bad("unary minus needs a scalar or vector")),
+            },
+            Expr::VectorSelector(vs) => {
+                let at = self.at(vs, t);
+                Ok(Value::Vector(
+                    self.series(vs)
+                        .iter()
+                        .filter_map(|s| {
+                            s.latest(at).map(|value| Sample {
+                                labels: s.labels.clone(),
+                                value,
+                            })
+                        })
+                        .collect(),
+                ))
+            }
+            Expr::MatrixSelector(ms) => self.matrix(ms, t),
+            Expr::Call(c) => self.call(c, t),
+            Expr::Aggregate(a) => self.aggregate(a, t),
+            Expr::Binary(b) => self.binary(b, t),
+            Expr::Subquery(_) | Expr::Extension(_) => Err(PromError::unsupported(
+                "subqueries are not supported by meshscope",
+            )),
+        }
+    }
+
+    fn matrix(&self, ms: &MatrixSelector, t: i64) -> Result<Value, PromError> {
+        let at = self.at(&ms.vs, t);
+        let range = millis(&ms.range);
+        let mut out = Vec::new();
+        for s in self.series(&ms.vs) {
+            let from = at.saturating_sub(range);
+            self.touch(s.sample_count(from, at))?;
+            let points = s.samples(from, at);
+            if !points.is_empty() {
+                out.push((s.labels.clone(), points));
+            }
+        }
+        Ok(Value::Matrix(out))
+    }
+
+    fn scalar_arg(&self, e: &Expr, t: i64) -> Result<f64, PromError> {
+        match self.eval(e, t)? {
+            Value::Scalar(v) => Ok(v),
+            _ => Err(PromError::bad("expected a scalar argument")),
+        }
+    }
+
+    fn vector_arg(&self, e: &Expr, t: i64) -> Result<Vec<Sample>, PromError> {
+        match self.eval(e, t)? {
+            Value::Vector(v) => Ok(v),
+            _ => Err(PromError::bad("expected an instant vector argument")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test_support {
+    //! Samples and constant expressions the evaluator's tests share.
+
+    use super::*;
+
+    pub fn sample(pairs: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+        }
+    }
+
+    pub fn constant(q: &str) -> Result<Value, PromError> {
+        let e = promql_parser::parser::parse(q).expect("parses");
+        let mut sels = Vec::new();
+        selectors(&e, &mut sels)?;
+        assert!(sels.is_empty());
+        Evaluator::new(Box::new(e), 0, 0).eval_at(60_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{constant, sample};
+    use super::*;
+
+    #[test]
+    fn expressions_without_series_evaluate() {
+        let scalar = |q: &str| match constant(q) {
+            Ok(Value::Scalar(v)) => v,
+            other => panic!("{q}: {other:?}"),
+        };
+        assert_eq!(scalar("1+1"), 2.0);
+        assert_eq!(scalar("-(2 * 3) ^ 2"), -36.0);
+        assert_eq!(scalar("7 % 4 + 10 / 4"), 5.5);
+        assert_eq!(scalar("1 < bool 2"), 1.0);
+        assert_eq!(scalar("2 == bool 3"), 0.0);
+        assert_eq!(scalar("time()"), 60.0);
+        assert_eq!(
+            constant("vector(2) * 3").ok(),
+            Some(Value::Vector(vec![sample(&[], 6.0)]))
+        );
+        assert_eq!(
+            constant("sum(vector(1) or vector(2))").ok(),
+            Some(Value::Vector(vec![sample(&[], 1.0)]))
+        );
+        assert_eq!(
+            constant("round(vector(2.5))").ok(),
+            Some(Value::Vector(vec![sample(&[], 3.0)]))
+        );
+        match constant("clamp_max(vector(0) / vector(0), 1)") {
+            Ok(Value::Vector(v)) => assert!(v[0].value.is_nan(), "NaN stays NaN"),
+            other => panic!("{other:?}"),
+        }
+        for refused in [
+            "quantile(0.5, vector(1))",
+            "stddev(vector(1))",
+            "label_replace(vector(1), \"a\", \"b\", \"c\", \"d\")",
+            "\"text\"",
+            "max_over_time(vector(1)[5m:1m])",
+        ] {
+            let e = constant(refused).expect_err(refused);
+            assert_eq!(
+                e.status,
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "{refused}"
+            );
+        }
+    }
+}

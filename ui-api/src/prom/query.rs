@@ -1,0 +1,128 @@
+//! `query` and `query_range`: parse, load every selector once through one reader
+//! ([`super::eval::Evaluator::load`]), evaluate at each step off the async workers, and
+//! answer in Prometheus' result shapes.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use promql_parser::parser::Expr;
+
+use super::data::Labels;
+use super::error::PromError;
+use super::eval::{self, Evaluator};
+use super::params::{PromParams, now, step_param, time_param};
+use super::parse::parse_query;
+use super::response::{MatrixSeries, Point, PromResult, QueryData, VectorSample, success};
+use crate::ApiState;
+
+/// Most points a range query returns per series (Prometheus' own limit).
+const MAX_POINTS: i64 = 11_000;
+
+/// Most points one range query returns in all (Prometheus bounds loaded samples at 50
+/// million; a JSON answer this size is already about 250 MB).
+const MAX_RESULT_POINTS: usize = 5_000_000;
+
+/// Runs CPU-bound evaluation off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PromError> + Send + 'static,
+) -> Result<T, PromError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PromError::internal(format!("evaluating: {e}")))?
+}
+
+fn to_ms(seconds: f64) -> i64 {
+    (seconds * 1000.0).round() as i64
+}
+
+/// `query`: an instant query at `time` (default: now).
+pub async fn instant_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
+    let expr = parse_query(&p).await?;
+    let t = to_ms(time_param(&p, "time")?.unwrap_or_else(now));
+    let ev = Evaluator::load(&state, expr, t, t).await?;
+    let value = blocking(move || ev.eval_at(t)).await?;
+    success(match value {
+        eval::Value::Scalar(v) => QueryData::Scalar(Point::at(t, v)),
+        eval::Value::Vector(v) => QueryData::Vector(
+            v.into_iter()
+                .map(|s| VectorSample {
+                    metric: s.labels,
+                    value: Point::at(t, s.value),
+                })
+                .collect(),
+        ),
+        eval::Value::Matrix(m) => QueryData::Matrix(
+            m.into_iter()
+                .map(|(labels, points)| MatrixSeries {
+                    metric: labels,
+                    values: points.into_iter().map(|(ts, v)| Point::at(ts, v)).collect(),
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// `query_range`: the query at every `step` from `start` to `end`.
+pub async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
+    let expr = parse_query(&p).await?;
+    let start = time_param(&p, "start")?.ok_or_else(|| PromError::bad("missing start"))?;
+    let end = time_param(&p, "end")?.ok_or_else(|| PromError::bad("missing end"))?;
+    if end < start {
+        return Err(PromError::bad(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let (start, end, step) = (to_ms(start), to_ms(end), to_ms(step_param(&p)?));
+    if step <= 0 {
+        return Err(PromError::bad("query resolution step under a millisecond"));
+    }
+    if (end - start) / step >= MAX_POINTS {
+        return Err(PromError::bad(format!(
+            "exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
+        )));
+    }
+    if matches!(expr, Expr::MatrixSelector(_)) {
+        return Err(PromError::bad(
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+        ));
+    }
+    let ev = Evaluator::load(&state, expr, start, end).await?;
+    let result = blocking(move || {
+        let mut series: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        let mut points = 0usize;
+        let mut t = start;
+        while t <= end {
+            let samples = match ev.eval_at(t)? {
+                eval::Value::Scalar(v) => vec![eval::Sample {
+                    labels: Labels::new(),
+                    value: v,
+                }],
+                eval::Value::Vector(v) => v,
+                eval::Value::Matrix(_) => {
+                    return Err(PromError::bad(
+                        "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
+                    ));
+                }
+            };
+            points += samples.len();
+            if points > MAX_RESULT_POINTS {
+                return Err(PromError::unsupported(format!(
+                    "the result would hold more than {MAX_RESULT_POINTS} points; narrow the query, the time range or use a larger step"
+                )));
+            }
+            for s in samples {
+                series
+                    .entry(s.labels)
+                    .or_default()
+                    .push(Point::at(t, s.value));
+            }
+            t += step;
+        }
+        Ok(series
+            .into_iter()
+            .map(|(metric, values)| MatrixSeries { metric, values })
+            .collect())
+    })
+    .await?;
+    success(QueryData::Matrix(result))
+}

@@ -1,0 +1,55 @@
+//! Health, self-metrics, the admin flush and the fallback.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+/// `GET /healthz`: the process serves.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Any route the API does not have.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+/// `GET /metrics`: meshscope's own metrics, OpenMetrics text.
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    let mut out = String::new();
+    match prometheus_client::encoding::text::encode(&mut out, &state.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            out,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("encoding metrics failed: {e}\n"),
+        ),
+    }
+}
+
+#[derive(Serialize)]
+pub struct Flushed {
+    flushed: bool,
+}
+
+/// `POST /api/v1/admin/flush`: everything received so far becomes queryable.
+pub async fn flush(State(state): State<ApiState>) -> Result<Json<Flushed>, ApiError> {
+    let handle = state.aggregator.ok_or(ApiError::NoAggregator)?;
+    if let Some(hook) = &state.before_flush {
+        hook().await;
+    }
+    handle.flush().await?;
+    Ok(Json(Flushed { flushed: true }))
+}
