@@ -44,10 +44,7 @@ fn string_field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a str> {
     }
 }
 
-fn struct_field<'a>(
-    s: &'a prost_types::Struct,
-    key: &str,
-) -> Option<&'a prost_types::Struct> {
+fn struct_field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a prost_types::Struct> {
     match field(s, key) {
         Some(Kind::StructValue(v)) => Some(v),
         _ => None,

@@ -13,6 +13,7 @@ pub mod shipper;
 pub mod spool;
 pub mod sql;
 mod store;
+mod target;
 
 pub use shipper::ShipperSettings;
 pub use store::ClickHouseStore;

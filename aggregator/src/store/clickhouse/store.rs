@@ -24,8 +24,9 @@ use crate::{Error, Result};
 use super::chunk::{self, DAY, HOUR, MINUTE};
 use super::client::Client;
 use super::schema::Dialect;
-use super::shipper::{Shipper, ShipperSettings, Target};
+use super::shipper::{Shipper, ShipperSettings};
 use super::sql::{ident, quote};
+use super::target::Target;
 
 /// The ClickHouse backend.
 #[derive(Debug)]

@@ -1,0 +1,178 @@
+//! The Prometheus-compatible API under `/prometheus` (metadata endpoints, PromQL, the
+//! shipped dashboards' queries, promtool), over real HTTP against a stack loaded with simulated mesh
+//! traffic; expected label values are computed from the generated hops.
+
+#[path = "../common/mod.rs"]
+mod common;
+mod dashboards;
+mod metadata;
+mod promql;
+mod promtool;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use testkit::sim::{self, Generator, Hop, Target};
+
+use common::truth::{Expect, Expected, expected};
+
+async fn prom_get(stack: &common::Stack, path_and_query: &str) -> (u16, Value) {
+    stack.get(&format!("/prometheus{path_and_query}")).await
+}
+
+async fn prom_post(stack: &common::Stack, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/prometheus{path}", stack.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).expect("form"))
+        .send()
+        .await
+        .expect("post");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("data array: {v}"))
+        .iter()
+        .map(|s| s.as_str().expect("string").to_string())
+        .collect()
+}
+
+fn enc(s: &str) -> String {
+    serde_urlencoded::to_string([("x", s)]).expect("encode")[2..].to_string()
+}
+
+/// One series of a query result: labels (`__name__` included when kept) and value.
+type Labels = BTreeMap<String, String>;
+
+fn number(v: &Value) -> f64 {
+    match v.as_str().expect("sample value is a string") {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        s => s.parse().expect("number"),
+    }
+}
+
+fn labels_of(v: &Value) -> Labels {
+    v.as_object()
+        .expect("metric")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
+        .collect()
+}
+
+/// An instant query's vector, by label set.
+async fn instant(stack: &common::Stack, q: &str, t: i64) -> BTreeMap<Labels, f64> {
+    let (status, got) = prom_post(
+        stack,
+        "/api/v1/query",
+        &[("query", q), ("time", &t.to_string())],
+    )
+    .await;
+    assert_eq!(status, 200, "{q}: {got}");
+    assert_eq!(got["data"]["resultType"], "vector", "{q}: {got}");
+    let mut out = BTreeMap::new();
+    for s in got["data"]["result"].as_array().expect("result") {
+        assert_eq!(s["value"][0].as_f64(), Some(t as f64), "{q}");
+        let prev = out.insert(labels_of(&s["metric"]), number(&s["value"][1]));
+        assert!(prev.is_none(), "{q}: duplicate series");
+    }
+    out
+}
+
+/// A range query's matrix: per label set, `(unix seconds, value)`.
+async fn range(
+    stack: &common::Stack,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    let (status, got) = prom_get(
+        stack,
+        &format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
+            enc(q)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{q}: {got}");
+    assert_eq!(got["data"]["resultType"], "matrix", "{q}: {got}");
+    got["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|s| {
+            let points = s["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|p| (p[0].as_f64().expect("time") as i64, number(&p[1])))
+                .collect();
+            (labels_of(&s["metric"]), points)
+        })
+        .collect()
+}
+
+fn l(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Exact equality of two result maps (values compared to 1e-12 relative).
+fn same(q: &str, got: &BTreeMap<Labels, f64>, want: &BTreeMap<Labels, f64>) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{q}: series"
+    );
+    for (k, w) in want {
+        assert!(
+            common::rel(got[k], *w) < 1e-12,
+            "{q} {k:?}: {} != {w}",
+            got[k]
+        );
+    }
+}
+
+/// An instant query's vector at `t`, checked against the general path. `read_at` is when
+/// its selectors read (`t` unless `offset`/`@` move it). The general path gets the same
+/// query `or`-ed with an `increase` matching nothing that reads 1 ms before `read_at`:
+/// selectors reading at different times make the evaluator load every minute, while an
+/// instant query of `rate`/`increase` at one time alone reads merged totals. The extra
+/// selector's window lies inside the query's, so both paths decide the source and side
+/// rules over the same window, and must give the same series and values.
+async fn instant_both_ways(
+    stack: &common::Stack,
+    q: &str,
+    t: i64,
+    read_at: i64,
+) -> BTreeMap<Labels, f64> {
+    let got = instant(stack, q, t).await;
+    let general = format!(
+        "({q}) or increase(meshscope_service_calls_total{{service=\"no such service\"}}[1ms] @ {}.999)",
+        read_at - 1
+    );
+    same(
+        &format!("{q} (merged reads vs every minute)"),
+        &got,
+        &instant(stack, &general, t).await,
+    );
+    got
+}
+
+/// The queries Grafana's service-graph view (Tempo data source with `serviceMap`) sends to
+/// the linked Prometheus data source, with `$__range` = 15m.
+const SERVICE_GRAPH_QUERIES: [&str; 5] = [
+    "sum by (client, server) (rate(traces_service_graph_request_total[15m]))",
+    "sum by (client, server) (rate(traces_service_graph_request_failed_total[15m]))",
+    "sum by (client, server) (rate(traces_service_graph_request_server_seconds_sum[15m]))",
+    "histogram_quantile(0.9, sum by (client, server, le) (rate(traces_service_graph_request_server_seconds_bucket[15m])))",
+    "group by (client, connection_type, server) (traces_service_graph_request_total)",
+];
