@@ -3,10 +3,12 @@
 //!
 //! - [`health`]: `/healthz`, `/metrics`, the admin flush, and the fallback 404;
 //! - [`services`]: the service, instance and endpoint lists;
-//! - [`topology`]: the service graph (and one edge's instance graph);
+//! - [`topology`]: the service graph (and one edge's instance graph), shaped by
+//!   [`graph`];
 //! - [`nodegraph`]: the topology in Grafana Node Graph field names;
 //! - [`timeseries`]: one entity's figures per step.
 
+mod graph;
 pub mod health;
 mod nodegraph;
 pub mod services;

@@ -4,8 +4,8 @@
 use aggregator::metrics::Summary;
 use serde::Serialize;
 
+use super::graph::Topology;
 use super::namespace_of;
-use super::topology::Topology;
 
 /// A Grafana Node Graph node (field names as the panel expects them).
 #[derive(Serialize)]

@@ -3,73 +3,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use aggregator::metrics::{Metrics, Summary};
-use aggregator::query::{Entity, Window};
+use aggregator::metrics::Metrics;
+use aggregator::query::Entity;
 use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Key, Table};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+use super::graph::{NodeView, Topology, edge_view};
 use super::minutes;
 use super::nodegraph::NodeGraph;
 use super::services::nodes;
 use crate::ApiState;
 use crate::error::{ApiError, bad};
 use crate::params::{self, ApiQuery, Params};
-
-#[derive(Serialize)]
-pub struct NodeView {
-    pub(super) id: String,
-    pub(super) name: String,
-    pub(super) real: bool,
-    #[serde(flatten)]
-    pub(super) metrics: Summary,
-}
-
-#[derive(Serialize)]
-pub struct EdgeView {
-    pub(super) id: String,
-    pub(super) source: String,
-    pub(super) target: String,
-    pub(super) protocol: String,
-    mtls: bool,
-    detect_points: Vec<&'static str>,
-    /// `mesh` or `trace`: the telemetry the figures come from.
-    pub(super) telemetry: &'static str,
-    #[serde(flatten)]
-    pub(super) metrics: Summary,
-}
-
-#[derive(Serialize)]
-pub struct Topology {
-    pub(super) nodes: Vec<NodeView>,
-    pub(super) edges: Vec<EdgeView>,
-}
-
-fn detect_points(e: &Entity) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if e.client_seen {
-        v.push("client");
-    }
-    if e.server_seen {
-        v.push("server");
-    }
-    v
-}
-
-fn edge_view(e: &Entity, source: String, target: String, protocol: String, w: &Window) -> EdgeView {
-    EdgeView {
-        id: format!("{source}|{target}|{protocol}"),
-        source,
-        target,
-        protocol,
-        mtls: e.metrics.mtls_calls > 0,
-        detect_points: detect_points(e),
-        telemetry: e.source.as_str(),
-        metrics: e.metrics.summary(minutes(w)),
-    }
-}
 
 /// Edges reached within `depth` hops of `focus` (either direction).
 fn focus_edges(edges: Vec<Entity>, focus: &str, depth: i64) -> Vec<Entity> {
