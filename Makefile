@@ -7,6 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/meshscope-target
 check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 .ci/import-cycles.py
 
 test: deps
 	@if cargo nextest --version >/dev/null 2>&1; then \

@@ -47,7 +47,7 @@ DEFAULT_SCHEMAS = REPO.parent / "shared" / "grafana-schemas"
 # Grafana's own pseudo data sources, which are never provisioned.
 BUILTIN_DATASOURCE_UIDS = {"-- Grafana --", "grafana", "-- Mixed --", "-- Dashboard --"}
 
-# The PromQL meshscope's /prometheus API evaluates (ui-api/src/prom/eval.rs).
+# The PromQL meshscope's /prometheus API evaluates (ui-api/src/prom/eval/).
 PROMQL_FUNCTIONS = {
     "rate",
     "increase",

@@ -276,3 +276,31 @@ async fn restarting_meshscope_while_clickhouse_is_down_loses_nothing() {
     check_all_edges(&topo, &edges);
     stack.stop().await;
 }
+
+/// A store that cannot answer now is a 503 on both APIs, with the reason, not a 500; the
+/// process keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_clickhouse_is_unavailable_not_an_internal_error() {
+    // Nothing listens there: open tolerates it, every read fails to connect.
+    let url = format!("http://127.0.0.1:{}", common::free_port());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(clickhouse_config(&url, dir.path())).await;
+    for path in ["/api/v1/services", "/api/v1/topology"] {
+        let (status, body) = stack.get(path).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("ClickHouse")),
+            "{path}: {body}"
+        );
+    }
+    let (status, body) = stack
+        .get("/prometheus/api/v1/query?query=sum(meshscope_service_calls_total)")
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorType"], "unavailable", "{body}");
+    let (status, _) = stack.get("/api/v1/services?start=x").await;
+    assert_eq!(status, 400, "bad input is still the client's fault");
+    stack.stop().await;
+}

@@ -15,7 +15,8 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder};
 use tracing::warn;
 
-use super::{METHOD_PATH, OtlpMetrics, OtlpReceiver, SERVICE_NAME};
+use super::metrics::OtlpMetrics;
+use super::{METHOD_PATH, OtlpReceiver, SERVICE_NAME};
 use crate::reject::Rejection;
 
 /// Decodes requests with prost and answers undecodable ones with `InvalidArgument`.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use foldhash::HashMap;
 use proto::{Call, CallBatch, Node, Protocol, Side, Source, UNKNOWN, USER};
 
-use super::OtlpMetrics;
+use super::metrics::OtlpMetrics;
 use super::spans::{ClientHalf, Half, PairKey, ServerHalf, View};
 
 /// Bounds of the pairing store.

@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{self, Expr, VectorSelector};
 
-use super::PROMETHEUS_VERSION;
 use super::catalog::{self, FAMILIES, Family, Reports};
 use super::data::{self, Labels};
 use super::error::PromError;
@@ -22,6 +21,10 @@ use super::response::{
 };
 use crate::ApiState;
 use crate::params;
+
+/// The Prometheus version meshscope's API follows (what `promql-parser` is compatible
+/// with); Grafana picks its features from it.
+pub const PROMETHEUS_VERSION: &str = "2.45.0";
 
 /// `query_exemplars`: meshscope keeps no exemplars (the query must still parse).
 pub async fn no_exemplars(p: PromParams) -> PromResult {

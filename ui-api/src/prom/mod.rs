@@ -22,16 +22,13 @@ use axum::Router;
 use axum::routing::get;
 
 pub use error::PromError;
+pub use metadata::PROMETHEUS_VERSION;
 
 use crate::ApiState;
 use metadata::{
     buildinfo, label_values, labels, metadata, no_alerts, no_exemplars, no_rules, series,
 };
 use query::{instant_query, range_query};
-
-/// The Prometheus version meshscope's API follows (what `promql-parser` is compatible
-/// with); Grafana picks its features from it.
-pub const PROMETHEUS_VERSION: &str = "2.45.0";
 
 /// The router, to be nested under `/prometheus`.
 pub fn router() -> Router<ApiState> {

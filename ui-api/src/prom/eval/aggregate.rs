@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use promql_parser::parser::token;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
+use super::Evaluator;
 use super::labels::{drop_names, keep_only};
-use super::{Evaluator, Sample, Value};
+use super::value::{Sample, Value};
 use crate::prom::data::Labels;
 use crate::prom::error::PromError;
 

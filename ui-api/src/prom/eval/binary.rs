@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
+use super::Evaluator;
 use super::labels::{drop_names, keep_only, list, unique, without_name};
-use super::{Evaluator, Sample, Value};
+use super::value::{Sample, Value};
 use crate::prom::data::Labels;
 use crate::prom::error::PromError;
 

@@ -3,10 +3,11 @@
 
 use promql_parser::parser::{Call, Expr};
 
+use super::Evaluator;
 use super::histogram::histogram_quantile;
 use super::labels::{map_values, unique, without_name};
 use super::selectors::millis;
-use super::{Evaluator, Sample, Value};
+use super::value::{Sample, Value};
 use crate::prom::data::{Labels, SeriesKind};
 use crate::prom::error::PromError;
 

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::Sample;
 use super::labels::without_name;
+use super::value::Sample;
 use crate::prom::data::Labels;
 
 /// `histogram_quantile` over classic `_bucket{le}` series, as Prometheus computes it:

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use promql_parser::label::Labels as LabelList;
 
-use super::Sample;
+use super::value::Sample;
 use crate::prom::data::Labels;
 use crate::prom::error::PromError;
 

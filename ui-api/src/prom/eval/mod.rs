@@ -34,6 +34,7 @@ mod functions;
 mod histogram;
 mod labels;
 mod selectors;
+mod value;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -41,32 +42,14 @@ use std::collections::HashMap;
 use aggregator::query::Window;
 use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
-use super::data::{self, Fetcher, LOOKBACK_MS, Labels, MAX_SAMPLES, Series};
+use super::data::{self, Fetcher, LOOKBACK_MS, MAX_SAMPLES, Series};
 use super::error::PromError;
 use crate::ApiState;
 use labels::{map_values, unique};
 use selectors::{MAX_WINDOW_MS, address, millis, read_time, selectors};
 
 pub use selectors::{MAX_DEPTH, depth};
-
-/// One element of an instant vector.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// The element's labels.
-    pub labels: Labels,
-    /// Its value at the evaluation time.
-    pub value: f64,
-}
-
-/// The value of an expression at one time.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Scalar(f64),
-    Vector(Vec<Sample>),
-    /// A range vector: labels and `(ms, value)` samples (only as an instant query's result
-    /// or a function's argument).
-    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
-}
+pub use value::{Sample, Value};
 
 /// One query: its expression and the series of its selectors, ready to evaluate at any
 /// time in its range.
