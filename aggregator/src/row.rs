@@ -14,11 +14,20 @@ use crate::schema::{Key, MAX_KEYS, Table};
 use crate::{Error, Result};
 
 /// The key values of a row of one table, addressed by [`Key`].
+///
+/// An empty value is stored as nothing (no allocation, no reference count): rows are built
+/// by the million on reads, and most tables leave most slots empty.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Keys {
     table: Table,
-    /// In the table's key order; slots past its keys hold the empty string.
-    values: [Arc<str>; MAX_KEYS],
+    /// In the table's key order; `None` is the empty string, and so is every slot past the
+    /// table's keys.
+    values: [Option<Arc<str>>; MAX_KEYS],
+}
+
+/// `None` for the empty string, so that one value has one representation.
+fn slot(v: impl Into<Option<Arc<str>>>) -> Option<Arc<str>> {
+    v.into().filter(|v| !v.is_empty())
 }
 
 impl Keys {
@@ -30,32 +39,40 @@ impl Keys {
             let i = table
                 .position(key)
                 .ok_or_else(|| Error::Request(no_key(table, key)))?;
-            keys.values[i] = value;
+            keys.values[i] = slot(value);
         }
         Ok(keys)
     }
 
     /// Every key of `table` empty.
     pub fn empty(table: Table) -> Keys {
-        let empty: Arc<str> = Arc::from("");
         Keys {
             table,
-            values: std::array::from_fn(|_| empty.clone()),
+            values: Default::default(),
         }
     }
 
     /// Keys from values in the table's column order, for storage codecs and the rollup's
-    /// id arrays: values past the table's keys are ignored, missing ones are empty.
-    pub fn from_columns(table: Table, columns: impl IntoIterator<Item = Arc<str>>) -> Keys {
+    /// id arrays (`None` or `""` is empty): values past the table's keys are ignored,
+    /// missing ones are empty.
+    pub fn from_columns<V: Into<Option<Arc<str>>>>(
+        table: Table,
+        columns: impl IntoIterator<Item = V>,
+    ) -> Keys {
         let mut keys = Keys::empty(table);
-        for (slot, v) in keys.values.iter_mut().zip(columns).take(table.keys().len()) {
-            *slot = v;
+        for (s, v) in keys.values.iter_mut().zip(columns).take(table.keys().len()) {
+            *s = slot(v);
         }
         keys
     }
 
     /// The values in the table's column order, for storage codecs.
-    pub fn columns(&self) -> &[Arc<str>] {
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.slots().iter().map(|v| v.as_deref().unwrap_or(""))
+    }
+
+    /// The values in the table's column order, empty ones `None`: for the rollup's ids.
+    pub fn slots(&self) -> &[Option<Arc<str>>] {
         &self.values[..self.table.keys().len()]
     }
 
@@ -64,19 +81,17 @@ impl Keys {
         self.table
     }
 
-    /// The value of `key`; empty when the table has no such key.
+    /// The value of `key`; empty when it is empty or the table has no such key.
     pub fn get(&self, key: Key) -> &str {
         self.shared(key).map_or("", |v| v)
     }
 
-    /// The value of `key` as the shared string it is stored as, if the table has the key.
+    /// The value of `key` as the shared string it is stored as; `None` when it is empty or
+    /// the table has no such key.
     pub fn shared(&self, key: Key) -> Option<&Arc<str>> {
-        self.table.position(key).map(|i| &self.values[i])
-    }
-
-    /// `(key, value)` of every key of the table.
-    pub fn iter(&self) -> impl Iterator<Item = (Key, &Arc<str>)> {
-        self.table.keys().iter().copied().zip(&self.values)
+        self.table
+            .position(key)
+            .and_then(|i| self.values[i].as_ref())
     }
 }
 
@@ -181,7 +196,7 @@ mod tests {
         assert_eq!(k.get(Key::Instance), "");
         assert!(Keys::new(Table::Service, [(Key::Client, a("x"))]).is_err());
         // Codecs see the table's column order.
-        let cols: Vec<&str> = k.columns().iter().map(|v| &**v).collect();
+        let cols: Vec<&str> = k.columns().collect();
         assert_eq!(cols, ["a.ns", "b.ns", ""]);
         assert_eq!(
             Keys::from_columns(Table::ServiceRelation, cols.iter().map(|c| a(c))),

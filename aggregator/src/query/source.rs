@@ -88,10 +88,11 @@ impl SourceChoice {
     pub fn from_service_rows(rows: &[Row], dedup: &Dedup) -> SourceChoice {
         let mut heard: HashMap<Arc<str>, Heard> = HashMap::default();
         for r in rows {
-            let Some(service) = r.key.keys.shared(Key::Service) else {
-                continue;
+            let service = match r.key.keys.shared(Key::Service) {
+                Some(s) => s.clone(),
+                None => Arc::from(""),
             };
-            let h = heard.entry(service.clone()).or_default();
+            let h = heard.entry(service).or_default();
             let i = r.key.source as usize;
             h.any[i] = true;
             h.server[i] |= r.key.side == Side::Server;

@@ -239,7 +239,10 @@ impl Rollups {
                         minute: key.minute,
                         side: key.side,
                         source: key.source,
-                        keys: Keys::from_columns(table, key.ids.map(|id| names.name(id))),
+                        keys: Keys::from_columns(
+                            table,
+                            key.ids.map(|id| (id != ID_EMPTY).then(|| names.name(id))),
+                        ),
                     },
                     flags,
                     metrics,
@@ -264,12 +267,9 @@ impl Rollups {
                     minute: row.key.minute,
                     side: row.key.side,
                     source: row.key.source,
-                    ids: std::array::from_fn(|i| {
-                        row.key
-                            .keys
-                            .columns()
-                            .get(i)
-                            .map_or(ID_EMPTY, |k| self.names.id(k))
+                    ids: std::array::from_fn(|i| match row.key.keys.slots().get(i) {
+                        Some(Some(k)) => self.names.id(k),
+                        _ => ID_EMPTY,
                     }),
                 };
                 let e = self.tables[table as usize]

@@ -63,10 +63,16 @@ pub(super) fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch
         )),
     ];
     for k in 0..table.keys().len() {
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter()
-                .map(|r| r.key.keys.columns().get(k).map_or("", |v| &**v)),
-        )));
+        columns.push(Arc::new(StringArray::from_iter_values(rows.iter().map(
+            |r| {
+                r.key
+                    .keys
+                    .slots()
+                    .get(k)
+                    .and_then(|v| v.as_deref())
+                    .unwrap_or("")
+            },
+        ))));
     }
     columns.push(Arc::new(UInt8Array::from_iter_values(
         rows.iter().map(|r| r.flags),
@@ -125,6 +131,7 @@ pub(super) fn from_record_batch(
         .iter()
         .map(|k| column(batch, k.column(), &DataType::Utf8))
         .collect::<Result<_>>()?;
+    let keys: Vec<&StringArray> = keys.iter().map(|k| k.as_string::<i32>()).collect();
     let flags = column(batch, schema::FLAGS, &DataType::UInt8)?;
     let flags = flags.as_primitive::<UInt8Type>();
     let counters: Vec<ArrayRef> = schema::COUNTER_COLUMNS
@@ -153,15 +160,18 @@ pub(super) fn from_record_batch(
         let row_keys = Keys::from_columns(
             table,
             keys.iter().map(|k| {
-                let v = k.as_string::<i32>().value(i);
-                match interner.get(v) {
+                let v = k.value(i);
+                if v.is_empty() {
+                    return None;
+                }
+                Some(match interner.get(v) {
                     Some(a) => a.clone(),
                     None => {
                         let a: Arc<str> = Arc::from(v);
                         interner.insert(a.clone());
                         a
                     }
-                }
+                })
             }),
         );
         let hi = hist_index.value(i);
