@@ -32,7 +32,7 @@ pub enum Error {
     Locked(PathBuf),
     #[error("ClickHouse: {message}")]
     ClickHouse { code: Option<u32>, message: String },
-    #[error("configuration: {0}")]
+    #[error("{0}")]
     Config(String),
     #[error("write backlog full: {0}")]
     Backlog(String),

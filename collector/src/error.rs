@@ -5,7 +5,7 @@
 pub enum Error {
     #[error("grpc server: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error("configuration: {0}")]
+    #[error("{0}")]
     Config(String),
 }
 

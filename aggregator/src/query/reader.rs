@@ -1,6 +1,7 @@
 //! [`Reader`]: one request's reads of one window. It holds the store, the `[dedup]` rules
-//! and the window, and makes the source choice once: the window's service table is read at
-//! most once per request, for the choice and for the service entities both.
+//! and the window, and makes the source choice once: the window's service table is read
+//! once per request, for the choice and for the service entities both (again only when a
+//! later read meets a destination written after the choice).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -73,8 +74,9 @@ pub struct KeyTotal {
 /// appears in between is in it, not missed), from one read of the window's service table,
 /// which also answers the service entities. A read filtered to one destination chooses
 /// from that destination's rows only, until the whole table has been read. Data written
-/// between two reads of one request can meet a choice made before it: such a destination
-/// counts from its preferred source.
+/// between two reads of one request can meet a choice made before it: a read whose rows
+/// hold a destination the choice does not know reads the service table again and chooses
+/// from it.
 pub struct Reader<'a> {
     store: &'a dyn Store,
     dedup: &'a Dedup,
@@ -156,7 +158,17 @@ impl<'a> Reader<'a> {
             return Ok(Arc::new(SourceChoice::from_service_rows(rows, self.dedup)));
         }
         if let Some((_, all)) = self.services.get() {
-            return Ok(all.clone());
+            let destination = table.destination();
+            if rows.iter().all(|r| all.knows(r.key.keys.get(destination))) {
+                return Ok(all.clone());
+            }
+            // A destination written after the choice was made: choose again from the
+            // table as it is now, so that its calls count from the source that heard it.
+            let rows = self
+                .store
+                .scan(&self.request(Table::Service, &[], false))
+                .await?;
+            return Ok(Arc::new(SourceChoice::from_service_rows(&rows, self.dedup)));
         }
         let destination = table.destination();
         let Some((_, service)) = filters.iter().find(|(k, _)| *k == destination) else {
@@ -592,5 +604,82 @@ mod tests {
             .expect("filtered");
         assert_eq!(filtered, edges);
         assert_eq!(scans(Table::Service), 1);
+    }
+
+    /// A destination written between two reads of one request, heard only by traces, is
+    /// counted from traces: the later read chooses again instead of applying the preferred
+    /// mesh to a destination the first choice never saw.
+    #[tokio::test]
+    async fn a_destination_written_after_the_choice_is_chosen_again() {
+        use crate::store::parquet::{ParquetSettings, ParquetStore};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("open");
+        let name = |s: &str| Arc::<str>::from(s);
+        let row = |table: Table, keys: Vec<(Key, Arc<str>)>, source: Source| Row {
+            key: RowKey {
+                minute: 600,
+                side: Side::Server,
+                source,
+                keys: Keys::new(table, keys).expect("keys"),
+            },
+            flags: 0,
+            metrics: Metrics {
+                calls: 9,
+                ..Default::default()
+            },
+        };
+        let batch = |server: &str, source: Source| {
+            let edge = vec![
+                (Key::Client, name("a")),
+                (Key::Server, name(server)),
+                (Key::Protocol, name("http")),
+            ];
+            Arc::new(RowBatch {
+                tables: vec![
+                    (
+                        Table::ServiceRelation,
+                        vec![row(Table::ServiceRelation, edge, source)],
+                    ),
+                    (
+                        Table::Service,
+                        vec![row(
+                            Table::Service,
+                            vec![(Key::Service, name(server))],
+                            source,
+                        )],
+                    ),
+                ],
+            })
+        };
+        parquet
+            .write(batch("b", Source::Mesh))
+            .await
+            .expect("write b");
+        let store = Counting {
+            inner: parquet,
+            scans: Default::default(),
+        };
+        let dedup = Dedup::default();
+        let reader = Reader::new(&store, &dedup, Window::from_seconds(0, 1200));
+        let nodes = reader.entities(Table::Service, &[]).await.expect("nodes");
+        assert_eq!(nodes.len(), 1);
+        store
+            .inner
+            .write(batch("t", Source::Trace))
+            .await
+            .expect("write t");
+        let edges = reader
+            .entities(Table::ServiceRelation, &[])
+            .await
+            .expect("edges");
+        let got: Vec<(&str, Source, u64)> = edges
+            .iter()
+            .map(|e| (e.keys.get(Key::Server), e.source, e.metrics.calls))
+            .collect();
+        assert_eq!(got, vec![("b", Source::Mesh, 9), ("t", Source::Trace, 9)]);
+        assert_eq!(
+            store.scans[Table::Service as usize].load(Ordering::SeqCst),
+            2
+        );
     }
 }

@@ -83,6 +83,11 @@ impl SourceChoice {
         }
     }
 
+    /// Whether the service table this choice was made from held `service`.
+    pub fn knows(&self, service: &str) -> bool {
+        self.chosen.contains_key(service)
+    }
+
     /// Chooses from rows of the service table (any minute split, any subset of
     /// services: a destination's choice needs only its own rows).
     pub fn from_service_rows(rows: &[Row], dedup: &Dedup) -> SourceChoice {
