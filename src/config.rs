@@ -49,6 +49,7 @@ pub struct Config {
     pub otlp: OtlpConfig,
     pub aggregator: AggregatorConfig,
     pub dedup: Dedup,
+    pub api: ui_api::ApiConfig,
 }
 
 /// The environment prefix of nested keys: `MESHSCOPE__STORE__DATA_DIR=/var/lib/meshscope`.
@@ -123,6 +124,7 @@ impl Config {
         self.collector.validate()?;
         self.otlp.validate()?;
         self.store.validate(&self.clickhouse)?;
+        self.api.validate().map_err(anyhow::Error::msg)?;
         Ok(())
     }
 }

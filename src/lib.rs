@@ -88,13 +88,21 @@ impl App {
         let otlp_metrics = collector::otlp::OtlpMetrics::register(&mut registry);
         let (calls_tx, calls_rx) = aggregator::channel(&config.aggregator);
         let retention = config.store.retention();
+        let budget = collector::DecodeBudget::new(
+            config.collector.max_decoding_bytes,
+            config.collector.max_items_per_message,
+            collector_metrics.decoding_bytes.clone(),
+        );
         let otlp = collector::otlp::OtlpReceiver::new(
             &config.otlp,
             config.collector.max_message_bytes,
             calls_tx.clone(),
             collector_metrics.clone(),
             otlp_metrics,
+            budget.clone(),
         );
+        let limits = Arc::new(ui_api::Limits::new(&config.api, &mut registry));
+        let admin = Arc::new(ui_api::Admin::new(&config.api, &mut registry));
         let (handle, aggregator_task) = aggregator::spawn(
             config.aggregator.clone(),
             store.clone(),
@@ -116,6 +124,7 @@ impl App {
                 metrics: collector_metrics,
                 stop_streams: stopped.clone(),
                 otlp: otlp.clone(),
+                budget,
             },
             wait(stopped.clone()),
         ));
@@ -138,6 +147,8 @@ impl App {
                 aggregator: Some(handle.clone()),
                 before_flush: Some(before_flush),
                 dedup: Arc::new(config.dedup.clone()),
+                limits,
+                admin,
             },
             wait(stopped.clone()),
         ));

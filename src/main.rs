@@ -86,11 +86,32 @@ struct ServeArgs {
     /// ClickHouse password (prefer the environment variable: flags show in process lists).
     #[arg(long, env = "MESHSCOPE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     clickhouse_password: Option<String>,
+    /// Longest a read may run, waiting for a slot included (api.query_timeout; default 2m).
+    #[arg(long = "query.timeout", env = "MESHSCOPE_QUERY_TIMEOUT", value_parser = humantime::parse_duration)]
+    query_timeout: Option<std::time::Duration>,
+    /// Most samples one PromQL query may touch over all its steps (api.query_max_samples;
+    /// default 50000000).
+    #[arg(long = "query.max-samples", env = "MESHSCOPE_QUERY_MAX_SAMPLES")]
+    query_max_samples: Option<usize>,
+    /// Most reads evaluated at once (api.query_max_concurrency; default 20).
+    #[arg(
+        long = "query.max-concurrency",
+        env = "MESHSCOPE_QUERY_MAX_CONCURRENCY"
+    )]
+    query_max_concurrency: Option<usize>,
+    /// Answer the admin endpoints (POST /api/v1/admin/flush); off by default.
+    #[arg(long, env = "MESHSCOPE_ENABLE_ADMIN_API")]
+    enable_admin_api: bool,
 }
 
-/// `--store`: one of [`Backend::NAMES`].
+/// `--store`: one of [`Backend::NAMES`], each with a line of help.
 fn backend() -> impl TypedValueParser<Value = Backend> {
-    clap::builder::PossibleValuesParser::new(Backend::NAMES).try_map(|name| name.parse::<Backend>())
+    let help = |name: &str| match name {
+        "parquet" => "embedded: DataFusion over Parquet files in --data-dir (the default)",
+        _ => "a ClickHouse server at --clickhouse-url, with a write spool in --data-dir",
+    };
+    let values = Backend::NAMES.map(|n| clap::builder::PossibleValue::new(n).help(help(n)));
+    clap::builder::PossibleValuesParser::new(values).try_map(|name| name.parse::<Backend>())
 }
 
 impl ServeArgs {
@@ -123,6 +144,18 @@ impl ServeArgs {
             if let Some(v) = flag {
                 field.clone_from(v);
             }
+        }
+        if let Some(t) = self.query_timeout {
+            config.api.query_timeout = t;
+        }
+        if let Some(n) = self.query_max_samples {
+            config.api.query_max_samples = n;
+        }
+        if let Some(n) = self.query_max_concurrency {
+            config.api.query_max_concurrency = n;
+        }
+        if self.enable_admin_api {
+            config.api.enable_admin_api = true;
         }
         config.validate()?;
         Ok(config)

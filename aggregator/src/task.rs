@@ -126,6 +126,15 @@ impl Aggregator {
         }
     }
 
+    /// For the end: refuses every later call batch (its sender is told, and counts it
+    /// undelivered), then takes every batch already accepted.
+    async fn close_and_drain(&mut self) {
+        self.calls.close();
+        while let Some(batch) = self.calls.recv().await {
+            self.apply(batch);
+        }
+    }
+
     async fn flush(&mut self) -> Result<()> {
         if self.rollups.is_empty() {
             return Ok(());
@@ -200,6 +209,8 @@ impl Aggregator {
         let mut maintenance: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
+                // Commands first, then the timers, then calls: a channel that never
+                // empties must not delay a flush past its interval.
                 biased;
                 command = self.commands.recv() => match command {
                     Some(Command::Flush(reply)) => {
@@ -218,7 +229,7 @@ impl Aggregator {
                         }));
                     }
                     Some(Command::Shutdown(reply)) => {
-                        self.drain();
+                        self.close_and_drain().await;
                         if let Some(m) = maintenance.take() {
                             let _ = m.await;
                         }
@@ -227,10 +238,23 @@ impl Aggregator {
                         return Ok(());
                     }
                     None => {
-                        self.drain();
+                        self.close_and_drain().await;
                         return self.finish().await;
                     }
                 },
+                _ = flush_tick.tick() => {
+                    let _ = self.flush().await;
+                }
+                _ = maintenance_tick.tick() => {
+                    if maintenance.as_ref().is_none_or(|m| m.is_finished()) {
+                        let store = self.store.clone();
+                        maintenance = Some(tokio::spawn(async move {
+                            if let Err(e) = store.maintain().await {
+                                warn!(error = %e, "store maintenance failed; will retry");
+                            }
+                        }));
+                    }
+                }
                 batch = self.calls.recv() => match batch {
                     Some(batch) => self.apply(batch),
                     // Every sender is gone: flush, then keep answering commands until
@@ -254,19 +278,6 @@ impl Aggregator {
                         return self.finish().await;
                     }
                 },
-                _ = flush_tick.tick() => {
-                    let _ = self.flush().await;
-                }
-                _ = maintenance_tick.tick() => {
-                    if maintenance.as_ref().is_none_or(|m| m.is_finished()) {
-                        let store = self.store.clone();
-                        maintenance = Some(tokio::spawn(async move {
-                            if let Err(e) = store.maintain().await {
-                                warn!(error = %e, "store maintenance failed; will retry");
-                            }
-                        }));
-                    }
-                }
             }
         }
     }

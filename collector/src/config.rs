@@ -22,6 +22,20 @@ pub struct CollectorConfig {
     /// After the GOAWAY, how long open streams get before the connection is closed.
     #[serde(with = "humantime_serde")]
     pub max_connection_age_grace: std::time::Duration,
+    /// What all messages being decoded at once may take in memory, estimated from their
+    /// wire shape before decoding; a message that finds it spent is answered
+    /// `UNAVAILABLE` (gRPC) or 503 (HTTP), which clients retry.
+    pub max_decoding_bytes: usize,
+    /// Most access-log entries or spans one message may hold.
+    pub max_items_per_message: usize,
+    /// Most concurrent gRPC streams per connection (HTTP/2 `MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 pings on idle gRPC connections at this interval; a peer that does not
+    /// answer within `keepalive_timeout` is disconnected. `0s` turns pings off.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: std::time::Duration,
 }
 
 impl Default for CollectorConfig {
@@ -31,6 +45,11 @@ impl Default for CollectorConfig {
             addresses: Default::default(),
             max_connection_age: std::time::Duration::ZERO,
             max_connection_age_grace: std::time::Duration::from_secs(30),
+            max_decoding_bytes: 64 * 1024 * 1024,
+            max_items_per_message: 65_536,
+            max_concurrent_streams: 256,
+            keepalive_interval: std::time::Duration::from_secs(60),
+            keepalive_timeout: std::time::Duration::from_secs(20),
         }
     }
 }
@@ -41,6 +60,27 @@ impl CollectorConfig {
         if self.max_message_bytes < 1024 {
             return Err(Error::Config(
                 "collector.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.max_message_bytes > 256 * 1024 * 1024 {
+            return Err(Error::Config(
+                "collector.max_message_bytes must be at most 256 MiB".into(),
+            ));
+        }
+        if self.max_decoding_bytes < self.max_message_bytes {
+            return Err(Error::Config(format!(
+                "collector.max_decoding_bytes ({}) must be at least collector.max_message_bytes ({})",
+                self.max_decoding_bytes, self.max_message_bytes
+            )));
+        }
+        if self.max_decoding_bytes > (1 << 40) {
+            return Err(Error::Config(
+                "collector.max_decoding_bytes must be at most 1 TiB".into(),
+            ));
+        }
+        if self.max_items_per_message == 0 || self.max_concurrent_streams == 0 {
+            return Err(Error::Config(
+                "collector.max_items_per_message and collector.max_concurrent_streams must be at least 1".into(),
             ));
         }
         Ok(())

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::Result;
 use crate::als::{AddressBook, AlsServer};
@@ -23,6 +22,8 @@ pub struct Deps {
     pub stop_streams: watch::Receiver<bool>,
     /// The OTLP receiver, shared with the OTLP/HTTP listener.
     pub otlp: OtlpReceiver,
+    /// The decoding budget every listener shares.
+    pub budget: crate::budget::DecodeBudget,
 }
 
 /// Serves the gRPC listener until `shutdown` completes.
@@ -38,8 +39,16 @@ pub async fn serve_grpc(
         deps.metrics,
         deps.stop_streams,
         deps.config.max_message_bytes,
+        deps.budget,
     );
-    let mut server = tonic::transport::Server::builder();
+    let c = &deps.config;
+    let keepalive = (!c.keepalive_interval.is_zero()).then_some(c.keepalive_interval);
+    let mut server = tonic::transport::Server::builder()
+        .max_concurrent_streams(c.max_concurrent_streams)
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(c.keepalive_timeout))
+        // Bounds the streams a client may open and reset at once (rapid reset).
+        .http2_max_pending_accept_reset_streams(Some(64));
     if !deps.config.max_connection_age.is_zero() {
         server = server
             .max_connection_age(deps.config.max_connection_age)
@@ -48,7 +57,12 @@ pub async fn serve_grpc(
     server
         .add_service(als)
         .add_service(deps.otlp.grpc_service())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener)
+                .with_nodelay(Some(true))
+                .with_keepalive(keepalive),
+            shutdown,
+        )
         .await?;
     Ok(())
 }

@@ -11,9 +11,13 @@
 //! - [`otlp`]: the trace receivers (gRPC, HTTP), spans into halves, halves into calls;
 //! - [`naming`]: service, instance and endpoint names both receivers share;
 //! - [`reject`]: the one refusal type, with its gRPC code, HTTP status and reason;
+//! - [`budget`]: what decoding may cost in memory, estimated from the wire before
+//!   decoding (by `wire`, through the gRPC `codec`);
 //! - [`metrics`]: the receivers' self-metrics.
 
 pub mod als;
+pub mod budget;
+mod codec;
 pub mod config;
 mod deliver;
 mod error;
@@ -22,7 +26,9 @@ pub mod metrics;
 pub mod naming;
 pub mod otlp;
 pub mod reject;
+mod wire;
 
+pub use budget::DecodeBudget;
 pub use config::CollectorConfig;
 pub use error::{Error, Result};
 pub use grpc::{Deps, serve_grpc};

@@ -30,6 +30,8 @@ pub struct CollectorMetrics {
     messages_rejected: Family<ReasonLabel, Counter>,
     pub calls_emitted: Counter,
     calls_dropped: Family<ReasonLabel, Counter>,
+    /// Bytes charged to the decoding budget now.
+    pub decoding_bytes: Gauge,
 }
 
 impl CollectorMetrics {
@@ -45,7 +47,13 @@ impl CollectorMetrics {
             messages_rejected: Family::default(),
             calls_emitted: Counter::default(),
             calls_dropped: Family::default(),
+            decoding_bytes: Gauge::default(),
         };
+        registry.register(
+            "decoding_bytes",
+            "Estimated bytes of received messages being decoded or turned into calls now (bounded by collector.max_decoding_bytes)",
+            m.decoding_bytes.clone(),
+        );
         registry.register(
             "als_streams_open",
             "Envoy access-log streams currently open",
@@ -68,7 +76,7 @@ impl CollectorMetrics {
         );
         registry.register(
             "als_entries_skipped",
-            "Access-log entries deliberately not counted, by reason (intermediate: a final entry follows; not_http: a TCP connection on the HTTP logger; http_on_tcp_logger: an HTTP request on the TCP logger)",
+            "Access-log entries deliberately not counted, by reason (intermediate: a final entry follows; not_http: a TCP connection on the HTTP logger; http_on_tcp_logger: an HTTP request on the TCP logger; absurd_duration: an HTTP entry lasting over a day)",
             m.entries_skipped.clone(),
         );
         registry.register(
@@ -78,7 +86,7 @@ impl CollectorMetrics {
         );
         registry.register(
             "als_messages_rejected",
-            "Access-log messages rejected with a gRPC error, by reason (malformed, too_large, no_identifier, stream_error, cancelled)",
+            "Access-log messages rejected with a gRPC error, by reason (malformed, too_large, busy, no_identifier, stream_error, cancelled)",
             m.messages_rejected.clone(),
         );
         registry.register(

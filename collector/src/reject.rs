@@ -35,6 +35,9 @@ pub enum Rejection {
     /// The aggregator has stopped: nothing more can be accepted.
     #[error("meshscope is shutting down")]
     ShuttingDown,
+    /// A shared bound is spent for now (the decoding budget): retry later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl Rejection {
@@ -50,6 +53,7 @@ impl Rejection {
             Rejection::Cancelled(_) => "cancelled",
             Rejection::Stream(..) => "stream_error",
             Rejection::ShuttingDown => "aggregator_stopped",
+            Rejection::Busy(_) => "busy",
         }
     }
 
@@ -65,7 +69,7 @@ impl Rejection {
             Rejection::BadEncoding(_) => Code::Unimplemented,
             Rejection::Cancelled(_) => Code::Cancelled,
             Rejection::Stream(code, _) => *code,
-            Rejection::ShuttingDown => Code::Unavailable,
+            Rejection::ShuttingDown | Rejection::Busy(_) => Code::Unavailable,
         }
     }
 
@@ -81,7 +85,7 @@ impl Rejection {
             }
             Rejection::Cancelled(_) => StatusCode::REQUEST_TIMEOUT,
             Rejection::Stream(..) => StatusCode::INTERNAL_SERVER_ERROR,
-            Rejection::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::ShuttingDown | Rejection::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -103,7 +107,10 @@ impl Rejection {
         match status.code() {
             Code::OutOfRange | Code::ResourceExhausted => Rejection::TooLarge(message),
             Code::Internal if message.contains("decode") => Rejection::Malformed(message),
+            Code::InvalidArgument => Rejection::Malformed(message),
             Code::Cancelled => Rejection::Cancelled(message),
+            // Only our own codecs answer `UNAVAILABLE` while a stream is open.
+            Code::Unavailable => Rejection::Busy(message),
             code => Rejection::Stream(code, message),
         }
     }

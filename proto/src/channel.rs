@@ -27,6 +27,7 @@ pub struct CallSender {
 #[derive(Debug)]
 pub struct CallReceiver {
     rx: mpsc::Receiver<Received>,
+    budget: Arc<Semaphore>,
 }
 
 /// The batch could not be sent: the receiver is gone.
@@ -37,13 +38,14 @@ pub struct Closed;
 pub fn call_channel(max_batches: usize, max_calls: u32) -> (CallSender, CallReceiver) {
     let max_calls = max_calls.max(1);
     let (tx, rx) = mpsc::channel(max_batches.max(1));
+    let budget = Arc::new(Semaphore::new(max_calls as usize));
     (
         CallSender {
             tx,
-            budget: Arc::new(Semaphore::new(max_calls as usize)),
+            budget: budget.clone(),
             max_calls,
         },
-        CallReceiver { rx },
+        CallReceiver { rx, budget },
     )
 }
 
@@ -90,11 +92,38 @@ impl CallReceiver {
     pub fn try_recv(&mut self) -> Option<Received> {
         self.rx.try_recv().ok()
     }
+
+    /// Refuses every later send, and every send still waiting, with [`Closed`]; what is
+    /// already in the channel stays for [`CallReceiver::recv`], which answers `None` once
+    /// it is taken. So after `close`, receiving until `None` takes every batch a sender
+    /// was told was accepted.
+    pub fn close(&mut self) {
+        self.budget.close();
+        self.rx.close();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Closing takes what is in the channel and refuses the rest, waiting senders too.
+    #[tokio::test]
+    async fn closing_keeps_what_was_accepted_and_refuses_the_rest() {
+        let (tx, mut rx) = call_channel(100, 3);
+        let batch = |n: usize| vec![crate::tests_support::call(); n];
+        tx.send(batch(3)).await.expect("fits");
+        let waiting = tokio::spawn({
+            let tx = tx.clone();
+            async move { tx.send(batch(1)).await }
+        });
+        tokio::task::yield_now().await;
+        rx.close();
+        assert_eq!(waiting.await.expect("task"), Err(Closed));
+        assert_eq!(tx.send(batch(1)).await, Err(Closed));
+        assert_eq!(rx.recv().await.expect("accepted").batch.len(), 3);
+        assert!(rx.recv().await.is_none());
+    }
 
     #[tokio::test]
     async fn senders_wait_while_the_call_budget_is_spent() {

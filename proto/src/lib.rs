@@ -133,20 +133,37 @@ pub const UNKNOWN: &str = "unknown";
 /// Name of the virtual node standing for the caller of a trace's root span.
 pub const USER: &str = "user";
 
+/// Longest service or instance name a node keeps, in bytes: longer names from the wire
+/// are cut at a character boundary (every receiver builds its nodes here).
+pub const MAX_NAME_LEN: usize = 256;
+
+/// `name` cut to [`MAX_NAME_LEN`] bytes at a character boundary.
+pub fn bounded_name(name: Arc<str>) -> Arc<str> {
+    if name.len() <= MAX_NAME_LEN {
+        return name;
+    }
+    let mut cut = MAX_NAME_LEN;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Arc::from(&name[..cut])
+}
+
 impl Node {
-    /// A mesh workload.
+    /// A mesh workload; names past [`MAX_NAME_LEN`] are cut.
     pub fn real(service: Arc<str>, instance: Option<Arc<str>>) -> Node {
         Node {
-            service,
-            instance,
+            service: bounded_name(service),
+            instance: instance.map(bounded_name),
             real: true,
         }
     }
 
-    /// A virtual node (external host, database, `user`, …) without instances.
+    /// A virtual node (external host, database, `user`, …) without instances; names past
+    /// [`MAX_NAME_LEN`] are cut.
     pub fn virtual_node(service: Arc<str>) -> Node {
         Node {
-            service,
+            service: bounded_name(service),
             instance: None,
             real: false,
         }
@@ -215,5 +232,25 @@ mod tests_support {
             request_bytes: 0,
             response_bytes: 0,
         }
+    }
+}
+
+/// The longest latency a call may have: one day. Receivers refuse longer requests (a broken
+/// clock) and clamp longer TCP connections to it, the same way for every store.
+pub const MAX_LATENCY_NANOS: u64 = 86_400 * 1_000_000_000;
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn long_names_are_cut_at_a_character_boundary() {
+        let long: Arc<str> = Arc::from("é".repeat(200).as_str());
+        let node = Node::real(long.clone(), Some(long));
+        assert_eq!(node.service.len(), MAX_NAME_LEN);
+        assert!(node.instance.is_some_and(|i| i.len() == MAX_NAME_LEN));
+        let odd: Arc<str> = Arc::from(format!("a{}", "é".repeat(200)).as_str());
+        assert_eq!(Node::virtual_node(odd).service.len(), MAX_NAME_LEN - 1);
+        assert_eq!(&*Node::unknown().service, UNKNOWN);
     }
 }

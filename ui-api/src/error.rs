@@ -19,6 +19,10 @@ pub enum ApiError {
     Store(#[from] aggregator::Error),
     #[error("flush is not available in this process")]
     NoAggregator,
+    #[error("{0}")]
+    Timeout(String),
+    #[error("admin APIs disabled; start meshscope with --enable-admin-api")]
+    AdminDisabled,
 }
 
 #[derive(Serialize)]
@@ -48,7 +52,9 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Store(e) => store_status(e),
-            ApiError::NoAggregator => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoAggregator | ApiError::Timeout(_) | ApiError::AdminDisabled => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         (
             status,

@@ -7,7 +7,10 @@
 //! [`Reader`] ([`ApiState::reader`]); every failure is an [`ApiError`] (or, under
 //! `/prometheus`, a [`prom::PromError`]) that maps to HTTP once.
 
+mod bounded;
+mod config;
 mod error;
+mod limits;
 mod params;
 pub mod prom;
 mod views;
@@ -23,8 +26,11 @@ use axum::Router;
 use axum::routing::{get, post};
 use prometheus_client::registry::Registry;
 
+pub use crate::config::ApiConfig;
 pub use crate::error::ApiError;
-use crate::views::{health, services, timeseries, topology};
+pub use crate::limits::Limits;
+pub use crate::views::admin::Admin;
+use crate::views::{admin, health, services, timeseries, topology};
 
 /// Everything the handlers read.
 #[derive(Clone)]
@@ -38,6 +44,10 @@ pub struct ApiState {
     pub before_flush: Option<FlushHook>,
     /// Which source counts when the mesh and traces both report a service.
     pub dedup: Arc<Dedup>,
+    /// The bounds every read runs within.
+    pub limits: Arc<Limits>,
+    /// The admin endpoints' switch and flush coalescing.
+    pub admin: Arc<Admin>,
 }
 
 impl ApiState {
@@ -51,11 +61,10 @@ impl ApiState {
 pub type FlushHook =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> + Send + Sync>;
 
-/// The API router.
+/// The API router. Every read route runs within [`Limits`] (a slot, a deadline, a
+/// budget); health, self-metrics and admin do not.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
+    let reads = Router::new()
         .route("/api/v1/services", get(services::services))
         .route(
             "/api/v1/services/{service}/instances",
@@ -71,8 +80,16 @@ pub fn router(state: ApiState) -> Router {
             get(topology::topology_instances),
         )
         .route("/api/v1/timeseries", get(timeseries::timeseries))
-        .route("/api/v1/admin/flush", post(health::flush))
         .nest("/prometheus", prom::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bounded::bounded,
+        ));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/admin/flush", post(admin::flush))
+        .merge(reads)
         .fallback(health::not_found)
         .with_state(state)
 }

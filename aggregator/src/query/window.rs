@@ -8,9 +8,17 @@ pub struct Window {
 }
 
 impl Window {
-    /// The minutes whose start lies in `[start, end)`, for times in unix seconds.
+    /// The minutes whose start lies in `[start, end)`, for times in unix seconds (total:
+    /// times near `i64::MAX` saturate rather than wrap).
     pub fn from_seconds(start: i64, end: i64) -> Window {
-        let up = |t: i64| t.div_euclid(60) * 60 + if t.rem_euclid(60) == 0 { 0 } else { 60 };
+        let up = |t: i64| {
+            let floor = t.div_euclid(60) * 60;
+            if t.rem_euclid(60) == 0 {
+                floor
+            } else {
+                floor.saturating_add(60)
+            }
+        };
         let start_minute = up(start);
         let end_minute = up(end).max(start_minute);
         Window {
@@ -21,7 +29,7 @@ impl Window {
 
     /// Number of minutes in the window.
     pub fn minutes(&self) -> i64 {
-        (self.end_minute - self.start_minute) / 60
+        self.end_minute.saturating_sub(self.start_minute) / 60
     }
 }
 

@@ -190,8 +190,10 @@ impl Rollups {
             None => ID_EMPTY,
         };
         if let Some(ep) = &call.endpoint {
-            let over = self.endpoint_overflows(&call.server.service, ep);
-            applied.endpoint_overflowed = over;
+            // An overflowed service's endpoints all go to the overflow endpoint: its name
+            // is not remembered (one-off names would otherwise each keep a set).
+            let over = server_over || self.endpoint_overflows(&call.server.service, ep);
+            applied.endpoint_overflowed = over && !server_over;
             let e = if over { ID_OVERFLOW } else { self.names.id(ep) };
             let k = key(ids([(ENDPOINT_SERVICE, s), (ENDPOINT, e)]));
             self.bump(Table::Endpoint, k, server_flag, &o);
@@ -398,6 +400,10 @@ mod tests {
             .collect();
         assert_eq!(services.len(), 2);
         assert!(services.contains(&OVERFLOW_SERVICE.to_string()));
+        // The overflowed names' endpoints went to the overflow endpoint, and no set of
+        // endpoints is kept per overflowed name.
+        let kept: Vec<&str> = r.endpoints.keys().map(|s| &**s).collect();
+        assert_eq!(kept, vec!["host-0:443"]);
     }
 
     proptest! {

@@ -17,6 +17,7 @@ use super::cluster::{Cluster, parse_cluster};
 use super::flatnode;
 use super::identity::{AddressBook, Reporter, Role, decode_flat_peer, decode_peer_struct};
 use crate::naming;
+use proto::MAX_LATENCY_NANOS as MAX_DURATION_NANOS;
 
 /// Most distinct peers cached per stream before the cache is cleared.
 const PEER_CACHE_CAP: usize = 4096;
@@ -56,6 +57,9 @@ pub enum Skip {
     /// A TCP-logger entry written by the HTTP connection manager: an HTTP request that the
     /// HTTP logger reports too (Istio attaches both loggers everywhere).
     HttpOnTcpLogger,
+    /// An HTTP entry whose duration is over a day (a broken clock), refused as OTLP
+    /// refuses such spans, so the latency sums of both stores stay meaningful.
+    AbsurdDuration,
 }
 
 impl Skip {
@@ -65,6 +69,7 @@ impl Skip {
             Skip::Intermediate => "intermediate",
             Skip::NotHttp => "not_http",
             Skip::HttpOnTcpLogger => "http_on_tcp_logger",
+            Skip::AbsurdDuration => "absurd_duration",
         }
     }
 }
@@ -277,6 +282,10 @@ impl StreamDecoder {
             || grpc_status.is_some_and(|g| g != 0)
             || (status_code == 0 && failed);
         let authority = req.map(|r| r.authority.as_str());
+        let latency_nanos = latency(common);
+        if latency_nanos.is_some_and(|l| l > MAX_DURATION_NANOS) {
+            return Err(Skip::AbsurdDuration);
+        }
         let (side, client, server) = self.endpoints_of(&reporter, common, authority);
         let call = Call {
             start_unix_nanos: start_nanos(common),
@@ -286,7 +295,7 @@ impl StreamDecoder {
             server,
             endpoint: endpoint.map(Arc::from),
             protocol,
-            latency_nanos: latency(common),
+            latency_nanos,
             status_code,
             grpc_status,
             error,
@@ -334,7 +343,8 @@ impl StreamDecoder {
             server,
             endpoint: None,
             protocol: Protocol::Tcp,
-            latency_nanos: latency(common),
+            // A connection may stay open for days: its duration is clamped to a day.
+            latency_nanos: latency(common).map(|l| l.min(MAX_DURATION_NANOS)),
             status_code: 0,
             grpc_status: None,
             error: failed,

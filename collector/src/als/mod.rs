@@ -12,6 +12,7 @@
 //!   lookup, not a decode.
 
 mod cluster;
+mod cost;
 pub mod entry;
 pub mod flatnode;
 pub mod identity;

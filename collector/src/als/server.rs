@@ -14,8 +14,11 @@ use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tracing::{debug, trace, warn};
 
+use super::cost::message_cost;
 use super::entry::StreamDecoder;
 use super::identity::AddressBook;
+use crate::budget::{Charged, DecodeBudget};
+use crate::codec::ChargedCodec;
 use crate::deliver::deliver;
 use crate::metrics::CollectorMetrics;
 use crate::reject::Rejection;
@@ -40,6 +43,7 @@ struct AlsInner {
     metrics: CollectorMetrics,
     shutdown: watch::Receiver<bool>,
     max_message_bytes: usize,
+    budget: DecodeBudget,
 }
 
 impl AlsServer {
@@ -51,6 +55,7 @@ impl AlsServer {
         metrics: CollectorMetrics,
         shutdown: watch::Receiver<bool>,
         max_message_bytes: usize,
+        budget: DecodeBudget,
     ) -> AlsServer {
         AlsServer {
             inner: Arc::new(AlsInner {
@@ -59,6 +64,7 @@ impl AlsServer {
                 metrics,
                 shutdown,
                 max_message_bytes,
+                budget,
             }),
         }
     }
@@ -70,13 +76,13 @@ impl tonic::server::NamedService for AlsServer {
 
 struct StreamSvc(Arc<AlsInner>);
 
-impl tonic::server::ClientStreamingService<StreamAccessLogsMessage> for StreamSvc {
+impl tonic::server::ClientStreamingService<Charged<StreamAccessLogsMessage>> for StreamSvc {
     type Response = StreamAccessLogsResponse;
     type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
 
     fn call(
         &mut self,
-        request: tonic::Request<tonic::Streaming<StreamAccessLogsMessage>>,
+        request: tonic::Request<tonic::Streaming<Charged<StreamAccessLogsMessage>>>,
     ) -> Self::Future {
         let inner = self.0.clone();
         Box::pin(async move { inner.stream(request.into_inner()).await })
@@ -108,8 +114,13 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let limit = inner.max_message_bytes;
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default())
-                .apply_max_message_size_config(Some(limit), None);
+            let codec = ChargedCodec::<_, StreamAccessLogsResponse>::new(
+                inner.budget.clone(),
+                message_cost,
+                "access-log message",
+            );
+            let mut grpc =
+                tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(limit), None);
             Ok(grpc.client_streaming(StreamSvc(inner), req).await)
         })
     }
@@ -138,7 +149,7 @@ impl AlsInner {
 
     async fn stream(
         &self,
-        mut stream: tonic::Streaming<StreamAccessLogsMessage>,
+        mut stream: tonic::Streaming<Charged<StreamAccessLogsMessage>>,
     ) -> Result<tonic::Response<StreamAccessLogsResponse>, Status> {
         self.metrics.streams_open.inc();
         self.metrics.streams_total.inc();
@@ -153,8 +164,8 @@ impl AlsInner {
                     return Ok(tonic::Response::new(StreamAccessLogsResponse {}));
                 }
             };
-            let message = match message {
-                Ok(Some(m)) => m,
+            let (message, charge) = match message {
+                Ok(Some(m)) => m.into_parts(),
                 Ok(None) => return Ok(tonic::Response::new(StreamAccessLogsResponse {})),
                 Err(status) => return Err(self.reject(status)),
             };
@@ -201,6 +212,10 @@ impl AlsInner {
                     };
                 }
             }
+            // The calls own what they need: free the message (and its share of the
+            // decoding budget) before waiting for the channel.
+            drop(message);
+            drop(charge);
             if batch.is_empty() {
                 continue;
             }

@@ -10,47 +10,16 @@ use http::HeaderValue;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use prost::Message;
 use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder};
+use tonic::codec::CompressionEncoding;
 use tracing::warn;
 
+use super::cost::request_cost;
 use super::metrics::OtlpMetrics;
 use super::{METHOD_PATH, OtlpReceiver, SERVICE_NAME};
+use crate::budget::Charged;
+use crate::codec::ChargedCodec;
 use crate::reject::Rejection;
-
-/// Decodes requests with prost and answers undecodable ones with `InvalidArgument`.
-struct OtlpCodec;
-
-struct RequestDecoder;
-
-impl Decoder for RequestDecoder {
-    type Item = ExportTraceServiceRequest;
-    type Error = Status;
-
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
-        ExportTraceServiceRequest::decode(buf)
-            .map(Some)
-            .map_err(|e| {
-                Status::invalid_argument(format!("malformed OTLP trace export request: {e}"))
-            })
-    }
-}
-
-impl Codec for OtlpCodec {
-    type Encode = ExportTraceServiceResponse;
-    type Decode = ExportTraceServiceRequest;
-    type Encoder = tonic_prost::ProstEncoder<ExportTraceServiceResponse>;
-    type Decoder = RequestDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstEncoder::new(BufferSettings::default())
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder
-    }
-}
 
 /// `opentelemetry.proto.collector.trace.v1.TraceService` as a tower service.
 #[derive(Clone)]
@@ -69,11 +38,14 @@ impl tonic::server::NamedService for TraceGrpc {
 
 struct ExportSvc(OtlpReceiver);
 
-impl tonic::server::UnaryService<ExportTraceServiceRequest> for ExportSvc {
+impl tonic::server::UnaryService<Charged<ExportTraceServiceRequest>> for ExportSvc {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<'static, Result<tonic::Response<Self::Response>, Status>>;
 
-    fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
+    fn call(
+        &mut self,
+        request: tonic::Request<Charged<ExportTraceServiceRequest>>,
+    ) -> Self::Future {
         let receiver = self.0.clone();
         Box::pin(async move {
             match receiver.export(request.into_inner()).await {
@@ -102,7 +74,12 @@ fn classify_grpc_rejection(
         return;
     };
     let message = header("grpc-message").unwrap_or_default();
-    let Some(rejection) = Rejection::before_service(tonic::Code::from_i32(code), &message) else {
+    let code = tonic::Code::from_i32(code);
+    // The codec's busy refusal is `UNAVAILABLE`, like the service's shutting down (which
+    // the service counts itself): told apart by the setting the message names.
+    let busy = (code == tonic::Code::Unavailable && message.contains("max_decoding_bytes"))
+        .then(|| Rejection::Busy(message.clone()));
+    let Some(rejection) = busy.or_else(|| Rejection::before_service(code, &message)) else {
         return;
     };
     metrics.request_rejected("grpc", rejection.reason());
@@ -111,7 +88,7 @@ fn classify_grpc_rejection(
         "OTLP/gRPC export request rejected"
     );
     let answer = rejection.code() as i32;
-    if answer != code {
+    if answer != code as i32 {
         response
             .headers_mut()
             .insert("grpc-status", HeaderValue::from(answer));
@@ -141,7 +118,12 @@ where
         Box::pin(async move {
             let limit = receiver.inner.max_message_bytes;
             let metrics = receiver.inner.metrics.clone();
-            let mut grpc = tonic::server::Grpc::new(OtlpCodec)
+            let codec = ChargedCodec::<_, ExportTraceServiceResponse>::new(
+                receiver.inner.budget.clone(),
+                request_cost,
+                "OTLP trace export request",
+            );
+            let mut grpc = tonic::server::Grpc::new(codec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .apply_max_message_size_config(Some(limit), None);

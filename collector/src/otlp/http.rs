@@ -2,6 +2,8 @@
 //! (optionally gzip, bounded after decompression), answered in the request's encoding;
 //! errors carry a `google.rpc.Status`.
 
+use super::cost::{json_cost, request_cost};
+use crate::budget::DecodeBudget;
 use std::io::Read;
 
 use axum::Router;
@@ -224,6 +226,29 @@ async fn http_export(
     } else {
         raw
     };
+    let cost = match encoding {
+        Encoding::Protobuf => match request_cost(&raw) {
+            Ok(c) => c,
+            Err(_) => {
+                return reject(
+                    encoding,
+                    Rejection::Malformed(format!(
+                        "the body is not an OTLP ExportTraceServiceRequest ({}): not a protobuf message",
+                        encoding.content_type()
+                    )),
+                );
+            }
+        },
+        Encoding::Json => json_cost(&raw),
+    };
+    let charge = match receiver
+        .inner
+        .budget
+        .charge(cost, "the OTLP/HTTP export request")
+    {
+        Ok(c) => c,
+        Err(r) => return reject(encoding, r),
+    };
     let request = match encoding {
         Encoding::Protobuf => ExportTraceServiceRequest::decode(raw).map_err(|e| e.to_string()),
         Encoding::Json => {
@@ -242,7 +267,7 @@ async fn http_export(
             );
         }
     };
-    match receiver.export(request).await {
+    match receiver.export(DecodeBudget::attach(request, charge)).await {
         Ok(done) => {
             let response = done.response();
             let body = match encoding {

@@ -12,12 +12,15 @@
 //! - [`spans`], [`pairing`]: spans into halves, halves into calls;
 //! - [`metrics`]: the receivers' self-metrics.
 
+mod cost;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod pairing;
+mod seen;
 pub mod spans;
 
+use crate::budget::{Charged, DecodeBudget};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,6 +57,12 @@ pub struct OtlpConfig {
     pub pairing_ttl: Duration,
     /// Most spans waiting for a partner; past it the oldest is recorded unpaired early.
     pub pairing_max_spans: usize,
+    /// A span sent again within this window (an exporter's retry after a timeout) counts
+    /// once.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Most span ids remembered for that; past it the oldest are forgotten.
+    pub dedup_max_spans: usize,
 }
 
 impl Default for OtlpConfig {
@@ -61,6 +70,8 @@ impl Default for OtlpConfig {
         OtlpConfig {
             pairing_ttl: Duration::from_secs(10),
             pairing_max_spans: 100_000,
+            dedup_window: Duration::from_secs(300),
+            dedup_max_spans: 262_144,
         }
     }
 }
@@ -71,6 +82,12 @@ impl OtlpConfig {
         if self.pairing_ttl.is_zero() || self.pairing_ttl > Duration::from_secs(3600) {
             return Err(Error::Config(
                 "otlp.pairing_ttl must be longer than zero and at most 1h".into(),
+            ));
+        }
+        if self.dedup_window > Duration::from_secs(86_400) || self.dedup_max_spans > 16 << 20 {
+            return Err(Error::Config(
+                "otlp.dedup_window must be at most 1d and otlp.dedup_max_spans at most 16777216"
+                    .into(),
             ));
         }
         if self.pairing_max_spans == 0 {
@@ -108,6 +125,7 @@ struct Inner {
     metrics: OtlpMetrics,
     collector: CollectorMetrics,
     max_message_bytes: usize,
+    budget: DecodeBudget,
     ttl: Duration,
 }
 
@@ -125,10 +143,13 @@ impl OtlpReceiver {
         calls: CallSender,
         collector: CollectorMetrics,
         metrics: OtlpMetrics,
+        budget: DecodeBudget,
     ) -> OtlpReceiver {
         let settings = PairingSettings {
             ttl: config.pairing_ttl,
             max_waiting: config.pairing_max_spans,
+            dedup_window: config.dedup_window,
+            dedup_max_spans: config.dedup_max_spans,
         };
         OtlpReceiver {
             inner: Arc::new(Inner {
@@ -137,6 +158,7 @@ impl OtlpReceiver {
                 metrics,
                 collector,
                 max_message_bytes,
+                budget,
                 ttl: config.pairing_ttl,
             }),
         }
@@ -160,7 +182,11 @@ impl OtlpReceiver {
     }
 
     /// Converts one decoded request and hands the calls it completes to the aggregator.
-    pub async fn export(&self, request: ExportTraceServiceRequest) -> Result<Exported, Rejection> {
+    pub async fn export(
+        &self,
+        request: Charged<ExportTraceServiceRequest>,
+    ) -> Result<Exported, Rejection> {
+        let (request, charge) = request.into_parts();
         let m = &self.inner.metrics;
         let mut exported = Exported::default();
         let mut first: Option<&'static str> = None;
@@ -191,6 +217,10 @@ impl OtlpReceiver {
                 }
             }
         }
+        // The halves own what they need: free the request and its share of the decoding
+        // budget before pairing and waiting for the channel.
+        drop(request);
+        drop(charge);
         if let Some(first) = first {
             exported.message = format!(
                 "{} span(s) rejected; the first because {first}",

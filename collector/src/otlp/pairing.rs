@@ -16,6 +16,7 @@ use foldhash::HashMap;
 use proto::{Call, CallBatch, Node, Protocol, Side, Source, UNKNOWN, USER};
 
 use super::metrics::OtlpMetrics;
+use super::seen::Seen;
 use super::spans::{ClientHalf, Half, PairKey, ServerHalf, View};
 
 /// Bounds of the pairing store.
@@ -25,6 +26,10 @@ pub struct PairingSettings {
     pub ttl: Duration,
     /// Most halves waiting at once; past it the oldest is recorded unpaired early.
     pub max_waiting: usize,
+    /// How long, and for how many spans, a span id is remembered so that a retried
+    /// export counts once.
+    pub dedup_window: Duration,
+    pub dedup_max_spans: usize,
 }
 
 /// Most callee spans kept waiting under one caller span (a message fanned out to many
@@ -85,6 +90,7 @@ pub struct Pairing {
     metrics: OtlpMetrics,
     user: Node,
     unknown: Node,
+    seen: Seen,
 }
 
 fn call(
@@ -162,6 +168,7 @@ impl Pairing {
             metrics,
             user: Node::virtual_node(Arc::from(USER)),
             unknown: Node::virtual_node(Arc::from(UNKNOWN)),
+            seen: Seen::new(settings.dedup_window, settings.dedup_max_spans),
         }
     }
 
@@ -183,6 +190,15 @@ impl Pairing {
 
     /// Takes one half received at `now`; calls it completes go to `out`.
     pub fn offer(&mut self, half: Half, now: Instant, out: &mut CallBatch) {
+        let id = match &half {
+            Half::Server(s) => s.id,
+            Half::Client(c) => c.key,
+        };
+        if !self.seen.first_time(id, now) {
+            // The same span again (an exporter retry): count it once.
+            self.metrics.duplicates.inc();
+            return;
+        }
         match half {
             Half::Server(s) => match s.parent {
                 None => {
@@ -402,6 +418,7 @@ mod tests {
             view: view("b"),
             endpoint: Arc::from("GET /"),
             parent: parent.map(|p| ([1; 16], [p; 8])),
+            id: ([1; 16], [parent.map_or(250, |p| p.wrapping_add(100)); 8]),
             consumer,
         })
     }
@@ -412,6 +429,8 @@ mod tests {
             PairingSettings {
                 ttl: Duration::from_secs(10),
                 max_waiting: max,
+                dedup_window: Duration::ZERO,
+                dedup_max_spans: 0,
             },
             m.clone(),
         );
@@ -447,6 +466,32 @@ mod tests {
         let sv = (Side::Server, "a".to_string(), "b".to_string());
         assert_eq!(edges(&out), vec![c.clone(), c, sv.clone(), sv]);
         assert!(p.is_empty());
+    }
+
+    /// An export retried after the first one paired (or was recorded) counts nothing
+    /// more: both halves are known by their own span ids.
+    #[test]
+    fn a_retried_export_counts_once() {
+        let (_, m) = store(100);
+        let mut p = Pairing::new(
+            PairingSettings {
+                ttl: Duration::from_secs(10),
+                max_waiting: 100,
+                dedup_window: Duration::from_secs(300),
+                dedup_max_spans: 1000,
+            },
+            m.clone(),
+        );
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            p.offer(client(1, false), now, &mut out);
+            p.offer(server(Some(1), false), now, &mut out);
+            p.offer(server(None, false), now + Duration::from_secs(1), &mut out);
+        }
+        // One pair (two reports) and one root call, once.
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(m.duplicates.get(), 6);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum Reject {
 }
 
 /// Longest span duration taken as a call's latency (one day); longer is a broken clock.
-pub const MAX_DURATION_NANOS: u64 = 86_400 * 1_000_000_000;
+pub const MAX_DURATION_NANOS: u64 = proto::MAX_LATENCY_NANOS;
 
 impl Reject {
     /// The counter label.
@@ -86,6 +86,8 @@ pub struct ServerHalf {
     pub endpoint: Arc<str>,
     /// `(trace, parent_span_id)`; `None` for a root span.
     pub parent: Option<PairKey>,
+    /// `(trace, span_id)`: the span's own id.
+    pub id: PairKey,
     /// CONSUMER rather than SERVER.
     pub consumer: bool,
 }
@@ -328,6 +330,7 @@ pub fn half(node: &Node, span: &Span) -> Result<Option<Half>, Reject> {
             endpoint: Arc::from(a.endpoint(&span.name)),
             view,
             parent: parent.map(|p| (trace, p)),
+            id: (trace, span_id),
             consumer: kind == SpanKind::Consumer,
         }),
         _ => Half::Client(ClientHalf {

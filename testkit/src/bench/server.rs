@@ -75,7 +75,12 @@ impl Server {
         let child = tokio::process::Command::new(&exe)
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
-            .args(["--otlp-http-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--enable-admin-api",
+                "--data-dir",
+            ])
             .arg(&dir)
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -44,6 +44,23 @@ impl PromError {
         }
     }
 
+    /// Past the query's deadline (`503 timeout`).
+    pub fn timeout(message: impl Into<String>) -> PromError {
+        PromError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "timeout",
+            message: message.into(),
+        }
+    }
+
+    /// Stopped by a bound of the query's budget (see [`crate::limits::Budget`]).
+    pub fn stopped(budget: &crate::limits::Budget, stop: crate::limits::Stop) -> PromError {
+        match stop {
+            crate::limits::Stop::Samples => PromError::unsupported(budget.message(stop)),
+            _ => PromError::timeout(budget.message(stop)),
+        }
+    }
+
     /// No such endpoint (`404 bad_data`).
     pub fn not_found(message: impl Into<String>) -> PromError {
         PromError {
@@ -59,6 +76,7 @@ impl From<ApiError> for PromError {
         match e {
             ApiError::BadRequest(m) | ApiError::NotFound(m) => PromError::bad(m),
             ApiError::Store(e) => PromError::from(e),
+            ApiError::Timeout(m) => PromError::timeout(m),
             other => PromError::internal(other.to_string()),
         }
     }

@@ -9,13 +9,13 @@ use aggregator::query::{Entity, Reader, Window};
 use aggregator::schema::Table;
 use axum::extract::{Path, State};
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::{self, Expr, VectorSelector};
+use promql_parser::parser::VectorSelector;
 
 use super::catalog::{self, FAMILIES, Family, Reports};
 use super::data::{self, Labels};
 use super::error::PromError;
 use super::params::{PromParams, metadata_window};
-use super::parse::parse_query;
+use super::parse::{MAX_SELECTORS, parse_query, parse_selector};
 use super::response::{
     BuildInfo, Metadata, MetricMetadata, NoAlerts, NoRules, PromResult, success,
 };
@@ -85,20 +85,13 @@ pub async fn metadata(p: PromParams) -> PromResult {
 
 /// The selectors of `match[]`; each must be a plain series selector.
 fn selectors(p: &PromParams) -> Result<Vec<VectorSelector>, PromError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|m| match parser::parse(m) {
-            Ok(Expr::VectorSelector(vs)) => Ok(vs),
-            Ok(_) => Err(PromError::bad(format!(
-                "match[] must be a series selector, got {:?}",
-                params::clip(m)
-            ))),
-            Err(e) => Err(PromError::bad(format!(
-                "invalid match[] {:?}: {e}",
-                params::clip(m)
-            ))),
-        })
-        .collect()
+    let all = p.all("match[]");
+    if all.len() > MAX_SELECTORS {
+        return Err(PromError::bad(format!(
+            "more than {MAX_SELECTORS} match[] selectors"
+        )));
+    }
+    all.into_iter().map(parse_selector).collect()
 }
 
 /// Entities of each table a family reads, listed once per request.

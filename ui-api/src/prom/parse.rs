@@ -1,9 +1,10 @@
-//! The query parameter parsed by `promql-parser`, bounded: length, bracket depth and
-//! operator count are checked before parsing (the parser recurses per level and is
-//! quadratic in flat operator chains), the parse runs on a large-stack thread, and a parser
-//! panic is a 400.
+//! User PromQL parsed by `promql-parser`, bounded: length, bracket depth and operator
+//! count are checked before parsing (the parser recurses per level and is quadratic in
+//! flat operator chains), a parser panic is a 400. The `query` parameter is parsed on a
+//! large-stack thread; `match[]` selectors, which cannot nest, are refused past one level
+//! of brackets before the parser sees them.
 
-use promql_parser::parser::{self, Expr};
+use promql_parser::parser::{self, Expr, VectorSelector};
 
 use super::error::PromError;
 use super::eval;
@@ -40,9 +41,13 @@ fn parse_bounded(q: String) -> Result<Expr, PromError> {
 /// with the square of a flat operator chain (thirty thousand `+1` take twenty seconds).
 const MAX_OPERATORS: usize = 500;
 
-/// A cheap bound checked before parsing: bracket depth and operator count outside string
-/// literals.
-fn precheck(q: &str) -> Result<(), PromError> {
+/// Bracket depth and operator count outside string literals, read without parsing.
+struct Shape {
+    depth: usize,
+    operators: usize,
+}
+
+fn shape(q: &str) -> Shape {
     let (mut depth, mut deepest, mut ops) = (0usize, 0usize, 0usize);
     let mut word = String::new();
     let mut chars = q.chars();
@@ -82,6 +87,18 @@ fn precheck(q: &str) -> Result<(), PromError> {
         }
     }
     keyword(&mut word, &mut ops);
+    Shape {
+        depth: deepest,
+        operators: ops,
+    }
+}
+
+/// A cheap bound checked before parsing a query.
+fn precheck(q: &str) -> Result<(), PromError> {
+    let Shape {
+        depth: deepest,
+        operators: ops,
+    } = shape(q);
     if deepest > eval::MAX_DEPTH {
         return Err(PromError::bad(format!(
             "query nests deeper than {} levels",
@@ -96,11 +113,18 @@ fn precheck(q: &str) -> Result<(), PromError> {
     Ok(())
 }
 
+/// Longest query or selector accepted.
+const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Most `match[]` selectors one request may carry.
+pub const MAX_SELECTORS: usize = 256;
+
+/// The `query` parameter, parsed within bounds.
 pub async fn parse_query(p: &PromParams) -> Result<Expr, PromError> {
     let q = p
         .get("query")
         .ok_or_else(|| PromError::bad("missing query parameter"))?;
-    if q.len() > 64 * 1024 {
+    if q.len() > MAX_QUERY_BYTES {
         return Err(PromError::bad("query longer than 64 KiB"));
     }
     precheck(q)?;
@@ -108,6 +132,30 @@ pub async fn parse_query(p: &PromParams) -> Result<Expr, PromError> {
     tokio::task::spawn_blocking(move || parse_bounded(q))
         .await
         .map_err(|e| PromError::internal(format!("parsing: {e}")))?
+}
+
+/// One `match[]` value: a series selector (`name{label="value", …}`), which has one level of
+/// braces at most; anything deeper or longer is refused before parsing, so the parser's
+/// recursion stays shallow on the calling thread.
+pub fn parse_selector(m: &str) -> Result<VectorSelector, PromError> {
+    let refuse = |why: &str| {
+        PromError::bad(format!(
+            "invalid match[] {:?}: {why}",
+            crate::params::clip(m)
+        ))
+    };
+    if m.len() > MAX_QUERY_BYTES {
+        return Err(refuse("longer than 64 KiB"));
+    }
+    if shape(m).depth > 1 {
+        return Err(refuse("must be a series selector"));
+    }
+    match std::panic::catch_unwind(|| parser::parse(m)) {
+        Ok(Ok(Expr::VectorSelector(vs))) => Ok(vs),
+        Ok(Ok(_)) => Err(refuse("must be a series selector")),
+        Ok(Err(e)) => Err(refuse(&e.to_string())),
+        Err(_) => Err(refuse("the parser rejected it")),
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +169,19 @@ mod tests {
         assert!(precheck(&"1+".repeat(501)).is_err());
         assert!(precheck(&"x or ".repeat(501)).is_err());
         assert!(precheck(&format!("x{{a=\"{}\"}}", "+".repeat(5000))).is_ok());
+    }
+
+    #[test]
+    fn match_selectors_cannot_nest() {
+        assert!(parse_selector(r#"x{a="((((", b=~"}}}.*"}"#).is_ok());
+        assert!(parse_selector("x").is_ok());
+        let deep = format!("{}x{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert_eq!(
+            parse_selector(&deep).err().map(|e| e.status),
+            Some(axum::http::StatusCode::BAD_REQUEST)
+        );
+        assert!(parse_selector("(x)").is_err());
+        assert!(parse_selector("sum(x)").is_err());
+        assert!(parse_selector(&"x".repeat(70_000)).is_err());
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::State;
 use promql_parser::parser::Expr;
 
@@ -14,6 +15,7 @@ use super::params::{PromParams, now, step_param, time_param};
 use super::parse::parse_query;
 use super::response::{MatrixSeries, Point, PromResult, QueryData, VectorSample, success};
 use crate::ApiState;
+use crate::limits::Budget;
 
 /// Most points a range query returns per series (Prometheus' own limit).
 const MAX_POINTS: i64 = 11_000;
@@ -36,10 +38,14 @@ fn to_ms(seconds: f64) -> i64 {
 }
 
 /// `query`: an instant query at `time` (default: now).
-pub async fn instant_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
+pub async fn instant_query(
+    State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
+    p: PromParams,
+) -> PromResult {
     let expr = parse_query(&p).await?;
     let t = to_ms(time_param(&p, "time")?.unwrap_or_else(now));
-    let ev = Evaluator::load(&state, expr, t, t).await?;
+    let ev = Evaluator::load(&state, expr, t, t, budget).await?;
     let value = blocking(move || ev.eval_at(t)).await?;
     success(match value {
         eval::Value::Scalar(v) => QueryData::Scalar(Point::at(t, v)),
@@ -63,7 +69,11 @@ pub async fn instant_query(State(state): State<ApiState>, p: PromParams) -> Prom
 }
 
 /// `query_range`: the query at every `step` from `start` to `end`.
-pub async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromResult {
+pub async fn range_query(
+    State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
+    p: PromParams,
+) -> PromResult {
     let expr = parse_query(&p).await?;
     let start = time_param(&p, "start")?.ok_or_else(|| PromError::bad("missing start"))?;
     let end = time_param(&p, "end")?.ok_or_else(|| PromError::bad("missing end"))?;
@@ -76,7 +86,10 @@ pub async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromRe
     if step <= 0 {
         return Err(PromError::bad("query resolution step under a millisecond"));
     }
-    if (end - start) / step >= MAX_POINTS {
+    // Times are checked to lie in years 1970..=9999, so this cannot wrap; the steps are
+    // counted, never reached by adding `step` (which may be near i64::MAX).
+    let steps = (end - start) / step;
+    if steps >= MAX_POINTS {
         return Err(PromError::bad(format!(
             "exceeded maximum resolution of {MAX_POINTS} points per timeseries. Try decreasing the query resolution (?step=XX)"
         )));
@@ -86,12 +99,13 @@ pub async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromRe
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
         ));
     }
-    let ev = Evaluator::load(&state, expr, start, end).await?;
+    let ev = Evaluator::load(&state, expr, start, end, budget).await?;
     let result = blocking(move || {
         let mut series: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
         let mut points = 0usize;
-        let mut t = start;
-        while t <= end {
+        for i in 0..=steps {
+            // i·step ≤ end − start: no overflow.
+            let t = start + i * step;
             let samples = match ev.eval_at(t)? {
                 eval::Value::Scalar(v) => vec![eval::Sample {
                     labels: Labels::new(),
@@ -116,7 +130,6 @@ pub async fn range_query(State(state): State<ApiState>, p: PromParams) -> PromRe
                     .or_default()
                     .push(Point::at(t, s.value));
             }
-            t += step;
         }
         Ok(series
             .into_iter()

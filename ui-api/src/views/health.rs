@@ -1,10 +1,8 @@
-//! Health, self-metrics, the admin flush and the fallback.
+//! Health, self-metrics and the fallback.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde::Serialize;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -37,19 +35,4 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             format!("encoding metrics failed: {e}\n"),
         ),
     }
-}
-
-#[derive(Serialize)]
-pub struct Flushed {
-    flushed: bool,
-}
-
-/// `POST /api/v1/admin/flush`: everything received so far becomes queryable.
-pub async fn flush(State(state): State<ApiState>) -> Result<Json<Flushed>, ApiError> {
-    let handle = state.aggregator.ok_or(ApiError::NoAggregator)?;
-    if let Some(hook) = &state.before_flush {
-        hook().await;
-    }
-    handle.flush().await?;
-    Ok(Json(Flushed { flushed: true }))
 }

@@ -1,13 +1,15 @@
 //! The JSON API's handlers: each reads its parameters ([`crate::params`]), reads the
 //! window through one [`aggregator::query::Reader`], and shapes typed JSON.
 //!
-//! - [`health`]: `/healthz`, `/metrics`, the admin flush, and the fallback 404;
+//! - [`health`]: `/healthz`, `/metrics` and the fallback 404;
+//! - [`admin`]: the admin flush, off unless enabled, coalesced;
 //! - [`services`]: the service, instance and endpoint lists;
 //! - [`topology`]: the service graph (and one edge's instance graph), shaped by
 //!   [`graph`];
 //! - [`nodegraph`]: the topology in Grafana Node Graph field names;
 //! - [`timeseries`]: one entity's figures per step.
 
+pub mod admin;
 mod graph;
 pub mod health;
 mod nodegraph;

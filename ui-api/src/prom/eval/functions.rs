@@ -37,6 +37,8 @@ impl Evaluator {
                 let range = millis(&ms.range);
                 let from = at.saturating_sub(range);
                 let mut out = Vec::new();
+                // Each series is read at the two ends of the range.
+                self.spend(2 * self.series(&ms.vs).len())?;
                 for s in self.series(&ms.vs) {
                     if s.kind != SeriesKind::Counter {
                         return Err(PromError::unsupported(format!(

@@ -45,6 +45,7 @@ use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 use super::data::{self, Fetcher, LOOKBACK_MS, MAX_SAMPLES, Series};
 use super::error::PromError;
 use crate::ApiState;
+use crate::limits::Budget;
 use labels::{map_values, unique};
 use selectors::{MAX_WINDOW_MS, address, millis, read_time, selectors};
 
@@ -64,12 +65,16 @@ pub struct Evaluator {
     /// The query's start and end (ms), for `@ start()` / `@ end()`.
     start: i64,
     end: i64,
-    /// Samples touched by range selectors so far (bounded by [`MAX_SAMPLES`]).
+    /// Samples touched by range selectors at the current step (bounded by
+    /// [`MAX_SAMPLES`]).
     touched: Cell<usize>,
+    /// What the whole query may still spend: samples over every step, its deadline, its
+    /// cancellation.
+    budget: Budget,
 }
 
 impl Evaluator {
-    fn new(expr: Box<Expr>, start: i64, end: i64) -> Evaluator {
+    fn new(expr: Box<Expr>, start: i64, end: i64, budget: Budget) -> Evaluator {
         Evaluator {
             expr,
             index: HashMap::new(),
@@ -77,22 +82,24 @@ impl Evaluator {
             start,
             end,
             touched: Cell::new(0),
+            budget,
         }
     }
 
     /// Takes the query and loads every selector of it for evaluation at times in
-    /// `[start, end]` (ms).
+    /// `[start, end]` (ms), within `budget`.
     pub async fn load(
         state: &ApiState,
         expr: Expr,
         start: i64,
         end: i64,
+        budget: Budget,
     ) -> Result<Evaluator, PromError> {
         let expr = Box::new(expr);
         let mut sels = Vec::new();
         selectors(&expr, &mut sels)?;
         if sels.is_empty() {
-            return Ok(Evaluator::new(expr, start, end));
+            return Ok(Evaluator::new(expr, start, end, budget));
         }
         // One window for all, so every scan chooses sources over the same window.
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
@@ -169,7 +176,7 @@ impl Evaluator {
             index.insert(address(vs), at);
         }
         drop(sels);
-        let mut ev = Evaluator::new(expr, start, end);
+        let mut ev = Evaluator::new(expr, start, end, budget);
         ev.index = index;
         ev.loaded = loaded;
         Ok(ev)
@@ -194,7 +201,14 @@ impl Evaluator {
                 "the query reads more than {MAX_SAMPLES} samples at one step; use shorter ranges"
             )));
         }
-        Ok(())
+        self.spend(n)
+    }
+
+    /// Spends `n` samples of the whole query's budget.
+    fn spend(&self, n: usize) -> Result<(), PromError> {
+        self.budget
+            .spend(n)
+            .map_err(|stop| PromError::stopped(&self.budget, stop))
     }
 
     /// Evaluates the query at `t` (ms).
@@ -204,6 +218,11 @@ impl Evaluator {
     }
 
     fn eval(&self, e: &Expr, t: i64) -> Result<Value, PromError> {
+        // Every node checks the deadline and cancellation: a query stops within one
+        // node's work of either.
+        self.budget
+            .check()
+            .map_err(|stop| PromError::stopped(&self.budget, stop))?;
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(_) => {
@@ -217,8 +236,10 @@ impl Evaluator {
             },
             Expr::VectorSelector(vs) => {
                 let at = self.at(vs, t);
+                let series = self.series(vs);
+                self.spend(series.len())?;
                 Ok(Value::Vector(
-                    self.series(vs)
+                    series
                         .iter()
                         .filter_map(|s| {
                             s.latest(at).map(|value| Sample {
@@ -290,7 +311,7 @@ mod test_support {
         let mut sels = Vec::new();
         selectors(&e, &mut sels)?;
         assert!(sels.is_empty());
-        Evaluator::new(Box::new(e), 0, 0).eval_at(60_000)
+        Evaluator::new(Box::new(e), 0, 0, Budget::with_samples(usize::MAX)).eval_at(60_000)
     }
 }
 

@@ -1,0 +1,156 @@
+//! What decoding may cost in memory, process-wide. A message's decoded size is estimated
+//! from its wire shape ([`crate::wire`]) before prost allocates anything: its bytes plus,
+//! for every repeated element, map entry and entry or span, the size of the struct it
+//! becomes. The estimate is charged to one budget shared by every listener
+//! (`collector.max_decoding_bytes`) and released when the message has been turned into
+//! calls and dropped. A message alone over the budget, or with more entries or spans than
+//! `collector.max_items_per_message`, is refused as too large; a message that finds the
+//! budget spent by others is refused as busy (`UNAVAILABLE` / 503, which clients retry).
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::reject::Rejection;
+
+/// The estimated decoded size of one message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Bytes the decoded message takes (estimate; an upper bound for what we declare).
+    pub bytes: usize,
+    /// Entries (ALS) or spans (OTLP) it holds.
+    pub items: usize,
+}
+
+impl Cost {
+    /// Adds `n` elements that each decode into a `T`.
+    pub fn add<T>(&mut self, n: usize) {
+        self.bytes = self
+            .bytes
+            .saturating_add(n.saturating_mul(std::mem::size_of::<T>()));
+    }
+}
+
+/// Estimated bytes of one hash-map entry besides its key and value (control byte, spare
+/// capacity).
+pub const MAP_ENTRY_OVERHEAD: usize = 16;
+
+/// The shared decoding budget. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DecodeBudget {
+    permits: Arc<Semaphore>,
+    /// The budget, in KiB (the semaphore's unit).
+    total_kib: usize,
+    max_items: usize,
+    in_use: Gauge,
+}
+
+/// A decoded message and its share of the budget, released when dropped.
+#[derive(Debug)]
+pub struct Charged<T> {
+    pub message: T,
+    permit: Charge,
+}
+
+/// A share of the budget.
+#[derive(Debug)]
+pub struct Charge {
+    _permit: OwnedSemaphorePermit,
+    kib: i64,
+    in_use: Gauge,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.in_use.dec_by(self.kib * 1024);
+    }
+}
+
+impl<T> Charged<T> {
+    /// The message and its charge apart: drop the message, then the charge, once the
+    /// message's content has been taken.
+    pub fn into_parts(self) -> (T, Charge) {
+        (self.message, self.permit)
+    }
+}
+
+impl DecodeBudget {
+    /// A budget of `max_bytes` for all messages being decoded at once, and at most
+    /// `max_items` entries or spans in one message; `in_use` shows the bytes charged.
+    pub fn new(max_bytes: usize, max_items: usize, in_use: Gauge) -> DecodeBudget {
+        let total_kib = (max_bytes / 1024).clamp(1, u32::MAX as usize);
+        DecodeBudget {
+            permits: Arc::new(Semaphore::new(total_kib)),
+            total_kib,
+            max_items,
+            in_use,
+        }
+    }
+
+    /// Charges `cost` for `what` (e.g. "the access-log message"), or refuses it.
+    pub fn charge(&self, cost: Cost, what: &str) -> Result<Charge, Rejection> {
+        if cost.items > self.max_items {
+            return Err(Rejection::TooLarge(format!(
+                "{what} holds {} entries or spans; at most {} are accepted per message (collector.max_items_per_message)",
+                cost.items, self.max_items
+            )));
+        }
+        let kib = cost.bytes.div_ceil(1024).max(1);
+        if kib > self.total_kib {
+            return Err(Rejection::TooLarge(format!(
+                "{what} would take {} MiB decoded, more than the decoding budget of {} MiB (collector.max_decoding_bytes)",
+                kib.div_ceil(1024),
+                self.total_kib / 1024
+            )));
+        }
+        // kib ≤ total_kib ≤ u32::MAX.
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(kib as u32)
+            .map_err(|_| {
+                Rejection::Busy(format!(
+                    "the decoding budget (collector.max_decoding_bytes) is in use by other messages; retry {what} later"
+                ))
+            })?;
+        let kib = kib as i64;
+        self.in_use.inc_by(kib * 1024);
+        Ok(Charge {
+            _permit: permit,
+            kib,
+            in_use: self.in_use.clone(),
+        })
+    }
+
+    /// `message` with its `charge`.
+    pub fn attach<T>(message: T, charge: Charge) -> Charged<T> {
+        Charged {
+            message,
+            permit: charge,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charges_are_refused_past_the_budget_and_released_when_dropped() {
+        let gauge = Gauge::default();
+        let budget = DecodeBudget::new(1 << 20, 10, gauge.clone());
+        let cost = |bytes, items| Cost { bytes, items };
+        let a = budget.charge(cost(600 << 10, 5), "a").expect("fits");
+        assert_eq!(gauge.get(), 600 << 10);
+        let refused = budget.charge(cost(600 << 10, 5), "b").expect_err("spent");
+        assert_eq!(refused.reason(), "busy");
+        drop(a);
+        assert_eq!(gauge.get(), 0);
+        assert!(budget.charge(cost(600 << 10, 5), "b").is_ok());
+        let huge = budget.charge(cost(2 << 20, 1), "c").expect_err("over");
+        assert_eq!(huge.reason(), "too_large");
+        let many = budget.charge(cost(10, 11), "d").expect_err("items");
+        assert_eq!(many.reason(), "too_large");
+    }
+}

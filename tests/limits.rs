@@ -1,0 +1,218 @@
+//! Hostile reads against a real server over loopback: every one gets a clear, bounded
+//! answer, the refusals are counted, and a clean scenario sent afterwards is counted
+//! exactly. Time arithmetic is tested with the inputs that wrapped in release builds.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::truth::{check_all_edges, expected, scenario, window};
+use serde_json::Value;
+use testkit::sim;
+
+async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).expect("form"))
+        .send()
+        .await
+        .expect("post");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.expect("body");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+    (status, json)
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let resp = reqwest::get(url).await.expect("get");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.expect("body");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+    (status, json)
+}
+
+/// The selector nested 100 000 deep that overflowed a worker's stack, a step of 1e300 near
+/// year 9999 that wrapped and looped, and a flood of `match[]` values: each answered at
+/// once, and the server goes on counting exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_answered_and_counting_stays_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let prom = format!("{}/prometheus/api/v1", stack.http);
+
+    let deep = format!("{}up{}", "(".repeat(100_000), ")".repeat(100_000));
+    for endpoint in ["series", "labels"] {
+        let (status, body) = post_form(&format!("{prom}/{endpoint}"), &[("match[]", &deep)]).await;
+        assert_eq!(status, 400, "{endpoint}: {body}");
+        assert_eq!(body["errorType"], "bad_data", "{body}");
+    }
+    let many: Vec<(&str, &str)> = (0..300).map(|_| ("match[]", "up")).collect();
+    let (status, body) = post_form(&format!("{prom}/series"), &many).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Start near the year 9999, a step of 1e300 seconds: one step, answered at once.
+    let began = Instant::now();
+    let (status, body) = get(&format!(
+        "{prom}/query_range?query=1&start=253402200000&end=253402300000&step=1e300"
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let values = body["data"]["result"][0]["values"]
+        .as_array()
+        .expect("values");
+    assert_eq!(values.len(), 1, "{body}");
+    assert!(began.elapsed() < Duration::from_secs(30));
+    // The largest step whose points still fit, at the end of time.
+    let (status, body) = get(&format!(
+        "{prom}/query_range?query=1&start=0&end=253402300799&step={}",
+        i64::MAX / 1000
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // The server still serves and counts a clean scenario exactly.
+    let (mesh, hops, start) = scenario(21, 100);
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let (edges, _, _) = expected(&mesh, &hops);
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    check_all_edges(&topo, &edges);
+    stack.stop().await;
+}
+
+/// A query past `api.query_timeout` gets 503 `timeout`; one over `api.query_max_samples`
+/// 422 naming the setting; both are counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_stop_at_their_deadline_and_sample_budget() {
+    let (mesh, hops, start) = scenario(5, 200);
+    let end = start + 300;
+
+    // A small sample budget: a range query over every step of 5 minutes spends more.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.api.query_max_samples = 50;
+    let stack = common::start(config).await;
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let prom = format!("{}/prometheus/api/v1", stack.http);
+    let q = "sum by (service) (rate(meshscope_service_calls_total[5m]))";
+    let url = format!("{prom}/query_range?start={start}&end={end}&step=1");
+    let (status, body) = post_form(&url, &[("query", q)]).await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("query_max_samples"), "{error}");
+    // The same query within budget over one step.
+    let (status, body) = post_form(
+        &format!("{prom}/query?time={end}"),
+        &[("query", "count(meshscope_service_calls_total)")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_api_queries_refused_total{reason=\"samples\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    stack.stop().await;
+
+    // A deadline no read can meet: the JSON API and PromQL both answer 503.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.api.query_timeout = Duration::from_nanos(1);
+    let stack = common::start(config).await;
+    let (status, body) = stack
+        .get(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("query_timeout")),
+        "{body}"
+    );
+    let (status, body) = get(&format!(
+        "{}/prometheus/api/v1/query?query=vector(1)",
+        stack.http
+    ))
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorType"], "timeout", "{body}");
+    // Health and self-metrics are not reads: they answer.
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_api_queries_refused_total{reason=\"timeout\"}"
+        ),
+        2.0,
+        "{text}"
+    );
+    stack.stop().await;
+}
+
+/// Admin endpoints are off unless enabled; enabled, a burst of flush requests shares
+/// flushes instead of running one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_flush_is_off_by_default_and_coalesces() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let flush = format!("{}/api/v1/admin/flush", stack.http);
+    let resp = reqwest::Client::new()
+        .post(&flush)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--enable-admin-api")),
+        "{body}"
+    );
+    stack.stop().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.api.enable_admin_api = true;
+    config.api.admin_flush_interval = Duration::from_millis(500);
+    let stack = common::start(config).await;
+    let flush = format!("{}/api/v1/admin/flush", stack.http);
+    let (mesh, hops, start) = scenario(8, 50);
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    let client = reqwest::Client::new();
+    let requests = (0..40).map(|_| {
+        let (client, flush) = (client.clone(), flush.clone());
+        async move { client.post(&flush).send().await.expect("post").status() }
+    });
+    for status in futures::future::join_all(requests).await {
+        assert_eq!(status.as_u16(), 200);
+    }
+    let text = stack.metrics().await;
+    let requests = common::metric_value(&text, "meshscope_admin_flush_requests_total");
+    let flushes = common::metric_value(&text, "meshscope_admin_flushes_total");
+    // Forty requests at once: the first one's flush and one shared by the rest (a
+    // request that reached the server after the second began waits for a third).
+    assert_eq!(requests, 40.0, "{text}");
+    assert!((1.0..=3.0).contains(&flushes), "{flushes} flushes: {text}");
+    // What was sent before the requests is queryable.
+    let (edges, _, _) = expected(&mesh, &hops);
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    check_all_edges(&topo, &edges);
+    stack.stop().await;
+}

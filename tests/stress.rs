@@ -1,0 +1,150 @@
+//! Truth under stress: an exporter's retry counts once, absurd durations are refused the
+//! same way whatever the store, and shutdown writes everything it accepted.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+use envoy_types::pb::google::protobuf::Duration as PbDuration;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use serde_json::Value;
+use testkit::sim;
+use testkit::traces::{Exporter, Shop, Spans};
+
+/// Calls into each real service, from the API.
+fn service_calls(list: &Value) -> BTreeMap<String, u64> {
+    list["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| s["real"].as_bool() != Some(false))
+        .map(|s| {
+            (
+                s["name"].as_str().expect("name").to_string(),
+                s["calls"].as_u64().expect("calls"),
+            )
+        })
+        .collect()
+}
+
+/// Every export sent three times, as an exporter that times out and retries does: each
+/// call counts once. The truth: one call into a service per SERVER or CONSUMER span its
+/// processes sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_export_counts_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let mut shop = Shop::new(3);
+    let mut spans = Spans::default();
+    let t0 = (common::now_nanos() / 60_000_000_000 - 3) * 60_000_000_000;
+    for i in 0..40 {
+        shop.request(t0 + i * 1_000_000_000, &mut spans);
+    }
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for (process, list) in &spans.by_process {
+        let served = list
+            .iter()
+            .filter(|s| s.kind == SpanKind::Server as i32 || s.kind == SpanKind::Consumer as i32)
+            .count() as u64;
+        if served > 0 {
+            *want
+                .entry(format!("{}.{}", process.name, process.namespace))
+                .or_default() += served;
+        }
+    }
+    let mut exporter = Exporter::connect(&stack.grpc).await.expect("connect");
+    let requests = spans.requests(50);
+    for _ in 0..3 {
+        for r in &requests {
+            exporter.export(r.clone()).await.expect("export");
+        }
+    }
+    stack.flush().await;
+    let start = t0 / 1_000_000_000 - 60;
+    let list = stack
+        .ok(&format!(
+            "/api/v1/services?start={start}&end={}",
+            start + 600
+        ))
+        .await;
+    assert_eq!(service_calls(&list), want, "{list}");
+    let text = stack.metrics().await;
+    let sent: u64 = requests
+        .iter()
+        .flat_map(|r| &r.resource_spans)
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum();
+    assert_eq!(
+        common::metric_value(&text, "meshscope_otlp_spans_duplicate_total"),
+        (2 * sent) as f64,
+        "{text}"
+    );
+    stack.stop().await;
+}
+
+/// Entries lasting three hundred years are refused before either store sees them, and
+/// counted; the same stream's sane entries count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_durations_are_refused_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let (mesh, hops, start) = common::truth::scenario(6, 40);
+    let years_300 = PbDuration {
+        seconds: 300 * 365 * 86_400,
+        nanos: 0,
+    };
+    let streams = sim::encode(&mesh, &hops);
+    let mut absurd = 0u64;
+    let mut proxies = Vec::new();
+    let mut sends = Vec::new();
+    for (proxy, mut messages) in streams {
+        proxies.push(proxy);
+        for m in &mut messages {
+            if let Some(LogEntries::HttpLogs(http)) = &mut m.log_entries {
+                for e in &mut http.log_entry {
+                    if let Some(c) = &mut e.common_properties {
+                        c.duration = Some(years_300);
+                        c.time_to_last_downstream_tx_byte = Some(years_300);
+                        c.time_to_last_upstream_rx_byte = Some(years_300);
+                        absurd += 1;
+                    }
+                }
+            }
+        }
+        sends.push(sim::send(&stack.grpc, messages));
+    }
+    proxies.dedup();
+    sim::announce(&stack.grpc, &mesh, proxies)
+        .await
+        .expect("announce");
+    for r in futures::future::join_all(sends).await {
+        r.expect("accepted");
+    }
+    stack.flush().await;
+    let text = stack.metrics().await;
+    assert!(absurd > 0);
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_als_entries_skipped_total{reason=\"absurd_duration\"}"
+        ),
+        absurd as f64,
+        "{text}"
+    );
+    // What is left are the TCP connections, clamped rather than refused: every latency
+    // the API reports is at most a day.
+    let list = stack
+        .ok(&format!(
+            "/api/v1/services?{}",
+            common::truth::window(start)
+        ))
+        .await;
+    for s in list["services"].as_array().expect("services") {
+        if let Some(p99) = s["p99_ms"].as_f64() {
+            assert!(p99 <= 86_400_000.0 * 1.01, "{s}");
+        }
+    }
+    stack.stop().await;
+}

@@ -1,0 +1,59 @@
+//! The API's settings (`[api]` in the config file): the bounds every query runs within, and
+//! whether the admin endpoints answer. The names and defaults follow Prometheus' own
+//! flags (`--query.timeout`, `--query.max-samples`, `--query.max-concurrency`,
+//! `--web.enable-admin-api`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// `[api]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Longest one read (a PromQL query, a metadata listing, a JSON view) may take,
+    /// waiting for a slot included; past it the request is answered 503 and its work is
+    /// stopped.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+    /// Most samples one PromQL query may touch over all its evaluation steps.
+    pub query_max_samples: usize,
+    /// Most reads evaluated at once; further ones wait for a slot within their timeout.
+    pub query_max_concurrency: usize,
+    /// Whether `POST /api/v1/admin/…` answers (off: 503, as Prometheus does).
+    pub enable_admin_api: bool,
+    /// Least time between two admin flushes: requests in between share the next one.
+    #[serde(with = "humantime_serde")]
+    pub admin_flush_interval: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            query_timeout: Duration::from_secs(120),
+            query_max_samples: 50_000_000,
+            query_max_concurrency: 20,
+            enable_admin_api: false,
+            admin_flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Checks the settings; the message names the one that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.query_timeout.is_zero() || self.query_timeout > Duration::from_secs(3600) {
+            return Err("api.query_timeout must be between 1ms and 1h".into());
+        }
+        if self.query_max_samples == 0 {
+            return Err("api.query_max_samples must be at least 1".into());
+        }
+        if !(1..=1024).contains(&self.query_max_concurrency) {
+            return Err("api.query_max_concurrency must be between 1 and 1024".into());
+        }
+        if self.admin_flush_interval > Duration::from_secs(3600) {
+            return Err("api.admin_flush_interval must be at most 1h".into());
+        }
+        Ok(())
+    }
+}
