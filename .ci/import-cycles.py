@@ -11,7 +11,7 @@ import re
 import sys
 from collections import defaultdict
 
-CRATES = ["proto/src", "collector/src", "aggregator/src", "ui-api/src", "testkit/src", "src"]
+CRATES = ["proto/src", "collector/src", "aggregator/src", "ui-api/src", "listen/src", "testkit/src", "src"]
 USE = re.compile(r"^\s*use\s+([^;]+);", re.M)
 
 

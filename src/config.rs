@@ -50,6 +50,7 @@ pub struct Config {
     pub aggregator: AggregatorConfig,
     pub dedup: Dedup,
     pub api: ui_api::ApiConfig,
+    pub http: listen::HttpConfig,
 }
 
 /// The environment prefix of nested keys: `MESHSCOPE__STORE__DATA_DIR=/var/lib/meshscope`.
@@ -125,6 +126,14 @@ impl Config {
         self.otlp.validate()?;
         self.store.validate(&self.clickhouse)?;
         self.api.validate().map_err(anyhow::Error::msg)?;
+        self.http.validate().map_err(anyhow::Error::msg)?;
+        if self.http.request_timeout <= self.api.query_timeout {
+            bail!(
+                "http.request_timeout ({:?}) must be longer than api.query_timeout ({:?})",
+                self.http.request_timeout,
+                self.api.query_timeout
+            );
+        }
         Ok(())
     }
 }

@@ -110,6 +110,7 @@ impl App {
             retention,
             &mut registry,
         );
+        let http_metrics = listen::HttpMetrics::register(&mut registry);
         let registry = Arc::new(registry);
 
         let (stop, stopped) = watch::channel(false);
@@ -139,26 +140,29 @@ impl App {
                 })
             })
         };
-        let http = tokio::spawn(ui_api::serve(
-            http_listener,
-            ui_api::ApiState {
-                store,
-                registry,
-                aggregator: Some(handle.clone()),
-                before_flush: Some(before_flush),
-                dedup: Arc::new(config.dedup.clone()),
-                limits,
-                admin,
-            },
-            wait(stopped.clone()),
-        ));
+        let api = ui_api::router(ui_api::ApiState {
+            store,
+            registry,
+            aggregator: Some(handle.clone()),
+            before_flush: Some(before_flush),
+            dedup: Arc::new(config.dedup.clone()),
+            limits,
+            admin,
+        });
+        let http = tokio::spawn({
+            let (shutdown, http, metrics) = (
+                wait(stopped.clone()),
+                config.http.clone(),
+                http_metrics.clone(),
+            );
+            async move { listen::serve(http_listener, "api", api, &http, metrics, shutdown).await }
+        });
         let otlp_http = tokio::spawn({
-            let shutdown = wait(stopped.clone());
+            let (shutdown, http, metrics) =
+                (wait(stopped.clone()), config.http.clone(), http_metrics);
             let router = otlp.http_router();
             async move {
-                axum::serve(otlp_listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
+                listen::serve(otlp_listener, "otlp_http", router, &http, metrics, shutdown).await
             }
         });
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,

@@ -134,6 +134,45 @@ async fn amplifying_messages_are_refused_before_decoding() {
     stack.stop().await;
 }
 
+/// Under the entry limit but over the byte budget: refused by the estimate of what its
+/// entries become.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_decoding_budget_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.collector.max_decoding_bytes = 256 * 1024;
+    let stack = common::start(config).await;
+    // 2 000 empty entries: 4 KB on the wire, about a megabyte decoded.
+    let als = field(2, &empties(1, 2_000));
+    let err = send_raw(&stack.grpc, vec![Bytes::from(als)])
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("max_decoding_bytes"), "{err}");
+    // So is an OTLP request of 2 000 empty spans, on both transports.
+    let spans = field(1, &field(2, &empties(2, 2_000)));
+    let status = reqwest::Client::new()
+        .post(format!("{}/v1/traces", stack.otlp_http))
+        .header("content-type", "application/x-protobuf")
+        .body(spans.clone())
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status.as_u16(), 413);
+    let mut exporter = testkit::traces::Exporter::connect(&stack.grpc)
+        .await
+        .expect("connect");
+    let request =
+        opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+            spans.as_slice(),
+        )
+        .expect("decodes");
+    let err = exporter.export(request).await.expect_err("refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err}");
+    stack.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_entry_limit_is_refused_naming_the_setting() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -216,3 +216,61 @@ async fn admin_flush_is_off_by_default_and_coalesces() {
     check_all_edges(&topo, &edges);
     stack.stop().await;
 }
+
+/// A client that never finishes its headers is cut off on both HTTP listeners, and a
+/// listener at its connection limit closes further connections at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_on_both_http_listeners() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.http.header_read_timeout = Duration::from_secs(2);
+    config.http.max_connections = 8;
+    let stack = common::start(config).await;
+    let until_closed = |mut s: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        out
+    };
+    for addr in [stack.app.http_addr, stack.app.otlp_http_addr] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let closed = tokio::time::timeout(Duration::from_secs(30), until_closed(s)).await;
+        assert!(
+            closed.is_ok(),
+            "{addr}: a half-sent request kept its connection"
+        );
+    }
+    // Eight silent connections fill the API listener; a ninth is closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(
+            tokio::net::TcpStream::connect(stack.app.http_addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ninth = tokio::net::TcpStream::connect(stack.app.http_addr)
+        .await
+        .expect("connect");
+    // Closed at once, not after the header timeout (which a served connection waits).
+    let got = tokio::time::timeout(Duration::from_secs(1), until_closed(ninth)).await;
+    assert_eq!(
+        got.ok(),
+        Some(Vec::new()),
+        "the ninth connection was served"
+    );
+    drop(silent);
+    let text = stack.metrics().await;
+    assert!(
+        common::metric_value(
+            &text,
+            "meshscope_http_connections_refused_total{listener=\"api\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    stack.stop().await;
+}

@@ -1,5 +1,6 @@
-//! Truth under stress: an exporter's retry counts once, absurd durations are refused the
-//! same way whatever the store, and shutdown writes everything it accepted.
+//! Truth under stress: an exporter's retry counts once, and absurd durations are refused
+//! (or, for TCP connections, clamped) before any store sees them. What shutdown writes is
+//! tested in `scenario.rs` (a restart without a flush loses nothing).
 
 mod common;
 
@@ -96,7 +97,7 @@ async fn absurd_durations_are_refused_and_counted() {
         nanos: 0,
     };
     let streams = sim::encode(&mesh, &hops);
-    let mut absurd = 0u64;
+    let (mut absurd, mut tcp) = (0u64, 0u64);
     let mut proxies = Vec::new();
     let mut sends = Vec::new();
     for (proxy, mut messages) in streams {
@@ -109,6 +110,16 @@ async fn absurd_durations_are_refused_and_counted() {
                         c.time_to_last_downstream_tx_byte = Some(years_300);
                         c.time_to_last_upstream_rx_byte = Some(years_300);
                         absurd += 1;
+                    }
+                }
+            }
+            if let Some(LogEntries::TcpLogs(conns)) = &mut m.log_entries {
+                for e in &mut conns.log_entry {
+                    if let Some(c) = &mut e.common_properties {
+                        c.duration = Some(years_300);
+                        c.time_to_last_downstream_tx_byte = Some(years_300);
+                        c.time_to_last_upstream_rx_byte = Some(years_300);
+                        tcp += 1;
                     }
                 }
             }
@@ -133,18 +144,24 @@ async fn absurd_durations_are_refused_and_counted() {
         absurd as f64,
         "{text}"
     );
-    // What is left are the TCP connections, clamped rather than refused: every latency
-    // the API reports is at most a day.
-    let list = stack
+    // The TCP connections are clamped rather than refused: they count, at a day each
+    // (within the histogram's error), and nothing but them is left.
+    assert!(tcp > 0);
+    let topo = stack
         .ok(&format!(
-            "/api/v1/services?{}",
+            "/api/v1/topology?{}",
             common::truth::window(start)
         ))
         .await;
-    for s in list["services"].as_array().expect("services") {
-        if let Some(p99) = s["p99_ms"].as_f64() {
-            assert!(p99 <= 86_400_000.0 * 1.01, "{s}");
-        }
+    let edges = topo["edges"].as_array().expect("edges");
+    assert!(!edges.is_empty(), "{topo}");
+    for e in edges {
+        assert_eq!(e["protocol"], "tcp", "{e}");
+        let p99 = e["p99_ms"].as_f64().expect("p99");
+        assert!(
+            (86_400_000.0 * 0.95..=86_400_000.0 * 1.05).contains(&p99),
+            "{e}"
+        );
     }
     stack.stop().await;
 }

@@ -4,8 +4,10 @@
 //! becomes. The estimate is charged to one budget shared by every listener
 //! (`collector.max_decoding_bytes`) and released when the message has been turned into
 //! calls and dropped. A message alone over the budget, or with more entries or spans than
-//! `collector.max_items_per_message`, is refused as too large; a message that finds the
-//! budget spent by others is refused as busy (`UNAVAILABLE` / 503, which clients retry).
+//! `collector.max_items_per_message`, is refused as too large. A message that finds the
+//! budget spent by others waits for it on an access-log stream ([`DecodeBudget::charge_waiting`]:
+//! the stream waits, Envoy buffers, nothing is lost) and is refused as busy on OTLP
+//! ([`DecodeBudget::charge`]: `UNAVAILABLE` / 503, which exporters retry).
 
 use std::sync::Arc;
 
@@ -24,17 +26,38 @@ pub struct Cost {
 }
 
 impl Cost {
-    /// Adds `n` elements that each decode into a `T`.
+    /// Adds `n` structs `T` held by value.
     pub fn add<T>(&mut self, n: usize) {
         self.bytes = self
             .bytes
             .saturating_add(n.saturating_mul(std::mem::size_of::<T>()));
     }
-}
 
-/// Estimated bytes of one hash-map entry besides its key and value (control byte, spare
-/// capacity).
-pub const MAP_ENTRY_OVERHEAD: usize = 16;
+    /// Adds a list of `n` `T`s as prost builds it, one push at a time: its capacity is
+    /// the next power of two, four at least.
+    pub fn list<T>(&mut self, n: usize) {
+        if n > 0 {
+            self.add::<T>(n.checked_next_power_of_two().unwrap_or(usize::MAX).max(4));
+        }
+    }
+
+    /// Adds a hash map of `n` `(K, V)` entries: hashbrown's buckets (a power of two with
+    /// an eighth spare, four at least), each an entry and a control byte.
+    pub fn map<K, V>(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let buckets = match n {
+            0..4 => 4,
+            4..8 => 8,
+            _ => (n.saturating_mul(8) / 7)
+                .checked_next_power_of_two()
+                .unwrap_or(usize::MAX),
+        };
+        let bucket = std::mem::size_of::<(K, V)>() + 1;
+        self.bytes = self.bytes.saturating_add(buckets.saturating_mul(bucket));
+    }
+}
 
 /// The shared decoding budget. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -88,8 +111,8 @@ impl DecodeBudget {
         }
     }
 
-    /// Charges `cost` for `what` (e.g. "the access-log message"), or refuses it.
-    pub fn charge(&self, cost: Cost, what: &str) -> Result<Charge, Rejection> {
+    /// The charge of `cost` in KiB, or why no budget can take it.
+    fn kib(&self, cost: Cost, what: &str) -> Result<u32, Rejection> {
         if cost.items > self.max_items {
             return Err(Rejection::TooLarge(format!(
                 "{what} holds {} entries or spans; at most {} are accepted per message (collector.max_items_per_message)",
@@ -105,22 +128,47 @@ impl DecodeBudget {
             )));
         }
         // kib ≤ total_kib ≤ u32::MAX.
+        Ok(kib as u32)
+    }
+
+    fn charged(&self, permit: OwnedSemaphorePermit, kib: u32) -> Charge {
+        let kib = i64::from(kib);
+        self.in_use.inc_by(kib * 1024);
+        Charge {
+            _permit: permit,
+            kib,
+            in_use: self.in_use.clone(),
+        }
+    }
+
+    /// Charges `cost` for `what` (e.g. "the OTLP export request") now, or refuses it:
+    /// too large for any budget, or busy while others hold it.
+    pub fn charge(&self, cost: Cost, what: &str) -> Result<Charge, Rejection> {
+        let kib = self.kib(cost, what)?;
         let permit = self
             .permits
             .clone()
-            .try_acquire_many_owned(kib as u32)
+            .try_acquire_many_owned(kib)
             .map_err(|_| {
                 Rejection::Busy(format!(
                     "the decoding budget (collector.max_decoding_bytes) is in use by other messages; retry {what} later"
                 ))
             })?;
-        let kib = kib as i64;
-        self.in_use.inc_by(kib * 1024);
-        Ok(Charge {
-            _permit: permit,
-            kib,
-            in_use: self.in_use.clone(),
-        })
+        Ok(self.charged(permit, kib))
+    }
+
+    /// Charges `cost` for `what`, waiting while others hold the budget (the sender waits
+    /// with it: backpressure); refuses only what no budget can take.
+    pub async fn charge_waiting(&self, cost: Cost, what: &str) -> Result<Charge, Rejection> {
+        let kib = self.kib(cost, what)?;
+        // The semaphore is never closed.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| Rejection::ShuttingDown)?;
+        Ok(self.charged(permit, kib))
     }
 
     /// `message` with its `charge`.
@@ -152,5 +200,26 @@ mod tests {
         assert_eq!(huge.reason(), "too_large");
         let many = budget.charge(cost(10, 11), "d").expect_err("items");
         assert_eq!(many.reason(), "too_large");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_charge_goes_on_once_the_budget_frees() {
+        let budget = DecodeBudget::new(1 << 20, 10, Gauge::default());
+        let cost = Cost {
+            bytes: 600 << 10,
+            items: 1,
+        };
+        let held = budget.charge(cost, "a").expect("fits");
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.charge_waiting(cost, "b").await.map(drop) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        waiting
+            .await
+            .expect("task")
+            .expect("charged after the release");
     }
 }

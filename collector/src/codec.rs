@@ -1,87 +1,83 @@
-//! The gRPC codec of both services: before prost decodes a message it estimates what the
-//! message will cost ([`crate::budget::Cost`]) and charges the shared decoding budget, so
-//! the decoded message arrives [`Charged`]. Undecodable messages are `INVALID_ARGUMENT`,
-//! too costly ones `RESOURCE_EXHAUSTED`, ones that find the budget spent `UNAVAILABLE`.
+//! The gRPC codec of both services: it does not decode. It hands the service the message's
+//! bytes with their estimated decoded cost ([`crate::budget::Cost`], from the wire shape),
+//! so the service charges the decoding budget first and decodes after: the access-log
+//! stream waits for its share (backpressure on the stream, no entry lost), the OTLP
+//! export is refused `UNAVAILABLE` when the budget is spent (exporters retry). A message
+//! that is not protobuf at all is `INVALID_ARGUMENT`.
 
 use std::marker::PhantomData;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 
-use crate::budget::{Charged, Cost, DecodeBudget};
+use crate::budget::Cost;
 use crate::wire::Malformed;
 
 /// Estimates a message's cost from its wire bytes.
 pub type CostOf = fn(&[u8]) -> Result<Cost, Malformed>;
 
-/// Decodes `In` within the budget, encodes `Out` with prost.
-pub struct ChargedCodec<In, Out> {
-    budget: DecodeBudget,
-    cost: CostOf,
-    what: &'static str,
-    _types: PhantomData<fn() -> (In, Out)>,
+/// A received message, not yet decoded, and what decoding it will cost.
+#[derive(Debug)]
+pub struct Measured {
+    pub bytes: Bytes,
+    pub cost: Cost,
 }
 
-impl<In, Out> ChargedCodec<In, Out> {
+/// Measures incoming messages, encodes `Out` with prost.
+pub struct MeasuringCodec<Out> {
+    cost: CostOf,
+    what: &'static str,
+    _type: PhantomData<fn() -> Out>,
+}
+
+impl<Out> MeasuringCodec<Out> {
     /// A codec for messages named `what` in errors ("OTLP trace export request").
-    pub fn new(budget: DecodeBudget, cost: CostOf, what: &'static str) -> Self {
-        ChargedCodec {
-            budget,
+    pub fn new(cost: CostOf, what: &'static str) -> Self {
+        MeasuringCodec {
             cost,
             what,
-            _types: PhantomData,
+            _type: PhantomData,
         }
     }
 }
 
-pub struct ChargedDecoder<In> {
-    budget: DecodeBudget,
+pub struct MeasuringDecoder {
     cost: CostOf,
     what: &'static str,
-    _type: PhantomData<fn() -> In>,
 }
 
-impl<In: prost::Message + Default + 'static> Decoder for ChargedDecoder<In> {
-    type Item = Charged<In>;
+impl Decoder for MeasuringDecoder {
+    type Item = Measured;
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
         // Zero-copy: the frame is one contiguous buffer.
         let bytes = buf.copy_to_bytes(buf.remaining());
-        let malformed = |e: &dyn std::fmt::Display| {
-            Status::invalid_argument(format!("malformed {}: {e}", self.what))
-        };
-        let cost = (self.cost)(&bytes).map_err(|_| malformed(&"not a protobuf message"))?;
-        let charge = self
-            .budget
-            .charge(cost, self.what)
-            .map_err(|r| r.status())?;
-        let message = In::decode(bytes).map_err(|e| malformed(&e))?;
-        Ok(Some(DecodeBudget::attach(message, charge)))
+        let cost = (self.cost)(&bytes).map_err(|_| {
+            Status::invalid_argument(format!("malformed {}: not a protobuf message", self.what))
+        })?;
+        Ok(Some(Measured { bytes, cost }))
     }
 }
 
-impl<In, Out> Codec for ChargedCodec<In, Out>
+impl<Out> Codec for MeasuringCodec<Out>
 where
-    In: prost::Message + Default + Send + 'static,
     Out: prost::Message + Send + 'static,
 {
     type Encode = Out;
-    type Decode = Charged<In>;
+    type Decode = Measured;
     type Encoder = tonic_prost::ProstEncoder<Out>;
-    type Decoder = ChargedDecoder<In>;
+    type Decoder = MeasuringDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         tonic_prost::ProstEncoder::new(BufferSettings::default())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ChargedDecoder {
-            budget: self.budget.clone(),
+        MeasuringDecoder {
             cost: self.cost,
             what: self.what,
-            _type: PhantomData,
         }
     }
 }

@@ -23,8 +23,8 @@ pub struct CollectorConfig {
     #[serde(with = "humantime_serde")]
     pub max_connection_age_grace: std::time::Duration,
     /// What all messages being decoded at once may take in memory, estimated from their
-    /// wire shape before decoding; a message that finds it spent is answered
-    /// `UNAVAILABLE` (gRPC) or 503 (HTTP), which clients retry.
+    /// wire shape before decoding. An access-log stream that finds it spent waits; an
+    /// OTLP export is answered `UNAVAILABLE` (gRPC) or 503 (HTTP), which exporters retry.
     pub max_decoding_bytes: usize,
     /// Most access-log entries or spans one message may hold.
     pub max_items_per_message: usize,
@@ -67,9 +67,11 @@ impl CollectorConfig {
                 "collector.max_message_bytes must be at most 256 MiB".into(),
             ));
         }
-        if self.max_decoding_bytes < self.max_message_bytes {
+        // A message's estimate is its bytes plus the structs they become: a budget of a few
+        // messages' size is the least that lets a large one through.
+        if self.max_decoding_bytes < 4 * self.max_message_bytes {
             return Err(Error::Config(format!(
-                "collector.max_decoding_bytes ({}) must be at least collector.max_message_bytes ({})",
+                "collector.max_decoding_bytes ({}) must be at least 4 × collector.max_message_bytes ({})",
                 self.max_decoding_bytes, self.max_message_bytes
             )));
         }

@@ -109,8 +109,6 @@ impl Rejection {
             Code::Internal if message.contains("decode") => Rejection::Malformed(message),
             Code::InvalidArgument => Rejection::Malformed(message),
             Code::Cancelled => Rejection::Cancelled(message),
-            // Only our own codecs answer `UNAVAILABLE` while a stream is open.
-            Code::Unavailable => Rejection::Busy(message),
             code => Rejection::Stream(code, message),
         }
     }

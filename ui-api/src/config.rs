@@ -42,7 +42,9 @@ impl Default for ApiConfig {
 impl ApiConfig {
     /// Checks the settings; the message names the one that is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if self.query_timeout.is_zero() || self.query_timeout > Duration::from_secs(3600) {
+        if self.query_timeout < Duration::from_millis(1)
+            || self.query_timeout > Duration::from_secs(3600)
+        {
             return Err("api.query_timeout must be between 1ms and 1h".into());
         }
         if self.query_max_samples == 0 {

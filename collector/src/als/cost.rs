@@ -1,14 +1,15 @@
 //! The decoded size of a `StreamAccessLogsMessage`, estimated from its wire shape before it
 //! is decoded (see [`crate::budget`]): its bytes (every string and byte field decodes into
-//! at most its own length) plus the structs its entries, map entries and lists become.
-//! The estimate follows the fields [`proto::als`] declares; fields it does not declare
-//! are skipped by prost and cost nothing.
+//! at most its own length) plus the lists and maps its entries, headers, filter state and
+//! certificate names become, at the capacity prost and hashbrown give them. The estimate
+//! follows the fields [`proto::als`] declares; fields it does not declare are skipped by
+//! prost and cost nothing.
 
 use proto::als::{
     Any, HttpAccessLogEntry, StreamAccessLogsMessage, SubjectAltName, TcpAccessLogEntry,
 };
 
-use crate::budget::{Cost, MAP_ENTRY_OVERHEAD};
+use crate::budget::Cost;
 use crate::wire::{Malformed, Value, each, fields};
 
 /// Every byte of the identifier may become a `Struct` entry of a few dozen bytes (the
@@ -22,6 +23,7 @@ pub fn message_cost(buf: &[u8]) -> Result<Cost, Malformed> {
         items: 0,
     };
     cost.add::<StreamAccessLogsMessage>(1);
+    let (mut http_entries, mut tcp_entries) = (0usize, 0usize);
     for f in fields(buf) {
         match f? {
             (1, Value::Bytes(id)) => {
@@ -31,15 +33,13 @@ pub fn message_cost(buf: &[u8]) -> Result<Cost, Malformed> {
             }
             (2, Value::Bytes(http)) => {
                 for entry in each(http, 1) {
-                    cost.items += 1;
-                    cost.add::<HttpAccessLogEntry>(1);
+                    http_entries += 1;
                     http_entry(entry?, &mut cost)?;
                 }
             }
             (3, Value::Bytes(tcp)) => {
                 for entry in each(tcp, 1) {
-                    cost.items += 1;
-                    cost.add::<TcpAccessLogEntry>(1);
+                    tcp_entries += 1;
                     for f in fields(entry?) {
                         if let (1, Value::Bytes(common)) = f? {
                             common_properties(common, &mut cost)?;
@@ -50,6 +50,10 @@ pub fn message_cost(buf: &[u8]) -> Result<Cost, Malformed> {
             _ => {}
         }
     }
+    // Repeated `http_logs` fields merge into one list.
+    cost.list::<HttpAccessLogEntry>(http_entries);
+    cost.list::<TcpAccessLogEntry>(tcp_entries);
+    cost.items = http_entries.saturating_add(tcp_entries);
     Ok(cost)
 }
 
@@ -66,34 +70,38 @@ fn http_entry(entry: &[u8], cost: &mut Cost) -> Result<(), Malformed> {
     Ok(())
 }
 
+/// The maps of fields `maps` (at most two) in `buf`, one map each.
 fn header_maps(buf: &[u8], maps: &[u32], cost: &mut Cost) -> Result<(), Malformed> {
+    let mut counts = [0usize; 2];
     for f in fields(buf) {
         if let (n, Value::Bytes(_)) = f?
-            && maps.contains(&n)
+            && let Some(i) = maps.iter().position(|m| *m == n)
+            && let Some(c) = counts.get_mut(i)
         {
-            cost.add::<(String, String)>(1);
-            cost.bytes = cost.bytes.saturating_add(MAP_ENTRY_OVERHEAD);
+            *c += 1;
         }
+    }
+    for n in counts {
+        cost.map::<String, String>(n);
     }
     Ok(())
 }
 
 fn common_properties(common: &[u8], cost: &mut Cost) -> Result<(), Malformed> {
+    let mut filter_state = 0usize;
     for f in fields(common) {
         match f? {
-            (21, Value::Bytes(_)) => {
-                cost.add::<(String, Any)>(1);
-                cost.bytes = cost.bytes.saturating_add(MAP_ENTRY_OVERHEAD);
-            }
+            (21, Value::Bytes(_)) => filter_state += 1,
             // tls_properties.peer_certificate_properties.subject_alt_name
             (4, Value::Bytes(tls)) => {
                 for cert in each(tls, 5) {
-                    cost.add::<SubjectAltName>(each(cert?, 1).count());
+                    cost.list::<SubjectAltName>(each(cert?, 1).count());
                 }
             }
             _ => {}
         }
     }
+    cost.map::<String, Any>(filter_state);
     Ok(())
 }
 
@@ -122,7 +130,8 @@ mod tests {
         let wire = empty_entries.encode_to_vec();
         let cost = message_cost(&wire).expect("cost");
         assert_eq!(cost.items, 10_000);
-        assert!(cost.bytes >= 10_000 * std::mem::size_of::<HttpAccessLogEntry>());
+        // prost's pushes leave a capacity of 16 384.
+        assert!(cost.bytes >= 16_384 * std::mem::size_of::<HttpAccessLogEntry>());
 
         let headers: HashMap<String, String> =
             (0..5_000).map(|i| (i.to_string(), String::new())).collect();
@@ -151,9 +160,20 @@ mod tests {
         };
         let wire = message.encode_to_vec();
         let cost = message_cost(&wire).expect("cost");
-        let floor = 5_000 * std::mem::size_of::<SubjectAltName>()
-            + 5_000 * std::mem::size_of::<(String, String)>();
+        let floor = 8_192 * std::mem::size_of::<SubjectAltName>()
+            + 8_192 * std::mem::size_of::<(String, String)>();
         assert!(cost.bytes >= floor, "{} < {floor}", cost.bytes);
         assert!(message_cost(&[0x12, 0x05]).is_err());
+    }
+
+    /// One-element lists and maps cost their minimum capacity, not one element.
+    #[test]
+    fn small_lists_cost_their_first_allocation() {
+        let mut one = Cost::default();
+        one.list::<SubjectAltName>(1);
+        assert_eq!(one.bytes, 4 * std::mem::size_of::<SubjectAltName>());
+        let mut map = Cost::default();
+        map.map::<String, String>(1);
+        assert_eq!(map.bytes, 4 * (std::mem::size_of::<(String, String)>() + 1));
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use prost::Message;
 use proto::CallBatch;
 use proto::als::StreamAccessLogsMessage;
 use proto::channel::CallSender;
@@ -17,8 +18,8 @@ use tracing::{debug, trace, warn};
 use super::cost::message_cost;
 use super::entry::StreamDecoder;
 use super::identity::AddressBook;
-use crate::budget::{Charged, DecodeBudget};
-use crate::codec::ChargedCodec;
+use crate::budget::DecodeBudget;
+use crate::codec::{Measured, MeasuringCodec};
 use crate::deliver::deliver;
 use crate::metrics::CollectorMetrics;
 use crate::reject::Rejection;
@@ -76,14 +77,11 @@ impl tonic::server::NamedService for AlsServer {
 
 struct StreamSvc(Arc<AlsInner>);
 
-impl tonic::server::ClientStreamingService<Charged<StreamAccessLogsMessage>> for StreamSvc {
+impl tonic::server::ClientStreamingService<Measured> for StreamSvc {
     type Response = StreamAccessLogsResponse;
     type Future = BoxFuture<tonic::Response<Self::Response>, Status>;
 
-    fn call(
-        &mut self,
-        request: tonic::Request<tonic::Streaming<Charged<StreamAccessLogsMessage>>>,
-    ) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<Measured>>) -> Self::Future {
         let inner = self.0.clone();
         Box::pin(async move { inner.stream(request.into_inner()).await })
     }
@@ -114,11 +112,8 @@ where
         let inner = self.inner.clone();
         Box::pin(async move {
             let limit = inner.max_message_bytes;
-            let codec = ChargedCodec::<_, StreamAccessLogsResponse>::new(
-                inner.budget.clone(),
-                message_cost,
-                "access-log message",
-            );
+            let codec =
+                MeasuringCodec::<StreamAccessLogsResponse>::new(message_cost, "access-log message");
             let mut grpc =
                 tonic::server::Grpc::new(codec).apply_max_message_size_config(Some(limit), None);
             Ok(grpc.client_streaming(StreamSvc(inner), req).await)
@@ -147,9 +142,16 @@ impl AlsInner {
         rejection.status_of("access-log message rejected")
     }
 
+    /// Counts and logs a refusal of ours, and answers it.
+    fn refuse(&self, rejection: Rejection) -> Status {
+        self.metrics.messages_rejected(rejection.reason());
+        warn!(reason = rejection.reason(), message = %rejection, "access-log message rejected");
+        rejection.status_of("access-log message rejected")
+    }
+
     async fn stream(
         &self,
-        mut stream: tonic::Streaming<Charged<StreamAccessLogsMessage>>,
+        mut stream: tonic::Streaming<Measured>,
     ) -> Result<tonic::Response<StreamAccessLogsResponse>, Status> {
         self.metrics.streams_open.inc();
         self.metrics.streams_total.inc();
@@ -164,10 +166,28 @@ impl AlsInner {
                     return Ok(tonic::Response::new(StreamAccessLogsResponse {}));
                 }
             };
-            let (message, charge) = match message {
-                Ok(Some(m)) => m.into_parts(),
+            let measured = match message {
+                Ok(Some(m)) => m,
                 Ok(None) => return Ok(tonic::Response::new(StreamAccessLogsResponse {})),
                 Err(status) => return Err(self.reject(status)),
+            };
+            // Waits while other messages hold the budget: the stream waits with it, and
+            // nothing Envoy sent is refused for being busy.
+            let charge = match self
+                .budget
+                .charge_waiting(measured.cost, "the access-log message")
+                .await
+            {
+                Ok(c) => c,
+                Err(rejection) => return Err(self.refuse(rejection)),
+            };
+            let message = match StreamAccessLogsMessage::decode(measured.bytes) {
+                Ok(m) => m,
+                Err(e) => {
+                    let rejection =
+                        Rejection::Malformed(format!("malformed access-log message: {e}"));
+                    return Err(self.refuse(rejection));
+                }
             };
             if let Some(id) = &message.identifier {
                 let node = id.node.clone().unwrap_or_default();

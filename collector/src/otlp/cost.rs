@@ -23,70 +23,87 @@ pub fn request_cost(buf: &[u8]) -> Result<Cost, Malformed> {
         items: 0,
     };
     cost.add::<ExportTraceServiceRequest>(1);
+    let mut resource_spans = 0;
     for rs in each(buf, 1) {
-        cost.add::<ResourceSpans>(1);
+        resource_spans += 1;
+        let mut scope_spans = 0;
         for f in fields(rs?) {
             match f? {
                 (1, Value::Bytes(resource)) => key_values(resource, 1, 0, &mut cost)?,
-                (2, Value::Bytes(scope_spans)) => {
-                    cost.add::<ScopeSpans>(1);
-                    for f in fields(scope_spans) {
+                (2, Value::Bytes(ss)) => {
+                    scope_spans += 1;
+                    let mut spans = 0;
+                    for f in fields(ss) {
                         match f? {
                             (1, Value::Bytes(scope)) => key_values(scope, 3, 0, &mut cost)?,
                             (2, Value::Bytes(span)) => {
-                                cost.items += 1;
-                                cost.add::<Span>(1);
+                                spans += 1;
                                 span_cost(span, &mut cost)?;
                             }
                             _ => {}
                         }
                     }
+                    cost.list::<Span>(spans);
+                    cost.items = cost.items.saturating_add(spans);
                 }
                 _ => {}
             }
         }
+        cost.list::<ScopeSpans>(scope_spans);
     }
+    cost.list::<ResourceSpans>(resource_spans);
     Ok(cost)
 }
 
 fn span_cost(span: &[u8], cost: &mut Cost) -> Result<(), Malformed> {
+    let (mut attributes, mut events, mut links) = (0, 0, 0);
     for f in fields(span) {
         match f? {
-            (9, Value::Bytes(kv)) => key_value(kv, 0, cost)?,
+            (9, Value::Bytes(kv)) => {
+                attributes += 1;
+                key_value(kv, 0, cost)?;
+            }
             (11, Value::Bytes(event)) => {
-                cost.add::<Event>(1);
+                events += 1;
                 key_values(event, 3, 0, cost)?;
             }
             (13, Value::Bytes(link)) => {
-                cost.add::<Link>(1);
+                links += 1;
                 key_values(link, 4, 0, cost)?;
             }
             _ => {}
         }
     }
+    cost.list::<KeyValue>(attributes);
+    cost.list::<Event>(events);
+    cost.list::<Link>(links);
     Ok(())
 }
 
-/// The `KeyValue`s of field `number` of the message in `buf`.
+/// The list of `KeyValue`s of field `number` of the message in `buf`.
 fn key_values(buf: &[u8], number: u32, depth: usize, cost: &mut Cost) -> Result<(), Malformed> {
+    let mut n = 0;
     for kv in each(buf, number) {
+        n += 1;
         key_value(kv?, depth, cost)?;
     }
+    cost.list::<KeyValue>(n);
     Ok(())
 }
 
+/// What one `KeyValue` holds besides itself (its list counts it).
 fn key_value(kv: &[u8], depth: usize, cost: &mut Cost) -> Result<(), Malformed> {
-    cost.add::<KeyValue>(1);
     for f in fields(kv) {
         if let (2, Value::Bytes(value)) = f? {
+            cost.add::<AnyValue>(1);
             any_value(value, depth + 1, cost)?;
         }
     }
     Ok(())
 }
 
+/// What one `AnyValue` holds besides itself.
 fn any_value(value: &[u8], depth: usize, cost: &mut Cost) -> Result<(), Malformed> {
-    cost.add::<AnyValue>(1);
     if depth > MAX_WALK_DEPTH {
         cost.bytes = cost
             .bytes
@@ -97,9 +114,12 @@ fn any_value(value: &[u8], depth: usize, cost: &mut Cost) -> Result<(), Malforme
         match f? {
             // array_value: values (1) are AnyValues.
             (5, Value::Bytes(array)) => {
+                let mut n = 0;
                 for v in each(array, 1) {
+                    n += 1;
                     any_value(v?, depth + 1, cost)?;
                 }
+                cost.list::<AnyValue>(n);
             }
             // kvlist_value: values (1) are KeyValues.
             (6, Value::Bytes(list)) => key_values(list, 1, depth + 1, cost)?,
@@ -109,15 +129,44 @@ fn any_value(value: &[u8], depth: usize, cost: &mut Cost) -> Result<(), Malforme
     Ok(())
 }
 
-/// The cost of a JSON request of `body`: every object may become a span (the largest
-/// struct of the request), every array a list header.
+/// The cost of a JSON request of `body`, bounded by its objects: an object at the depth
+/// of spans (`{"resourceSpans":[{"scopeSpans":[{"spans":[{…}]}]}]}`, the fourth object
+/// level) may become a span and counts as one; any other object a key-value (which holds
+/// its value inline). Each is charged twice, for the spare capacity of the list it lands
+/// in.
 pub fn json_cost(body: &[u8]) -> Cost {
-    let objects = body.iter().filter(|b| **b == b'{').count();
+    let (mut spans, mut others) = (0usize, 0usize);
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' => {
+                depth += 1;
+                if depth == 4 {
+                    spans += 1;
+                } else {
+                    others += 1;
+                }
+            }
+            b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let mut cost = Cost {
         bytes: body.len(),
-        items: 0,
+        items: spans,
     };
-    cost.add::<Span>(objects);
+    cost.add::<Span>(spans.saturating_mul(2));
+    cost.add::<KeyValue>(others.saturating_mul(2));
     cost
 }
 
@@ -142,7 +191,7 @@ mod tests {
         let wire = request(vec![Span::default(); 10_000]).encode_to_vec();
         let cost = request_cost(&wire).expect("cost");
         assert_eq!(cost.items, 10_000);
-        assert!(cost.bytes >= 10_000 * std::mem::size_of::<Span>());
+        assert!(cost.bytes >= 16_384 * std::mem::size_of::<Span>());
 
         // An attribute holding an array of 10 000 empty values.
         let array = AnyValue {
@@ -159,7 +208,10 @@ mod tests {
         };
         let wire = request(vec![span]).encode_to_vec();
         let cost = request_cost(&wire).expect("cost");
-        assert!(cost.bytes >= 10_000 * std::mem::size_of::<AnyValue>());
-        assert!(json_cost(b"[{},{},{}]").bytes >= 3 * std::mem::size_of::<Span>());
+        assert!(cost.bytes >= 16_384 * std::mem::size_of::<AnyValue>());
+        let spans = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{"name":"{{{"},{}]}]}]}"#;
+        let cost = json_cost(spans);
+        assert_eq!(cost.items, 3);
+        assert!(cost.bytes >= 3 * std::mem::size_of::<Span>());
     }
 }

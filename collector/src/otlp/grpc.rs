@@ -10,6 +10,7 @@ use http::HeaderValue;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message;
 use tonic::Status;
 use tonic::codec::CompressionEncoding;
 use tracing::warn;
@@ -17,8 +18,8 @@ use tracing::warn;
 use super::cost::request_cost;
 use super::metrics::OtlpMetrics;
 use super::{METHOD_PATH, OtlpReceiver, SERVICE_NAME};
-use crate::budget::Charged;
-use crate::codec::ChargedCodec;
+use crate::budget::DecodeBudget;
+use crate::codec::{Measured, MeasuringCodec};
 use crate::reject::Rejection;
 
 /// `opentelemetry.proto.collector.trace.v1.TraceService` as a tower service.
@@ -38,17 +39,35 @@ impl tonic::server::NamedService for TraceGrpc {
 
 struct ExportSvc(OtlpReceiver);
 
-impl tonic::server::UnaryService<Charged<ExportTraceServiceRequest>> for ExportSvc {
+/// Export is unary on the wire; it is served as a client stream whose first message is
+/// the request, so the answer does not wait for the client to end its stream (tonic's
+/// unary handling would hold the decoded request until then).
+impl tonic::server::ClientStreamingService<Measured> for ExportSvc {
     type Response = ExportTraceServiceResponse;
     type Future = BoxFuture<'static, Result<tonic::Response<Self::Response>, Status>>;
 
-    fn call(
-        &mut self,
-        request: tonic::Request<Charged<ExportTraceServiceRequest>>,
-    ) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<tonic::Streaming<Measured>>) -> Self::Future {
         let receiver = self.0.clone();
         Box::pin(async move {
-            match receiver.export(request.into_inner()).await {
+            let mut stream = request.into_inner();
+            let measured = match stream.message().await? {
+                Some(m) => m,
+                None => {
+                    return Err(Status::invalid_argument(
+                        "malformed OTLP trace export request: no message",
+                    ));
+                }
+            };
+            drop(stream);
+            let charge = receiver
+                .inner
+                .budget
+                .charge(measured.cost, "the OTLP trace export request")
+                .map_err(|r| r.status())?;
+            let request = ExportTraceServiceRequest::decode(measured.bytes).map_err(|e| {
+                Status::invalid_argument(format!("malformed OTLP trace export request: {e}"))
+            })?;
+            match receiver.export(DecodeBudget::attach(request, charge)).await {
                 Ok(done) => Ok(tonic::Response::new(done.response())),
                 Err(rejection) => Err(rejection.status()),
             }
@@ -118,8 +137,7 @@ where
         Box::pin(async move {
             let limit = receiver.inner.max_message_bytes;
             let metrics = receiver.inner.metrics.clone();
-            let codec = ChargedCodec::<_, ExportTraceServiceResponse>::new(
-                receiver.inner.budget.clone(),
+            let codec = MeasuringCodec::<ExportTraceServiceResponse>::new(
                 request_cost,
                 "OTLP trace export request",
             );
@@ -127,7 +145,7 @@ where
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .apply_max_message_size_config(Some(limit), None);
-            let mut response = grpc.unary(ExportSvc(receiver), req).await;
+            let mut response = grpc.client_streaming(ExportSvc(receiver), req).await;
             classify_grpc_rejection(&metrics, &mut response);
             Ok(response)
         })

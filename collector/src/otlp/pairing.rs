@@ -191,8 +191,8 @@ impl Pairing {
     /// Takes one half received at `now`; calls it completes go to `out`.
     pub fn offer(&mut self, half: Half, now: Instant, out: &mut CallBatch) {
         let id = match &half {
-            Half::Server(s) => s.id,
-            Half::Client(c) => c.key,
+            Half::Server(s) => (s.id, true),
+            Half::Client(c) => (c.key, false),
         };
         if !self.seen.first_time(id, now) {
             // The same span again (an exporter retry): count it once.

@@ -1,5 +1,6 @@
-//! Spans seen recently, by `(trace_id, span_id)`: an exporter that times out and retries
-//! sends the same spans again, and they must count once. Bounded by a window and a size:
+//! Spans seen recently, by `(trace_id, span_id)` and side: an exporter that times out and
+//! retries sends the same spans again, and they must count once. (The side keeps apart
+//! the two halves of a Zipkin-style shared span, which carry one span id.) Bounded by a window and a size:
 //! a span is remembered for `otlp.dedup_window` or until `otlp.dedup_max_spans` newer
 //! spans have been seen, whichever comes first.
 
@@ -10,13 +11,16 @@ use foldhash::HashSet;
 
 use super::spans::PairKey;
 
+/// A span's id and whether it is the callee's half.
+pub type SeenKey = (PairKey, bool);
+
 /// The recently seen span ids.
 pub struct Seen {
     window: Duration,
     max: usize,
-    ids: HashSet<PairKey>,
+    ids: HashSet<SeenKey>,
     /// Arrival order = expiry order.
-    order: VecDeque<(Instant, PairKey)>,
+    order: VecDeque<(Instant, SeenKey)>,
 }
 
 impl Seen {
@@ -31,7 +35,7 @@ impl Seen {
     }
 
     /// Whether `id` arrives for the first time (within the bounds); remembers it.
-    pub fn first_time(&mut self, id: PairKey, now: Instant) -> bool {
+    pub fn first_time(&mut self, id: SeenKey, now: Instant) -> bool {
         while let Some((at, old)) = self.order.front() {
             if now.saturating_duration_since(*at) < self.window && self.order.len() < self.max {
                 break;
@@ -60,7 +64,7 @@ mod tests {
     #[test]
     fn a_span_counts_once_within_the_window_and_the_size() {
         let t0 = Instant::now();
-        let id = |n: u8| ([n; 16], [n; 8]);
+        let id = |n: u8| (([n; 16], [n; 8]), false);
         let mut seen = Seen::new(Duration::from_secs(60), 3);
         assert!(seen.first_time(id(1), t0));
         assert!(!seen.first_time(id(1), t0 + Duration::from_secs(59)));
@@ -74,5 +78,7 @@ mod tests {
         assert_eq!(seen.len(), 3);
         assert!(seen.first_time(id(1), t1));
         assert!(!seen.first_time(id(4), t1));
+        // The other half of a shared span id is not a retry.
+        assert!(seen.first_time((id(4).0, true), t1));
     }
 }

@@ -147,7 +147,8 @@ pub fn parse_selector(m: &str) -> Result<VectorSelector, PromError> {
     if m.len() > MAX_QUERY_BYTES {
         return Err(refuse("longer than 64 KiB"));
     }
-    if shape(m).depth > 1 {
+    let shape = shape(m);
+    if shape.depth > 1 || shape.operators > MAX_OPERATORS {
         return Err(refuse("must be a series selector"));
     }
     match std::panic::catch_unwind(|| parser::parse(m)) {
@@ -183,5 +184,8 @@ mod tests {
         assert!(parse_selector("(x)").is_err());
         assert!(parse_selector("sum(x)").is_err());
         assert!(parse_selector(&"x".repeat(70_000)).is_err());
+        // A flat operator chain has no brackets but would make the parser quadratic.
+        assert!(parse_selector(&format!("x{}", "+x".repeat(20_000))).is_err());
+        assert!(parse_selector(r#"x{a="1",b!="2",c=~"3",d!~"4"}"#).is_ok());
     }
 }

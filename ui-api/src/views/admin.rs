@@ -82,8 +82,10 @@ impl Admin {
         let covers = self.requested.load(Ordering::SeqCst);
         let started = Instant::now();
         self.flushes.inc();
+        // A failed flush covers nobody, but the next one still waits its interval.
+        last.1 = Some(started);
         flush().await?;
-        *last = (covers, Some(started));
+        last.0 = covers;
         Ok(())
     }
 }
