@@ -149,22 +149,18 @@ impl App {
             limits,
             admin,
         });
-        let http = tokio::spawn({
+        let serve_http = |listener, name, router| {
             let (shutdown, http, metrics) = (
                 wait(stopped.clone()),
                 config.http.clone(),
                 http_metrics.clone(),
             );
-            async move { listen::serve(http_listener, "api", api, &http, metrics, shutdown).await }
-        });
-        let otlp_http = tokio::spawn({
-            let (shutdown, http, metrics) =
-                (wait(stopped.clone()), config.http.clone(), http_metrics);
-            let router = otlp.http_router();
-            async move {
-                listen::serve(otlp_listener, "otlp_http", router, &http, metrics, shutdown).await
-            }
-        });
+            tokio::spawn(async move {
+                listen::serve(listener, name, router, &http, metrics, shutdown).await
+            })
+        };
+        let http = serve_http(http_listener, "api", api);
+        let otlp_http = serve_http(otlp_listener, "otlp_http", otlp.http_router());
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
             store = config.store.backend.as_str(),
             data_dir = %config.store.data_dir.display(), "meshscope is serving");

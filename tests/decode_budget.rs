@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::truth::{check_all_edges, expected, scenario, window};
+use common::truth::send_and_check_scenario;
 use prost::Message;
 use testkit::sim::{self, send_raw};
 use tonic::Code;
@@ -121,16 +121,7 @@ async fn amplifying_messages_are_refused_before_decoding() {
     );
 
     // The server goes on and counts exactly.
-    let (mesh, hops, start) = scenario(4, 100);
-    sim::send_all(&stack.grpc, &mesh, &hops)
-        .await
-        .expect("send");
-    stack.flush().await;
-    let (edges, _, _) = expected(&mesh, &hops);
-    let topo = stack
-        .ok(&format!("/api/v1/topology?{}", window(start)))
-        .await;
-    check_all_edges(&topo, &edges);
+    send_and_check_scenario(&stack, 4, 100).await;
     stack.stop().await;
 }
 

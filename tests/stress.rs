@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use envoy_types::pb::envoy::data::accesslog::v3::AccessLogCommon;
 use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
 use envoy_types::pb::google::protobuf::Duration as PbDuration;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
@@ -103,25 +104,28 @@ async fn absurd_durations_are_refused_and_counted() {
     for (proxy, mut messages) in streams {
         proxies.push(proxy);
         for m in &mut messages {
-            if let Some(LogEntries::HttpLogs(http)) = &mut m.log_entries {
-                for e in &mut http.log_entry {
-                    if let Some(c) = &mut e.common_properties {
-                        c.duration = Some(years_300);
-                        c.time_to_last_downstream_tx_byte = Some(years_300);
-                        c.time_to_last_upstream_rx_byte = Some(years_300);
-                        absurd += 1;
+            // Every duration an entry can carry, three hundred years long.
+            let last_forever = |c: &mut Option<AccessLogCommon>| match c {
+                Some(c) => {
+                    c.duration = Some(years_300);
+                    c.time_to_last_downstream_tx_byte = Some(years_300);
+                    c.time_to_last_upstream_rx_byte = Some(years_300);
+                    1
+                }
+                None => 0,
+            };
+            match &mut m.log_entries {
+                Some(LogEntries::HttpLogs(http)) => {
+                    for e in &mut http.log_entry {
+                        absurd += last_forever(&mut e.common_properties);
                     }
                 }
-            }
-            if let Some(LogEntries::TcpLogs(conns)) = &mut m.log_entries {
-                for e in &mut conns.log_entry {
-                    if let Some(c) = &mut e.common_properties {
-                        c.duration = Some(years_300);
-                        c.time_to_last_downstream_tx_byte = Some(years_300);
-                        c.time_to_last_upstream_rx_byte = Some(years_300);
-                        tcp += 1;
+                Some(LogEntries::TcpLogs(conns)) => {
+                    for e in &mut conns.log_entry {
+                        tcp += last_forever(&mut e.common_properties);
                     }
                 }
+                None => {}
             }
         }
         sends.push(sim::send(&stack.grpc, messages));

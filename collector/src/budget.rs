@@ -72,6 +72,7 @@ pub struct DecodeBudget {
 /// A decoded message and its share of the budget, released when dropped.
 #[derive(Debug)]
 pub struct Charged<T> {
+    /// The decoded message.
     pub message: T,
     permit: Charge,
 }

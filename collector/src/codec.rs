@@ -42,6 +42,7 @@ impl<Out> MeasuringCodec<Out> {
     }
 }
 
+/// The decoder half of [`MeasuringCodec`].
 pub struct MeasuringDecoder {
     cost: CostOf,
     what: &'static str,

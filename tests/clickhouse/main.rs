@@ -27,7 +27,7 @@ use prometheus_client::registry::Registry;
 use testkit::sim::{self, Hop, Mesh};
 
 use common::clickhouse::ClickHouse;
-use common::truth::{check_all_edges, expected, scenario, window};
+use common::truth::{check_all_edges, check_topology, expected, scenario, window};
 
 fn tsv(b: bytes::Bytes) -> String {
     String::from_utf8_lossy(&b).trim().to_string()

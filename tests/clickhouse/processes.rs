@@ -218,10 +218,7 @@ async fn a_clickhouse_outage_mid_stream_loses_nothing() {
     // An explicit flush waits until memory and spool are in ClickHouse.
     stack.flush().await;
     assert_eq!(spool_files(dir.path()), 0);
-    let topo = stack
-        .ok(&format!("/api/v1/topology?{}", window(start)))
-        .await;
-    check_all_edges(&topo, &edges);
+    check_topology(&stack, &edges, start).await;
     let m = stack.metrics().await;
     assert!(calls > 0.0);
     assert_eq!(
@@ -270,10 +267,7 @@ async fn restarting_meshscope_while_clickhouse_is_down_loses_nothing() {
     ch.restart();
     stack.flush().await;
     assert_eq!(spool_files(dir.path()), 0);
-    let topo = stack
-        .ok(&format!("/api/v1/topology?{}", window(start)))
-        .await;
-    check_all_edges(&topo, &edges);
+    check_topology(&stack, &edges, start).await;
     stack.stop().await;
 }
 

@@ -55,6 +55,22 @@ impl Stack {
         (status, json)
     }
 
+    /// POSTs `form` url-encoded to `path`; the status and the JSON answer.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let resp = reqwest::Client::new()
+            .post(format!("{}{path}", self.http))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(form).expect("form"))
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status().as_u16();
+        let body = resp.text().await.expect("body");
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}"));
+        (status, json)
+    }
+
     pub async fn ok(&self, path_and_query: &str) -> Value {
         let (status, json) = self.get(path_and_query).await;
         assert_eq!(status, 200, "{path_and_query}: {json}");

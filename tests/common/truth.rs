@@ -147,6 +147,33 @@ pub fn window(start: i64) -> String {
     format!("start={}&end={}", start - 60, start + 600)
 }
 
+/// The stack's topology over the scenario's window (from `start`) has exactly the
+/// expected edges; the topology, for further checks.
+pub async fn check_topology(
+    stack: &super::Stack,
+    edges: &BTreeMap<EdgeKey, Expect>,
+    start: i64,
+) -> Value {
+    let topo = stack
+        .ok(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    check_all_edges(&topo, edges);
+    topo
+}
+
+/// Sends a clean generated scenario (`seed`, `requests` user requests), flushes, and
+/// checks that every edge is counted exactly: a server that survived hostile input
+/// still counts right.
+pub async fn send_and_check_scenario(stack: &super::Stack, seed: u64, requests: i64) {
+    let (mesh, hops, start) = scenario(seed, requests);
+    testkit::sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let (edges, _, _) = expected(&mesh, &hops);
+    check_topology(stack, &edges, start).await;
+}
+
 /// The topology's edges match the expected ones exactly: same set, same figures.
 pub fn check_all_edges(topo: &Value, edges: &BTreeMap<EdgeKey, Expect>) {
     let got = topo["edges"].as_array().expect("edges");

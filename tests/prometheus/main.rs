@@ -21,15 +21,7 @@ async fn prom_get(stack: &common::Stack, path_and_query: &str) -> (u16, Value) {
 }
 
 async fn prom_post(stack: &common::Stack, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/prometheus{path}", stack.http))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(form).expect("form"))
-        .send()
-        .await
-        .expect("post");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.expect("json"))
+    stack.post_form(&format!("/prometheus{path}"), form).await
 }
 
 fn strings(v: &Value) -> BTreeSet<String> {

@@ -507,6 +507,23 @@ mod tests {
         assert_eq!(clients[0].metrics.calls, 7);
     }
 
+    /// A server-side row of minute 600 with `calls` calls.
+    fn server_row(table: Table, keys: Vec<(Key, Arc<str>)>, source: Source, calls: u64) -> Row {
+        Row {
+            key: RowKey {
+                minute: 600,
+                side: Side::Server,
+                source,
+                keys: Keys::new(table, keys).expect("keys"),
+            },
+            flags: 0,
+            metrics: Metrics {
+                calls,
+                ..Default::default()
+            },
+        }
+    }
+
     /// Counts the scans of each table a real store answers.
     struct Counting<S> {
         inner: S,
@@ -535,19 +552,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("open");
         let name = |s: &str| Arc::<str>::from(s);
-        let row = |table: Table, keys: Vec<(Key, Arc<str>)>, source: Source, calls: u64| Row {
-            key: RowKey {
-                minute: 600,
-                side: Side::Server,
-                source,
-                keys: Keys::new(table, keys).expect("keys"),
-            },
-            flags: 0,
-            metrics: Metrics {
-                calls,
-                ..Default::default()
-            },
-        };
+        let row = server_row;
         let edge = |source, calls| {
             let keys = vec![
                 (Key::Client, name("a")),
@@ -615,19 +620,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let parquet = ParquetStore::open(dir.path(), ParquetSettings::default()).expect("open");
         let name = |s: &str| Arc::<str>::from(s);
-        let row = |table: Table, keys: Vec<(Key, Arc<str>)>, source: Source| Row {
-            key: RowKey {
-                minute: 600,
-                side: Side::Server,
-                source,
-                keys: Keys::new(table, keys).expect("keys"),
-            },
-            flags: 0,
-            metrics: Metrics {
-                calls: 9,
-                ..Default::default()
-            },
-        };
+        let row = |table, keys, source| server_row(table, keys, source, 9);
         let batch = |server: &str, source: Source| {
             let edge = vec![
                 (Key::Client, name("a")),

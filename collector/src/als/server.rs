@@ -132,20 +132,17 @@ impl Drop for StreamGuard {
 impl AlsInner {
     /// Counts and logs a stream error, and answers it.
     fn reject(&self, status: Status) -> Status {
-        let rejection = Rejection::of_stream_error(&status);
-        self.metrics.messages_rejected(rejection.reason());
-        if matches!(rejection, Rejection::Cancelled(_)) {
-            debug!(%status, "access-log stream cancelled by the client");
-        } else {
-            warn!(reason = rejection.reason(), %status, "access-log message rejected");
-        }
-        rejection.status_of("access-log message rejected")
+        self.refuse(Rejection::of_stream_error(&status))
     }
 
-    /// Counts and logs a refusal of ours, and answers it.
+    /// Counts and logs a refusal (a client's cancel at DEBUG only), and answers it.
     fn refuse(&self, rejection: Rejection) -> Status {
         self.metrics.messages_rejected(rejection.reason());
-        warn!(reason = rejection.reason(), message = %rejection, "access-log message rejected");
+        if matches!(rejection, Rejection::Cancelled(_)) {
+            debug!(message = %rejection, "access-log stream cancelled by the client");
+        } else {
+            warn!(reason = rejection.reason(), message = %rejection, "access-log message rejected");
+        }
         rejection.status_of("access-log message rejected")
     }
 

@@ -97,6 +97,7 @@ impl Default for Admin {
     }
 }
 
+/// The admin flush's answer: `{"flushed": true}`.
 #[derive(Serialize)]
 pub struct Flushed {
     flushed: bool,
@@ -127,6 +128,19 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
+
+    /// How many flushes one request runs itself.
+    async fn flushes_run_by_one_request(admin: &Admin) -> usize {
+        let ran = AtomicUsize::new(0);
+        admin
+            .coalesced(|| async {
+                ran.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .expect("flush");
+        ran.load(Ordering::SeqCst)
+    }
 
     /// Many requests at once share flushes; flushes keep the interval apart.
     #[tokio::test(start_paused = true)]
@@ -160,15 +174,7 @@ mod tests {
             "{starts:?}"
         );
         // A request after both are done gets its own flush.
-        let ran = AtomicUsize::new(0);
-        admin
-            .coalesced(|| async {
-                ran.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-            .await
-            .expect("flush");
-        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(flushes_run_by_one_request(&admin).await, 1);
     }
 
     /// A failed flush covers nobody: the next request flushes again.
@@ -179,14 +185,6 @@ mod tests {
             .coalesced(|| async { Err(ApiError::NoAggregator) })
             .await;
         assert!(err.is_err());
-        let ran = AtomicUsize::new(0);
-        admin
-            .coalesced(|| async {
-                ran.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-            .await
-            .expect("flush");
-        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(flushes_run_by_one_request(&admin).await, 1);
     }
 }
