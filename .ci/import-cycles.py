@@ -2,8 +2,8 @@
 """Fails when two source files of a crate import each other, directly or around a circle.
 
 A file's imports are its private `use` declarations outside `#[cfg(test)]` code (a
-`pub use` is a re-export: a facade, not a dependency), resolved to the file of the module
-they name: `crate::a::b`, `super::…`, `self::…`, or a child module of the file's own
+`pub use` is a re-export: a facade, not a dependency), each path of a `{…}` group on its
+own, resolved to the file of the module they name: `crate::a::b`, `super::…`, `self::…`, or a child module of the file's own
 module. Paths into other crates are not followed (crates depend one way by construction).
 """
 import os
@@ -37,11 +37,42 @@ def file_of(root, parts):
     return found
 
 
+def split_top(text):
+    """`a, b::{c, d}` split at the commas outside braces."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts if p.strip()]
+
+
+def expand(tree):
+    """The paths of one use tree: `a::{b, c::{d, self}}` → `a::b`, `a::c::d`, `a::c`."""
+    tree = re.sub(r"\s+", " ", tree).strip()
+    brace = tree.find("{")
+    if brace < 0:
+        path = tree.split(" as ")[0].strip()
+        return [path[: -len("::self")] if path.endswith("::self") else path]
+    prefix, inner = tree[:brace], tree[brace + 1 : tree.rindex("}")]
+    out = []
+    for part in split_top(inner):
+        for sub in expand(part):
+            out.append(prefix.rstrip(":") if sub == "self" else prefix + sub)
+    return out
+
+
 def imports(root, path):
     text = open(path, encoding="utf-8").read().split("#[cfg(test)]")[0]
     here = module_of(root, path)
-    for m in USE.finditer(text):
-        segs = [s.strip() for s in m.group(1).split("::")]
+    uses = [p for m in USE.finditer(text) for p in expand(m.group(1))]
+    for use in uses:
+        segs = [s.strip() for s in use.split("::")]
         if segs[0] == "crate":
             base, rest = [], segs[1:]
         elif segs[0] in ("super", "self"):

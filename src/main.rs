@@ -39,6 +39,9 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// Feed structure-aware mutants of real inputs to every decoder of outside input (ALS,
+    /// OTLP protobuf and JSON, PromQL, the spool and Parquet files); fails on a panic.
+    Fuzz(testkit::fuzz::FuzzArgs),
 }
 
 #[derive(Subcommand)]
@@ -52,6 +55,9 @@ enum BenchCommand {
     /// Write a day of rollups for a few hundred services into an embedded store, start
     /// `meshscope serve` on it and time the JSON API and PromQL dashboard queries.
     Query(bench::QueryArgs),
+    /// Hold thousands of quiet ALS streams open on a `meshscope serve` child process and
+    /// report its memory per stream and its CPU while they idle.
+    Idle(bench::IdleArgs),
 }
 
 #[derive(Args, Clone)]
@@ -195,8 +201,14 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // A fuzzing campaign's refusals would each log a warning: only its
+                // own progress and errors by default.
+                tracing_subscriber::EnvFilter::new(match cli.command {
+                    Command::Fuzz(_) => "error,testkit=info",
+                    _ => "info",
+                })
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -205,6 +217,10 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if let Command::Fuzz(args) = cli.command {
+        // Runs its own single-threaded runtimes, one per target.
+        return Ok(testkit::fuzz::run(args)?);
+    }
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args, None).await,
@@ -218,6 +234,10 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 which: BenchCommand::Query(args),
             } => Ok(bench::query::run(args).await?),
+            Command::Bench {
+                which: BenchCommand::Idle(args),
+            } => Ok(bench::idle::run(args).await?),
+            Command::Fuzz(_) => Ok(()),
         }
     })
 }

@@ -21,6 +21,10 @@ pub struct AggregatorConfig {
     /// Distinct service names (including virtual nodes such as external hosts) kept; the
     /// rest count under the node `(overflow)`.
     pub max_services: usize,
+    /// A service or endpoint name not seen for between one and two of these leaves its
+    /// cap, so one-off names cannot hold places until a restart.
+    #[serde(with = "humantime_serde")]
+    pub cap_forget_after: Duration,
     /// How often partial rows are written to the store (data is queryable after a flush).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
@@ -45,6 +49,7 @@ impl Default for AggregatorConfig {
             apdex_threshold_ms: 500,
             max_endpoints_per_service: 1000,
             max_services: 10_000,
+            cap_forget_after: Duration::from_secs(3600),
             flush_interval: default_flush_interval(),
             max_future: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(60),
@@ -61,6 +66,7 @@ impl AggregatorConfig {
         for (name, d) in [
             ("aggregator.flush_interval", self.flush_interval),
             ("aggregator.maintenance_interval", self.maintenance_interval),
+            ("aggregator.cap_forget_after", self.cap_forget_after),
         ] {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be longer than zero")));

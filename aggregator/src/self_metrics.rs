@@ -13,6 +13,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Label set `{cap}`: `service` or `endpoint`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapLabel {
+    pub cap: &'static str,
+}
+
 /// The aggregator's self-metrics.
 #[derive(Clone, Debug)]
 pub struct SelfMetrics {
@@ -20,6 +26,7 @@ pub struct SelfMetrics {
     pub dropped: Family<ReasonLabel, Counter>,
     pub endpoints_overflowed: Counter,
     pub services_overflowed: Counter,
+    pub capped_names: Family<CapLabel, Gauge>,
     pub rows_written: Counter,
     pub flush_seconds: Histogram,
     pub flush_failures: Counter,
@@ -34,6 +41,7 @@ impl SelfMetrics {
             dropped: Family::default(),
             endpoints_overflowed: Counter::default(),
             services_overflowed: Counter::default(),
+            capped_names: Family::default(),
             rows_written: Counter::default(),
             flush_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             flush_failures: Counter::default(),
@@ -58,6 +66,11 @@ impl SelfMetrics {
             "services_overflowed",
             "Calls recorded under the (overflow) node because the service cap was reached",
             m.services_overflowed.clone(),
+        );
+        registry.register(
+            "capped_names",
+            "Names holding a place under a cap (aggregator.max_services, max_endpoints_per_service summed over services); idle names leave after aggregator.cap_forget_after",
+            m.capped_names.clone(),
         );
         registry.register(
             "rows_written",

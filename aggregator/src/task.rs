@@ -13,7 +13,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::AggregatorConfig;
 use crate::rollup::{RollupSettings, Rollups};
 use crate::row::RowBatch;
-use crate::self_metrics::{ReasonLabel, SelfMetrics};
+use crate::self_metrics::{CapLabel, ReasonLabel, SelfMetrics};
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -136,6 +136,12 @@ impl Aggregator {
     }
 
     async fn flush(&mut self) -> Result<()> {
+        self.rollups.age_caps();
+        let (services, endpoints) = self.rollups.admitted();
+        for (cap, n) in [("service", services), ("endpoint", endpoints)] {
+            let gauge = self.metrics.capped_names.get_or_create(&CapLabel { cap });
+            gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         if self.rollups.is_empty() {
             return Ok(());
         }
@@ -298,6 +304,7 @@ pub fn spawn(
         apdex_t_nanos: config.apdex_threshold_ms.saturating_mul(1_000_000),
         max_endpoints_per_service: config.max_endpoints_per_service,
         max_services: config.max_services,
+        cap_forget_after: config.cap_forget_after,
     });
     info!(
         flush_interval = ?config.flush_interval,

@@ -32,7 +32,10 @@ pub async fn serve_grpc(
     deps: Deps,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let book = Arc::new(AddressBook::with_static(&deps.config.addresses));
+    let book = Arc::new(AddressBook::new(
+        &deps.config.addresses,
+        deps.metrics.clone(),
+    ));
     let als = AlsServer::new(
         deps.calls,
         book,

@@ -32,6 +32,9 @@ pub struct CollectorMetrics {
     calls_dropped: Family<ReasonLabel, Counter>,
     /// Bytes charged to the decoding budget now.
     pub decoding_bytes: Gauge,
+    /// Addresses the ALS address book holds (learned, not configured).
+    pub address_book_size: Gauge,
+    addresses_refused: Family<ReasonLabel, Counter>,
 }
 
 impl CollectorMetrics {
@@ -48,7 +51,19 @@ impl CollectorMetrics {
             calls_emitted: Counter::default(),
             calls_dropped: Family::default(),
             decoding_bytes: Gauge::default(),
+            address_book_size: Gauge::default(),
+            addresses_refused: Family::default(),
         };
+        registry.register(
+            "als_address_book_addresses",
+            "Pod addresses the ALS address book holds, as announced by proxies (at most 200000)",
+            m.address_book_size.clone(),
+        );
+        registry.register(
+            "als_addresses_refused",
+            "Announced addresses not learned, by reason (not_an_ip; too_many: past 16 in one announcement; full: the book is full and nothing in it is past its TTL)",
+            m.addresses_refused.clone(),
+        );
         registry.register(
             "decoding_bytes",
             "Estimated bytes of received messages being decoded or turned into calls now (bounded by collector.max_decoding_bytes)",
@@ -128,6 +143,21 @@ impl CollectorMetrics {
         self.messages_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Counts announced addresses the address book did not learn, for `reason`.
+    pub fn addresses_refused(&self, reason: &'static str, n: u64) {
+        self.addresses_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n);
+    }
+
+    /// The addresses refused so far for `reason` (tests).
+    #[cfg(test)]
+    pub fn addresses_refused_count(&self, reason: &'static str) -> u64 {
+        self.addresses_refused
+            .get_or_create(&ReasonLabel { reason })
+            .get()
     }
 
     /// Counts calls that could not be handed to the aggregator.

@@ -6,6 +6,8 @@
 //! - [`traces`]: a traced shop exporting OTLP spans as instrumented services do;
 //! - [`demo`]: both, live, for `meshscope demo`;
 //! - [`bench`]: `meshscope bench als | otlp | query` against a child `meshscope serve`;
+//! - [`fuzz`]: `meshscope fuzz`, structure-aware mutants into every decoder of outside
+//!   input;
 //! - [`scrape`]: reading a server's `/metrics` text.
 //!
 //! The binary uses it for `demo` and `bench`; the end-to-end tests use it to generate input
@@ -14,6 +16,7 @@
 pub mod bench;
 pub mod demo;
 mod error;
+pub mod fuzz;
 pub mod scrape;
 pub mod sim;
 pub mod traces;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod clickhouse;
+pub mod envoy_fixtures;
 pub mod otel;
 pub mod truth;
 

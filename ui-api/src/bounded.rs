@@ -8,10 +8,10 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::limits::{Budget, Limits, Stop};
 use crate::prom::PromError;
+use crate::state::ApiState;
 
 /// Raises the cancel flag when dropped, so blocking work stops; a request dropped before
 /// its answer (the client went away) is counted as cancelled, one that finished is

@@ -6,11 +6,13 @@
 //! exactly. Rows accumulate under interned name ids ([`names`]), keyed by fixed arrays in
 //! the tables' key order.
 
+mod admitted;
 mod names;
 
 // foldhash: these maps are hit several times per call; SipHash showed in profiles.
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use proto::{Call, Side, Source};
 
@@ -18,6 +20,7 @@ use crate::metrics::{Metrics, Observation};
 use crate::row::{Keys, Row, RowBatch, RowKey};
 use crate::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Key, MAX_KEYS, Table};
 
+use admitted::Admitted;
 use names::{ID_EMPTY, ID_OVERFLOW, Names};
 
 /// The endpoint that stands for every endpoint past a service's cap.
@@ -34,6 +37,9 @@ pub struct RollupSettings {
     /// Distinct service names (real and virtual) kept; further names count under
     /// `(overflow)`, so a flood of external hosts cannot grow memory without bound.
     pub max_services: usize,
+    /// A service or endpoint name not seen for between one and two of these leaves its
+    /// cap, freeing its place.
+    pub cap_forget_after: Duration,
 }
 
 /// Where `key` sits in `table`'s id array; evaluated at compile time only (a table
@@ -69,10 +75,12 @@ pub struct Rollups {
     settings: RollupSettings,
     names: Names,
     tables: [HashMap<IdKey, (u8, Metrics)>; 5],
-    /// Endpoints admitted so far per service, for the cap.
-    endpoints: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    /// Service names admitted so far, for the cap.
-    services: HashSet<Arc<str>>,
+    /// Endpoints holding a place per service, for the cap.
+    endpoints: HashMap<Arc<str>, Admitted<Arc<str>>>,
+    /// Service names holding a place, for the cap.
+    services: Admitted<Arc<str>>,
+    /// When the caps last started a new generation.
+    rotated: Instant,
 }
 
 /// What applying a call did beyond the rollups, for self-metrics.
@@ -90,20 +98,14 @@ impl Rollups {
             names: Names::new(),
             tables: Default::default(),
             endpoints: HashMap::default(),
-            services: HashSet::default(),
+            services: Admitted::default(),
+            rotated: Instant::now(),
         }
     }
 
     /// Whether a service name is past the service cap.
     fn service_overflows(&mut self, name: &Arc<str>) -> bool {
-        if self.services.contains(name) {
-            return false;
-        }
-        if self.services.len() < self.settings.max_services {
-            self.services.insert(name.clone());
-            return false;
-        }
-        true
+        !self.services.admit(name, self.settings.max_services)
     }
 
     /// Whether an endpoint of `service` is past the per-service cap.
@@ -113,14 +115,24 @@ impl Rollups {
             Some(k) => k,
             None => self.endpoints.entry(service.clone()).or_default(),
         };
-        if known.contains(endpoint) {
-            return false;
-        }
-        if known.len() < cap {
-            known.insert(endpoint.clone());
-            return false;
-        }
-        true
+        !known.admit(endpoint, cap)
+    }
+
+    /// Starts a new generation of the caps: names not seen for a whole period leave
+    /// them, and services without an endpoint left lose their endpoint set.
+    fn forget_idle_names(&mut self) {
+        self.services.rotate();
+        self.endpoints.retain(|_, known| {
+            known.rotate();
+            !known.is_empty()
+        });
+        self.rotated = Instant::now();
+    }
+
+    /// Names holding a place under the caps: services, and endpoints of all services.
+    pub fn admitted(&self) -> (usize, usize) {
+        let endpoints = self.endpoints.values().map(Admitted::len).sum();
+        (self.services.len(), endpoints)
     }
 
     fn bump(&mut self, table: Table, key: IdKey, flags: u8, o: &Observation) {
@@ -229,7 +241,15 @@ impl Rollups {
         self.len() == 0
     }
 
-    /// Takes every accumulated row, leaving the rollups empty (the cap state stays).
+    /// Starts a new generation of the caps once `cap_forget_after` has passed since the
+    /// last (called at every flush tick).
+    pub fn age_caps(&mut self) {
+        if self.rotated.elapsed() >= self.settings.cap_forget_after {
+            self.forget_idle_names();
+        }
+    }
+
+    /// Takes every accumulated row, leaving the rollups empty (the caps keep their names).
     pub fn take(&mut self) -> RowBatch {
         let mut batch = RowBatch::default();
         for table in Table::ALL {
@@ -302,6 +322,7 @@ mod tests {
             apdex_t_nanos: 500_000_000,
             max_endpoints_per_service: 3,
             max_services: 100,
+            cap_forget_after: Duration::from_secs(3600),
         }
     }
 
@@ -404,6 +425,45 @@ mod tests {
         // endpoints is kept per overflowed name.
         let kept: Vec<&str> = r.endpoints.keys().map(|s| &**s).collect();
         assert_eq!(kept, vec!["host-0:443"]);
+    }
+
+    /// One-off names that filled the caps leave them once idle, and real names that keep
+    /// coming keep their places: a flood does not lock services out until a restart.
+    #[test]
+    fn idle_names_leave_the_caps_and_real_ones_stay() {
+        let mut r = Rollups::new(RollupSettings {
+            max_services: 4,
+            ..settings()
+        });
+        let send = |r: &mut Rollups, client: &str, server: &str, endpoint: &str| {
+            let (mut c, m) = call(0);
+            c.client.service = Arc::from(client);
+            c.server.service = Arc::from(server);
+            c.endpoint = Some(Arc::from(endpoint));
+            r.apply(&c, m)
+        };
+        assert!(!send(&mut r, "a.ns", "b.ns", "GET /").service_overflowed);
+        for i in 0..2 {
+            send(&mut r, "a.ns", &format!("scan-{i}:443"), "GET /");
+        }
+        for i in 0..3 {
+            send(&mut r, "a.ns", "b.ns", &format!("GET /one-off/{i}"));
+        }
+        assert_eq!(r.admitted(), (4, 5));
+        assert!(send(&mut r, "a.ns", "c.ns", "GET /").service_overflowed);
+        assert!(send(&mut r, "a.ns", "b.ns", "GET /later").endpoint_overflowed);
+        r.forget_idle_names();
+        // a and b keep coming; the scan does not.
+        send(&mut r, "a.ns", "b.ns", "GET /");
+        assert!(send(&mut r, "a.ns", "c.ns", "GET /").service_overflowed);
+        r.forget_idle_names();
+        assert_eq!(r.admitted(), (2, 1), "only a, b and b's GET / are left");
+        let applied = send(&mut r, "a.ns", "c.ns", "GET /");
+        assert!(!applied.service_overflowed && !applied.endpoint_overflowed);
+        assert!(!send(&mut r, "a.ns", "b.ns", "GET /later").endpoint_overflowed);
+        // Rows already taken are not touched by forgetting: only the caps' places.
+        r.take();
+        assert_eq!(r.admitted(), (3, 3));
     }
 
     proptest! {

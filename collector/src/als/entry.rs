@@ -3,7 +3,7 @@
 //! [`Call`]s (a gateway's entry into two: the hop in and the hop out).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use foldhash::HashMap;
@@ -13,9 +13,10 @@ use proto::als::{
 };
 use proto::{Call, CallBatch, Node, Protocol, Side, Source, UNKNOWN};
 
+use super::address_book::{AddressBook, REANNOUNCE_EVERY};
 use super::cluster::{Cluster, parse_cluster};
 use super::flatnode;
-use super::identity::{AddressBook, Reporter, Role, decode_flat_peer, decode_peer_struct};
+use super::identity::{Reporter, Role, decode_flat_peer, decode_peer_struct};
 use crate::naming;
 use proto::MAX_LATENCY_NANOS as MAX_DURATION_NANOS;
 
@@ -42,6 +43,8 @@ fn now_nanos() -> i64 {
 pub struct StreamDecoder {
     reporter: Option<Reporter>,
     book: Arc<AddressBook>,
+    /// The reporter's addresses, and when they were last announced to the book.
+    announced: (Vec<String>, Instant),
     peers: HashMap<Bytes, Node>,
     destinations: HashMap<String, Node>,
 }
@@ -80,6 +83,7 @@ impl StreamDecoder {
         StreamDecoder {
             reporter: None,
             book,
+            announced: (Vec::new(), Instant::now()),
             peers: HashMap::default(),
             destinations: HashMap::default(),
         }
@@ -88,8 +92,22 @@ impl StreamDecoder {
     /// Identifies the stream's reporter (from the first message) and learns its addresses.
     pub fn identify(&mut self, node: &EnvoyNode) -> &Reporter {
         let reporter = Reporter::from_node(node);
-        self.book.learn(node, &reporter);
+        let addresses = self.book.announced(node);
+        self.book.learn(&addresses, &reporter);
+        self.announced = (addresses, Instant::now());
         self.reporter.insert(reporter)
+    }
+
+    /// Announces the reporter's addresses again when [`REANNOUNCE_EVERY`] has passed, so
+    /// the book keeps them while the stream is open (called for every message).
+    pub fn keep_announced(&mut self) {
+        if self.announced.1.elapsed() < REANNOUNCE_EVERY {
+            return;
+        }
+        if let Some(reporter) = &self.reporter {
+            self.book.learn(&self.announced.0, reporter);
+        }
+        self.announced.1 = Instant::now();
     }
 
     /// Who called the reporter: peer metadata, else the announced address, else `unknown`.
@@ -399,7 +417,10 @@ mod tests {
     use proto::als::{HttpRequestProperties, HttpResponseProperties};
 
     fn decoder() -> StreamDecoder {
-        let mut d = StreamDecoder::new(Arc::default());
+        let metrics = crate::metrics::CollectorMetrics::register(
+            &mut prometheus_client::registry::Registry::default(),
+        );
+        let mut d = StreamDecoder::new(Arc::new(AddressBook::new(&Default::default(), metrics)));
         d.identify(&node(
             "sidecar~10.0.0.1~productpage-v1-6b746f74dc-9stvs.default~default.svc.cluster.local",
             &[

@@ -1,10 +1,9 @@
 //! Who is who on an access-log stream: the reporting proxy (from the stream's identifier),
 //! peers from their metadata (Istio ≥ 1.24 `Struct`, or the FlatBuffers `FlatNode` of older
-//! Istio), and the process-wide address book that names peers by their pod IPs.
+//! Istio). The address book that names peers by their pod IPs is [`super::address_book`].
 
 use std::sync::Arc;
 
-use foldhash::HashMap;
 use prost::Message;
 use prost_types::value::Kind;
 use proto::Node;
@@ -37,7 +36,7 @@ fn field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a Kind> {
         .and_then(|(_, v)| v.kind.as_ref())
 }
 
-fn string_field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a str> {
+pub(super) fn string_field<'a>(s: &'a prost_types::Struct, key: &str) -> Option<&'a str> {
     match field(s, key) {
         Some(Kind::StringValue(v)) if !v.is_empty() => Some(v),
         _ => None,
@@ -109,76 +108,6 @@ impl Reporter {
             None => Node::unknown(),
         };
         Reporter { node, role }
-    }
-}
-
-/// Most addresses the [`AddressBook`] holds; past it, new addresses are not learned.
-pub const ADDRESS_BOOK_CAP: usize = 200_000;
-
-/// Pod addresses → workloads, learned from the identifiers of every stream (each proxy
-/// announces its pod IPs in `node.id` and `INSTANCE_IPS`). Resolves the peer of an entry
-/// that carries no peer metadata (Istio < 1.24 without the FlatBuffers peer, plain Envoy)
-/// from its socket address, so the server side can still name its caller and a call seen
-/// by both sides lands on one edge. Shared by all streams.
-#[derive(Debug, Default)]
-pub struct AddressBook {
-    map: std::sync::RwLock<HashMap<String, Node>>,
-}
-
-impl AddressBook {
-    /// Records the addresses of a reporting proxy.
-    pub fn learn(&self, node: &EnvoyNode, reporter: &Reporter) {
-        if !reporter.node.real {
-            return;
-        }
-        let empty = prost_types::Struct::default();
-        let md = node.metadata.as_ref().unwrap_or(&empty);
-        let listed = string_field(md, "INSTANCE_IPS")
-            .or_else(|| string_field(md, "ISTIO_META_INSTANCE_IPS"))
-            .unwrap_or("");
-        let from_id = node.id.split('~').nth(1).unwrap_or("");
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        for ip in listed.split(',').chain([from_id]).map(str::trim) {
-            if ip.is_empty() || ip.starts_with("fe80:") {
-                continue;
-            }
-            if map.len() >= ADDRESS_BOOK_CAP && !map.contains_key(ip) {
-                return;
-            }
-            map.insert(ip.to_string(), reporter.node.clone());
-        }
-    }
-
-    /// A book seeded with configured addresses (`ip` → `service` or `service/pod`), for
-    /// peers that never open a stream themselves (workloads without a proxy). Addresses a
-    /// proxy announces later take precedence.
-    pub fn with_static(entries: &std::collections::BTreeMap<String, String>) -> AddressBook {
-        let map = entries
-            .iter()
-            .filter(|(ip, name)| !ip.is_empty() && !name.is_empty())
-            .map(|(ip, name)| {
-                let node = match name.split_once('/') {
-                    Some((service, pod)) if !pod.is_empty() => {
-                        Node::real(Arc::from(service), Some(Arc::from(pod)))
-                    }
-                    _ => Node::real(Arc::from(name.trim_end_matches('/')), None),
-                };
-                (ip.trim().to_string(), node)
-            })
-            .take(ADDRESS_BOOK_CAP)
-            .collect();
-        AddressBook {
-            map: std::sync::RwLock::new(map),
-        }
-    }
-
-    /// The workload last seen at `ip`.
-    pub fn lookup(&self, ip: &str) -> Option<Node> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(ip)
-            .cloned()
     }
 }
 
@@ -283,35 +212,5 @@ mod tests {
 
         let bare = Reporter::from_node(&EnvoyNode::default());
         assert_eq!(&*bare.node.service, UNKNOWN);
-    }
-
-    #[test]
-    fn static_addresses_name_peers_until_a_proxy_announces_itself() {
-        let entries = [
-            ("10.9.0.1".to_string(), "legacy-db.data".to_string()),
-            ("10.9.0.2".to_string(), "batch.jobs/batch-7f9c".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        let book = AddressBook::with_static(&entries);
-        assert_eq!(
-            book.lookup("10.9.0.1")
-                .map(|n| n.service.to_string())
-                .as_deref(),
-            Some("legacy-db.data")
-        );
-        let batch = book.lookup("10.9.0.2").expect("batch");
-        assert_eq!(batch.instance.as_deref(), Some("batch-7f9c"));
-        let announced = node(
-            "sidecar~10.9.0.1~db-0.data~data.svc.cluster.local",
-            &[("app", sv("db")), ("NAMESPACE", sv("data"))],
-        );
-        book.learn(&announced, &Reporter::from_node(&announced));
-        assert_eq!(
-            book.lookup("10.9.0.1")
-                .map(|n| n.service.to_string())
-                .as_deref(),
-            Some("db.data")
-        );
     }
 }

@@ -6,18 +6,16 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use prost::Message;
-use proto::CallBatch;
-use proto::als::StreamAccessLogsMessage;
 use proto::channel::CallSender;
 use tokio::sync::watch;
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tracing::{debug, trace, warn};
 
+use super::address_book::AddressBook;
 use super::cost::message_cost;
 use super::entry::StreamDecoder;
-use super::identity::AddressBook;
+use super::message::decode_message;
 use crate::budget::DecodeBudget;
 use crate::codec::{Measured, MeasuringCodec};
 use crate::deliver::deliver;
@@ -178,60 +176,17 @@ impl AlsInner {
                 Ok(c) => c,
                 Err(rejection) => return Err(self.refuse(rejection)),
             };
-            let message = match StreamAccessLogsMessage::decode(measured.bytes) {
-                Ok(m) => m,
-                Err(e) => {
-                    let rejection =
-                        Rejection::Malformed(format!("malformed access-log message: {e}"));
-                    return Err(self.refuse(rejection));
+            let batch = match decode_message(&mut decoder, measured.bytes, &self.metrics) {
+                Ok(batch) => batch,
+                Err(Rejection::NoIdentifier) => {
+                    self.metrics
+                        .messages_rejected(Rejection::NoIdentifier.reason());
+                    return Err(Rejection::NoIdentifier.status());
                 }
+                Err(rejection) => return Err(self.refuse(rejection)),
             };
-            if let Some(id) = &message.identifier {
-                let node = id.node.clone().unwrap_or_default();
-                let reporter = decoder.identify(&node);
-                debug!(reporter = %reporter.node.service, role = ?reporter.role,
-                    log_name = %id.log_name, "access-log stream identified");
-            }
-            if decoder.reporter().is_none() {
-                let n = message.http_logs.as_ref().map_or(0, |h| h.log_entry.len())
-                    + message.tcp_logs.as_ref().map_or(0, |t| t.log_entry.len());
-                let rejection = Rejection::NoIdentifier;
-                self.metrics.entries_dropped(rejection.reason(), n as u64);
-                self.metrics.messages_rejected(rejection.reason());
-                warn!(
-                    entries = n,
-                    "access-log stream sent entries before its identifier"
-                );
-                return Err(rejection.status());
-            }
-            let mut batch = CallBatch::new();
-            if let Some(http) = &message.http_logs {
-                self.metrics
-                    .entries_received("http", http.log_entry.len() as u64);
-                for e in &http.log_entry {
-                    match decoder.http_entry(e, &mut batch) {
-                        Ok(()) => {
-                            self.metrics.entries_decoded.inc();
-                        }
-                        Err(skip) => self.metrics.entries_skipped(skip.reason()),
-                    };
-                }
-            }
-            if let Some(tcp) = &message.tcp_logs {
-                self.metrics
-                    .entries_received("tcp", tcp.log_entry.len() as u64);
-                for e in &tcp.log_entry {
-                    match decoder.tcp_entry(e, &mut batch) {
-                        Ok(()) => {
-                            self.metrics.entries_decoded.inc();
-                        }
-                        Err(skip) => self.metrics.entries_skipped(skip.reason()),
-                    };
-                }
-            }
-            // The calls own what they need: free the message (and its share of the
-            // decoding budget) before waiting for the channel.
-            drop(message);
+            // The calls own what they need: the message is gone; free its share of the
+            // decoding budget before waiting for the channel.
             drop(charge);
             if batch.is_empty() {
                 continue;

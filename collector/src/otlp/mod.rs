@@ -12,7 +12,7 @@
 //! - [`spans`], [`pairing`]: spans into halves, halves into calls;
 //! - [`metrics`]: the receivers' self-metrics.
 
-mod cost;
+pub mod cost;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

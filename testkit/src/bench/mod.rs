@@ -4,10 +4,12 @@
 
 pub mod als;
 pub mod clickhouse;
+pub mod idle;
 pub mod otlp;
 pub mod query;
 pub mod server;
 
 pub use als::AlsArgs;
+pub use idle::IdleArgs;
 pub use otlp::OtlpArgs;
 pub use query::QueryArgs;

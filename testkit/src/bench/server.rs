@@ -22,14 +22,23 @@ pub fn cpu_seconds(pid: u32) -> Result<f64> {
 
 /// Peak resident set size of a process (`VmHWM`), in MiB.
 pub fn peak_rss_mib(pid: u32) -> Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+/// Resident set size of a process now (`VmRSS`), in MiB.
+pub fn rss_mib(pid: u32) -> Result<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+fn status_mib(pid: u32, field: &str) -> Result<f64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).map_err(io(format!("reading {path}")))?;
     let kib: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::Check(format!("no VmHWM in {path}")))?;
+        .ok_or_else(|| Error::Check(format!("no {field} in {path}")))?;
     Ok(kib / 1024.0)
 }
 

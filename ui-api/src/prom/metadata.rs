@@ -19,8 +19,8 @@ use super::parse::{MAX_SELECTORS, parse_query, parse_selector};
 use super::response::{
     BuildInfo, Metadata, MetricMetadata, NoAlerts, NoRules, PromResult, success,
 };
-use crate::ApiState;
 use crate::params;
+use crate::state::ApiState;
 
 /// The Prometheus version meshscope's API follows (what `promql-parser` is compatible
 /// with); Grafana picks its features from it.

@@ -24,7 +24,7 @@ use axum::routing::get;
 pub use error::PromError;
 pub use metadata::PROMETHEUS_VERSION;
 
-use crate::ApiState;
+use crate::state::ApiState;
 use metadata::{
     buildinfo, label_values, labels, metadata, no_alerts, no_exemplars, no_rules, series,
 };

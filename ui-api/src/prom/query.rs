@@ -14,8 +14,8 @@ use super::eval::{self, Evaluator};
 use super::params::{PromParams, now, step_param, time_param};
 use super::parse::parse_query;
 use super::response::{MatrixSeries, Point, PromResult, QueryData, VectorSample, success};
-use crate::ApiState;
 use crate::limits::Budget;
+use crate::state::ApiState;
 
 /// Most points a range query returns per series (Prometheus' own limit).
 const MAX_POINTS: i64 = 11_000;

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 
-use crate::ApiState;
 use crate::error::ApiError;
+use crate::state::ApiState;
 
 /// `GET /healthz`: the process serves.
 pub async fn healthz() -> &'static str {

@@ -10,9 +10,9 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::{minutes, namespace_of};
-use crate::ApiState;
 use crate::error::ApiError;
 use crate::params::{self, ApiPath, ApiQuery, Params};
+use crate::state::ApiState;
 
 #[derive(Serialize)]
 pub struct ServiceView {

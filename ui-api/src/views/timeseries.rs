@@ -8,9 +8,9 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use crate::ApiState;
 use crate::error::{ApiError, bad};
 use crate::params::{self, ApiQuery};
+use crate::state::ApiState;
 
 #[derive(Serialize)]
 pub struct Points {

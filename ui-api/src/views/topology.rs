@@ -14,9 +14,9 @@ use super::graph::{NodeView, Topology, edge_view};
 use super::minutes;
 use super::nodegraph::NodeGraph;
 use super::services::nodes;
-use crate::ApiState;
 use crate::error::{ApiError, bad};
 use crate::params::{self, ApiQuery, Params};
+use crate::state::ApiState;
 
 /// Edges reached within `depth` hops of `focus` (either direction).
 fn focus_edges(edges: Vec<Entity>, focus: &str, depth: i64) -> Vec<Entity> {

@@ -137,37 +137,41 @@ impl Spool {
 /// stopped between the insert and the removal), so they are marked `attempted`.
 pub fn read(path: &Path) -> Result<Vec<Chunk>> {
     let data = fs::read(path).map_err(io_err(path))?;
+    parse(&data).map_err(|what| corrupt(path, what))
+}
+
+/// The chunks of a spool file's bytes, or what is wrong with them.
+pub fn parse(data: &[u8]) -> std::result::Result<Vec<Chunk>, &'static str> {
     let rest = data
         .strip_prefix(MAGIC.as_bytes())
-        .ok_or_else(|| corrupt(path, "not a meshscope spool file"))?;
+        .ok_or("not a meshscope spool file")?;
     let mut rest = Bytes::copy_from_slice(rest);
     let mut chunks = Vec::new();
     while !rest.is_empty() {
         let end = rest
             .iter()
             .position(|b| *b == b'\n')
-            .ok_or_else(|| corrupt(path, "truncated header"))?;
+            .ok_or("truncated header")?;
         let header = rest.split_to(end + 1);
-        let header = std::str::from_utf8(&header[..end])
-            .map_err(|_| corrupt(path, "header is not UTF-8"))?;
+        let header = std::str::from_utf8(&header[..end]).map_err(|_| "header is not UTF-8")?;
         let f: Vec<&str> = header.split('\t').collect();
         let [table, token, minute, rows, calls, len] = f.as_slice() else {
-            return Err(corrupt(path, "header field count"));
+            return Err("header field count");
         };
         let table = Table::ALL
             .into_iter()
             .find(|t| t.name() == *table)
-            .ok_or_else(|| corrupt(path, "unknown table"))?;
-        let num = |s: &str| s.parse::<u64>().map_err(|_| corrupt(path, "header number"));
-        let len = usize::try_from(num(len)?).map_err(|_| corrupt(path, "length"))?;
+            .ok_or("unknown table")?;
+        let num = |s: &str| s.parse::<u64>().map_err(|_| "header number");
+        let len = usize::try_from(num(len)?).map_err(|_| "length")?;
         if len > rest.len() {
-            return Err(corrupt(path, "truncated body"));
+            return Err("truncated body");
         }
         chunks.push(Chunk {
             table,
             token: (*token).to_string(),
-            minute: minute.parse().map_err(|_| corrupt(path, "header minute"))?,
-            rows: usize::try_from(num(rows)?).map_err(|_| corrupt(path, "rows"))?,
+            minute: minute.parse().map_err(|_| "header minute")?,
+            rows: usize::try_from(num(rows)?).map_err(|_| "rows")?,
             calls: num(calls)?,
             body: rest.split_to(len),
             attempted: true,

@@ -17,6 +17,7 @@ mod retention;
 mod store;
 
 pub use codec::arrow_schema;
+pub use read::rows_of_file;
 pub use store::{ParquetSettings, ParquetStore};
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod test_support {
             apdex_t_nanos: 500_000_000,
             max_endpoints_per_service: 10,
             max_services: 10,
+            cap_forget_after: std::time::Duration::from_secs(3600),
         });
         for &m in minutes {
             for i in 0..calls_per_minute {

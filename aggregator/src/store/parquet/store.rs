@@ -48,7 +48,7 @@ impl Default for ParquetSettings {
 /// Parquet + DataFusion implementation of [`Store`]. Cheap to clone.
 #[derive(Clone)]
 pub struct ParquetStore {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// The store's state, shared by its clones and by the blocking tasks that write.

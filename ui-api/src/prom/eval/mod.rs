@@ -44,8 +44,8 @@ use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
 use super::data::{self, Fetcher, LOOKBACK_MS, MAX_SAMPLES, Series};
 use super::error::PromError;
-use crate::ApiState;
 use crate::limits::Budget;
+use crate::state::ApiState;
 use labels::{map_values, unique};
 use selectors::{MAX_WINDOW_MS, address, millis, read_time, selectors};
 

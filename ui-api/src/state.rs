@@ -1,0 +1,43 @@
+//! What every handler reads: the store, the self-metrics registry, the aggregator handle,
+//! the dedup rules, the limits and the admin switch.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use aggregator::Handle;
+use aggregator::query::{Dedup, Reader, Window};
+use aggregator::store::Store;
+use prometheus_client::registry::Registry;
+
+use crate::admin::Admin;
+use crate::limits::Limits;
+
+/// Everything the handlers read.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    /// When set, `POST /api/v1/admin/flush` makes pending data queryable at once.
+    pub aggregator: Option<Handle>,
+    /// Runs before an admin flush: receivers hand over what they buffer (spans still
+    /// waiting for their pair are recorded as unpaired).
+    pub before_flush: Option<FlushHook>,
+    /// Which source counts when the mesh and traces both report a service.
+    pub dedup: Arc<Dedup>,
+    /// The bounds every read runs within.
+    pub limits: Arc<Limits>,
+    /// The admin endpoints' switch and flush coalescing.
+    pub admin: Arc<Admin>,
+}
+
+impl ApiState {
+    /// A reader of `window` for one request.
+    pub fn reader(&self, window: Window) -> Reader<'_> {
+        Reader::new(self.store.as_ref(), &self.dedup, window)
+    }
+}
+
+/// Work run before an admin flush.
+pub type FlushHook =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> + Send + Sync>;
