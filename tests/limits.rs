@@ -250,3 +250,106 @@ async fn slow_clients_are_cut_off_on_both_http_listeners() {
     );
     stack.stop().await;
 }
+
+/// Waits (10 s at most) until `metric` reaches `want` on the stack's `/metrics`.
+async fn wait_for_metric(stack: &common::Stack, metric: &str, want: f64) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = stack.metrics().await;
+        if common::metric_value(&text, metric) >= want || std::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The gRPC listener closes a connection that never sends the HTTP/2 preface, and, at
+/// its connection limit, closes further connections at once; both are counted, and real
+/// clients are served again once slots are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_are_bounded_in_number_and_handshake_time() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.collector.max_connections = 2;
+    config.collector.handshake_timeout = Duration::from_secs(1);
+    let stack = common::start(config).await;
+    let addr = stack.app.grpc_addr;
+    // A silent client is closed after the handshake timeout.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), silent.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "a silent connection stayed open");
+    let text = wait_for_metric(
+        &stack,
+        "meshscope_grpc_connections_refused_total{reason=\"handshake_timeout\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_grpc_connections_refused_total{reason=\"handshake_timeout\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    // Two real clients take both slots; a third connection is closed without a word.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(sim::connect(&stack.grpc).await.expect("a real client"));
+    }
+    let mut third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), third.read_to_end(&mut out)).await;
+    assert_eq!(
+        closed.ok().and_then(Result::ok),
+        Some(0),
+        "the third was served"
+    );
+    let text = wait_for_metric(
+        &stack,
+        "meshscope_grpc_connections_refused_total{reason=\"max_connections\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_grpc_connections_refused_total{reason=\"max_connections\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        common::metric_value(&text, "meshscope_grpc_connections_open"),
+        2.0,
+        "{text}"
+    );
+    // Slots free as the clients go; a proxy is then served again.
+    drop(held);
+    wait_for_metric_below(&stack, "meshscope_grpc_connections_open", 1.0).await;
+    let mesh = sim::bookinfo();
+    sim::announce(&stack.grpc, &mesh, [0])
+        .await
+        .expect("served again");
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(&text, "meshscope_als_streams_total"),
+        1.0,
+        "{text}"
+    );
+    stack.stop().await;
+}
+
+/// Waits (10 s at most) until `metric` drops below `limit`.
+async fn wait_for_metric_below(stack: &common::Stack, metric: &str, limit: f64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while common::metric_value(&stack.metrics().await, metric) >= limit {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{metric} stayed at or above {limit}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -30,6 +30,11 @@ pub struct CollectorConfig {
     pub max_items_per_message: usize,
     /// Most concurrent gRPC streams per connection (HTTP/2 `MAX_CONCURRENT_STREAMS`).
     pub max_concurrent_streams: u32,
+    /// Most connections open on the gRPC listener; further ones are closed at once.
+    pub max_connections: usize,
+    /// A gRPC connection must send the HTTP/2 preface within this, or it is closed.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: std::time::Duration,
     /// HTTP/2 pings on idle gRPC connections at this interval; a peer that does not
     /// answer within `keepalive_timeout` is disconnected. `0s` turns pings off.
     #[serde(with = "humantime_serde")]
@@ -48,6 +53,8 @@ impl Default for CollectorConfig {
             max_decoding_bytes: 64 * 1024 * 1024,
             max_items_per_message: 65_536,
             max_concurrent_streams: 256,
+            max_connections: 10_000,
+            handshake_timeout: std::time::Duration::from_secs(10),
             keepalive_interval: std::time::Duration::from_secs(60),
             keepalive_timeout: std::time::Duration::from_secs(20),
         }
@@ -78,6 +85,12 @@ impl CollectorConfig {
         if self.max_decoding_bytes > (1 << 40) {
             return Err(Error::Config(
                 "collector.max_decoding_bytes must be at most 1 TiB".into(),
+            ));
+        }
+        if self.max_connections == 0 || self.handshake_timeout.is_zero() {
+            return Err(Error::Config(
+                "collector.max_connections and collector.handshake_timeout must be above zero"
+                    .into(),
             ));
         }
         if self.max_items_per_message == 0 || self.max_concurrent_streams == 0 {

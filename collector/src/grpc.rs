@@ -1,5 +1,6 @@
 //! The shared gRPC listener: Envoy's access-log service and OTLP's trace service on one
-//! port, with connection ageing (GOAWAY) so long-lived ALS streams spread over collectors.
+//! port, with connection ageing (GOAWAY) so long-lived ALS streams spread over collectors,
+//! and the connection bounds of [`crate::connections`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use crate::Result;
 use crate::als::{AddressBook, AlsServer};
 use crate::config::CollectorConfig;
+use crate::connections::limited;
 use crate::metrics::CollectorMetrics;
 use crate::otlp::OtlpReceiver;
 
@@ -36,6 +38,7 @@ pub async fn serve_grpc(
         &deps.config.addresses,
         deps.metrics.clone(),
     ));
+    let metrics = deps.metrics.clone();
     let als = AlsServer::new(
         deps.calls,
         book,
@@ -61,9 +64,14 @@ pub async fn serve_grpc(
         .add_service(als)
         .add_service(deps.otlp.grpc_service())
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener)
-                .with_nodelay(Some(true))
-                .with_keepalive(keepalive),
+            limited(
+                tonic::transport::server::TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .with_keepalive(keepalive),
+                c.max_connections,
+                c.handshake_timeout,
+                metrics,
+            ),
             shutdown,
         )
         .await?;

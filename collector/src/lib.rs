@@ -6,7 +6,8 @@
 //! bounded channel to the aggregator ([`deliver`]). A full channel slows the senders down
 //! (backpressure); a closed one answers `UNAVAILABLE`.
 //!
-//! - [`grpc`]: the shared gRPC listener;
+//! - [`grpc`]: the shared gRPC listener, bounded by `connections` (a connection limit
+//!   and a handshake timeout);
 //! - [`als`]: the access-log service, reporters and peers, entries into calls;
 //! - [`otlp`]: the trace receivers (gRPC, HTTP), spans into halves, halves into calls;
 //! - [`naming`]: service, instance and endpoint names both receivers share;
@@ -19,6 +20,7 @@ pub mod als;
 pub mod budget;
 mod codec;
 pub mod config;
+mod connections;
 mod deliver;
 mod error;
 pub mod grpc;

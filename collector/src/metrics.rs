@@ -34,6 +34,9 @@ pub struct CollectorMetrics {
     pub decoding_bytes: Gauge,
     /// Addresses the ALS address book holds (learned, not configured).
     pub address_book_size: Gauge,
+    /// Connections open on the gRPC listener.
+    pub grpc_connections_open: Gauge,
+    grpc_connections_refused: Family<ReasonLabel, Counter>,
     addresses_refused: Family<ReasonLabel, Counter>,
 }
 
@@ -53,7 +56,19 @@ impl CollectorMetrics {
             decoding_bytes: Gauge::default(),
             address_book_size: Gauge::default(),
             addresses_refused: Family::default(),
+            grpc_connections_open: Gauge::default(),
+            grpc_connections_refused: Family::default(),
         };
+        registry.register(
+            "grpc_connections_open",
+            "Connections open on the gRPC listener (at most collector.max_connections)",
+            m.grpc_connections_open.clone(),
+        );
+        registry.register(
+            "grpc_connections_refused",
+            "gRPC connections closed by the listener, by reason (max_connections: none free when it connected; handshake_timeout: no HTTP/2 preface within collector.handshake_timeout)",
+            m.grpc_connections_refused.clone(),
+        );
         registry.register(
             "als_address_book_addresses",
             "Pod addresses the ALS address book holds, as announced by proxies (at most 200000)",
@@ -141,6 +156,13 @@ impl CollectorMetrics {
     /// Counts a message answered with a gRPC error.
     pub fn messages_rejected(&self, reason: &'static str) {
         self.messages_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Counts a gRPC connection closed by the listener, for `reason`.
+    pub fn grpc_connection_refused(&self, reason: &'static str) {
+        self.grpc_connections_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }

@@ -6,10 +6,12 @@
 //! name its caller and a call seen by both sides lands on one edge. Shared by all streams.
 //!
 //! Bounded for a port anyone may reach: only IP addresses are learned, at most
-//! [`MAX_ADDRESSES_PER_PROXY`] per announcement and [`ADDRESS_BOOK_CAP`] in all. Streams
-//! re-announce their addresses every [`REANNOUNCE_EVERY`]; when the book is full, addresses
-//! not announced for [`ADDRESS_TTL`] make room, so addresses announced once by a stream
-//! long gone (a hostile flood, a deleted pod) cannot lock new pods out until a restart.
+//! [`MAX_ADDRESSES_PER_PROXY`] per announcement and [`ADDRESS_BOOK_CAP`] in all. A stream
+//! that keeps sending re-announces its addresses every [`REANNOUNCE_EVERY`]; when the book
+//! is full, addresses not announced for [`ADDRESS_TTL`] make room (swept at most every
+//! 10 s), so addresses announced once by a stream long gone (a hostile flood, a deleted
+//! pod) cannot lock new pods out until a restart. An address refused while the book is
+//! full is learned at its stream's next announcement after room is made.
 //! What cannot be learned is counted in `meshscope_als_addresses_refused_total{reason}`.
 
 use std::net::IpAddr;
@@ -261,7 +263,7 @@ mod tests {
     #[test]
     fn a_full_book_makes_room_from_addresses_not_announced_again() {
         let m = metrics();
-        let ttl = Duration::from_millis(300);
+        let ttl = Duration::from_secs(1);
         let book = AddressBook::new(&Default::default(), m.clone()).bounded(4, ttl);
         announce(&book, "sidecar~10.0.0.1~a-0.ns~ns.svc", "a", "");
         for i in 0..3 {
@@ -278,7 +280,7 @@ mod tests {
         std::thread::sleep(ttl / 2);
         // a's stream is still open: it announces again; the flood's streams are gone.
         announce(&book, "sidecar~10.0.0.1~a-0.ns~ns.svc", "a", "");
-        std::thread::sleep(ttl / 2 + Duration::from_millis(50));
+        std::thread::sleep(ttl / 2 + Duration::from_millis(100));
         announce(&book, "sidecar~10.0.0.2~b-0.ns~ns.svc", "b", "");
         assert_eq!(service(&book, "10.0.0.2").as_deref(), Some("b.ns"));
         assert_eq!(service(&book, "10.0.0.1").as_deref(), Some("a.ns"));

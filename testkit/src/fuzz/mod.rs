@@ -38,8 +38,12 @@ pub enum TargetName {
     OtlpProtobuf,
     /// OTLP/HTTP export requests in JSON.
     OtlpJson,
-    /// PromQL through the Prometheus API (`query`, `query_range`, `match[]`).
+    /// PromQL `query` text and `match[]` selectors through the parsing path (bounds,
+    /// parser, depth), without HTTP.
     Promql,
+    /// PromQL through the whole Prometheus API in memory (`query`, `query_range`,
+    /// `series` and `labels` with `match[]`), evaluated over an empty store.
+    PrometheusApi,
     /// The ClickHouse write spool's files.
     Spool,
     /// The Parquet store's files.
@@ -47,11 +51,12 @@ pub enum TargetName {
 }
 
 impl TargetName {
-    pub const ALL: [TargetName; 6] = [
+    pub const ALL: [TargetName; 7] = [
         TargetName::Als,
         TargetName::OtlpProtobuf,
         TargetName::OtlpJson,
         TargetName::Promql,
+        TargetName::PrometheusApi,
         TargetName::Spool,
         TargetName::Parquet,
     ];
@@ -97,6 +102,8 @@ pub struct Report {
     pub inputs: u64,
     pub accepted: u64,
     pub panics: u64,
+    /// Panics inside the decoder's code that it caught itself and answered as a refusal.
+    pub caught: u64,
     pub seconds: f64,
     pub corpus: usize,
 }
@@ -111,8 +118,23 @@ impl Report {
 /// Most corpus entries kept per decoder.
 const MAX_CORPUS: usize = 4096;
 
-/// Runs the campaign `args` describe; fails if any input made a decoder panic.
+/// Most inputs saved per decoder: the first of each kind (escaped or caught) and panic
+/// location.
+const MAX_SAVED: usize = 100;
+
+/// Runs the campaign `args` describe; fails if any input made a decoder panic. Runs on a
+/// thread with the stack the PromQL parser gets in the server.
 pub fn run(args: FuzzArgs) -> Result<()> {
+    std::thread::Builder::new()
+        .name("fuzz".into())
+        .stack_size(ui_api::prom::PARSE_STACK_BYTES)
+        .spawn(move || run_here(args))
+        .map_err(io("starting the fuzzing thread"))?
+        .join()
+        .unwrap_or_else(|_| Err(Error::Check("the fuzzing driver panicked".into())))
+}
+
+fn run_here(args: FuzzArgs) -> Result<()> {
     let targets = if args.target.is_empty() {
         TargetName::ALL.to_vec()
     } else {
@@ -127,16 +149,17 @@ pub fn run(args: FuzzArgs) -> Result<()> {
         let mut target = Target::new(name)?;
         reports.push(campaign(&mut target, name, extra, &args)?);
     }
-    println!("target         inputs      inputs/s  accepted  corpus  panics");
+    println!("target           inputs      inputs/s  accepted  corpus  panics  caught");
     for r in &reports {
         println!(
-            "{:<13} {:>10} {:>10.0} {:>8.1}% {:>7} {:>7}",
+            "{:<15} {:>10} {:>10.0} {:>8.1}% {:>7} {:>7} {:>7}",
             dir_name(r.target),
             r.inputs,
             r.rate(),
             100.0 * r.accepted as f64 / r.inputs.max(1) as f64,
             r.corpus,
-            r.panics
+            r.panics,
+            r.caught
         );
     }
     let panics: u64 = reports.iter().map(|r| r.panics).sum();
@@ -156,6 +179,7 @@ pub fn dir_name(name: TargetName) -> &'static str {
         TargetName::OtlpProtobuf => "otlp-protobuf",
         TargetName::OtlpJson => "otlp-json",
         TargetName::Promql => "promql",
+        TargetName::PrometheusApi => "prometheus-api",
         TargetName::Spool => "spool",
         TargetName::Parquet => "parquet",
     }
@@ -179,7 +203,7 @@ fn shape(name: TargetName) -> Shape {
     match name {
         TargetName::Als | TargetName::OtlpProtobuf => Shape::Protobuf,
         TargetName::OtlpJson => Shape::Json,
-        TargetName::Promql => Shape::Text,
+        TargetName::Promql | TargetName::PrometheusApi => Shape::Text,
         TargetName::Spool | TargetName::Parquet => Shape::Binary,
     }
 }
@@ -216,7 +240,8 @@ fn campaign(
     let mutator = Mutator::new(shape(name), args.max_len);
     let mut rng = Rng::new(args.seed ^ (name as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let mut input = Vec::new();
-    let (mut accepted, mut panics) = (0u64, 0u64);
+    let (mut accepted, mut panics, mut caught) = (0u64, 0u64, 0u64);
+    let mut saved = std::collections::HashSet::new();
     let started = Instant::now();
     let mut progress = Instant::now();
     info!(
@@ -237,7 +262,12 @@ fn campaign(
             let b = rng.below(corpus.len());
             mutator.mutate(&mut rng, &corpus[a], &corpus[b], &mut input);
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.run(&input))) {
+        let before = quiet.count();
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| target.run(&input)));
+        // A panic the served code caught itself (a task's JoinError, a parser guarded
+        // by catch_unwind) is answered as a refusal; it is counted apart and saved.
+        let inside = quiet.count() > before;
+        match outcome {
             Ok(Outcome::Accepted) => {
                 accepted += 1;
                 if corpus.len() < MAX_CORPUS && rng.chance(16) {
@@ -245,9 +275,15 @@ fn campaign(
                 }
             }
             Ok(Outcome::Refused) => {}
-            Err(_) => {
-                panics += 1;
-                save_crash(&args.crashes, name, &input, quiet.last_message())?;
+            Err(_) => panics += 1,
+        }
+        let escaped = outcome.is_err();
+        caught += u64::from(inside && !escaped);
+        if inside {
+            let (location, message) = quiet.last();
+            let kind = if escaped { "panic" } else { "caught" };
+            if saved.len() < MAX_SAVED && saved.insert((kind, location)) {
+                save_crash(&args.crashes, name, kind, &input, &message)?;
             }
         }
         if progress.elapsed() >= Duration::from_secs(10) {
@@ -260,6 +296,7 @@ fn campaign(
                 accepted,
                 corpus = corpus.len(),
                 panics,
+                caught,
                 "fuzzing"
             );
         }
@@ -270,47 +307,86 @@ fn campaign(
         inputs: args.inputs,
         accepted,
         panics,
+        caught,
         seconds: started.elapsed().as_secs_f64(),
         corpus: corpus.len(),
     })
 }
 
-fn save_crash(dir: &Path, name: TargetName, input: &[u8], message: String) -> Result<()> {
+fn save_crash(dir: &Path, name: TargetName, kind: &str, input: &[u8], message: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
     let hash = input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     });
-    let path = dir.join(format!("{}-{hash:016x}", dir_name(name)));
+    let path = dir.join(format!("{kind}-{}-{hash:016x}", dir_name(name)));
     std::fs::write(&path, input).map_err(io(format!("writing {}", path.display())))?;
-    warn!(target = dir_name(name), path = %path.display(), %message, "a decoder panicked");
+    warn!(target = dir_name(name), kind, path = %path.display(), %message, "a decoder panicked");
     Ok(())
 }
 
-/// While installed, panics are recorded instead of printed (the campaign prints them
-/// once, with the input's file).
+/// The previous panic hook, as `take_hook` hands it back.
+type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// What the quiet hook keeps of the panics it sees.
+#[derive(Default)]
+struct Seen {
+    count: u64,
+    location: String,
+    message: String,
+}
+
+/// While installed, panics (on any thread) are counted and recorded instead of printed;
+/// the campaign saves each kind once, with its input. Dropping it puts the previous hook
+/// back.
 struct QuietPanics {
-    last: std::sync::Arc<std::sync::Mutex<String>>,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    previous: Option<Hook>,
 }
 
 impl QuietPanics {
     fn install() -> QuietPanics {
-        let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let keep = last.clone();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        let keep = seen.clone();
+        let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let mut last = keep.lock().unwrap_or_else(|e| e.into_inner());
-            *last = info.to_string();
+            let mut seen = keep.lock().unwrap_or_else(|e| e.into_inner());
+            seen.count += 1;
+            seen.location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            seen.message = info.to_string();
         }));
-        QuietPanics { last }
+        QuietPanics {
+            seen,
+            previous: Some(previous),
+        }
     }
 
-    fn last_message(&self) -> String {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Panics seen so far.
+    fn count(&self) -> u64 {
+        self.lock().count
+    }
+
+    /// Where the last panic happened, and its message.
+    fn last(&self) -> (String, String) {
+        let seen = self.lock();
+        (seen.location.clone(), seen.message.clone())
     }
 }
 
 impl Drop for QuietPanics {
     fn drop(&mut self) {
-        let _ = std::panic::take_hook();
+        // Changing the hook while unwinding would abort the process.
+        if let Some(previous) = self.previous.take()
+            && !std::thread::panicking()
+        {
+            std::panic::set_hook(previous);
+        }
     }
 }
 
@@ -357,7 +433,8 @@ mod tests {
             .flatten()
             .map(|e| std::fs::read(e.path()).expect("crash file"))
             .collect();
-        assert!(!saved.is_empty() && saved.len() as u64 <= report.panics);
+        // One file per kind and location: the assertion's.
+        assert_eq!(saved.len(), 1, "{report:?}");
         assert!(saved.iter().all(|input| input.contains(&0xAB)));
         // The same seed gives the same campaign.
         let again =

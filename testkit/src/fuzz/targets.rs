@@ -34,7 +34,8 @@ use crate::traces::{Shop, Spans};
 pub enum Target {
     Als(Als),
     Otlp { http: InMemory, json: bool },
-    Promql(InMemory),
+    Promql,
+    PrometheusApi(InMemory),
     Spool,
     Parquet(tempfile::TempDir),
 }
@@ -48,7 +49,8 @@ impl Target {
                 http: InMemory::otlp()?,
                 json: name == TargetName::OtlpJson,
             },
-            TargetName::Promql => Target::Promql(InMemory::prometheus()?),
+            TargetName::Promql => Target::Promql,
+            TargetName::PrometheusApi => Target::PrometheusApi(InMemory::prometheus()?),
             TargetName::Spool => Target::Spool,
             TargetName::Parquet => {
                 Target::Parquet(tempfile::tempdir().map_err(io("creating a temp dir"))?)
@@ -61,7 +63,7 @@ impl Target {
         Ok(match self {
             Target::Als(_) => als_seeds(),
             Target::Otlp { json, .. } => otlp_seeds(*json)?,
-            Target::Promql(_) => promql_seeds(),
+            Target::Promql | Target::PrometheusApi(_) => promql_seeds(),
             Target::Spool => spool_seeds()?,
             Target::Parquet(dir) => parquet_seeds(dir.path())?,
         })
@@ -79,7 +81,8 @@ impl Target {
                 };
                 http.post("/v1/traces", media, Bytes::copy_from_slice(input))
             }
-            Target::Promql(http) => promql(http, input),
+            Target::Promql => promql_text(input),
+            Target::PrometheusApi(http) => prometheus_api(http, input),
             Target::Spool => match spool::parse(input) {
                 Ok(_) => Outcome::Accepted,
                 Err(_) => Outcome::Refused,
@@ -94,7 +97,6 @@ impl Target {
 /// message after one that identifies a sidecar (an input with an identifier of its own
 /// identifies again).
 pub struct Als {
-    book: Arc<AddressBook>,
     metrics: CollectorMetrics,
     budget: DecodeBudget,
     hello: Bytes,
@@ -119,7 +121,6 @@ impl Als {
             })
             .unwrap_or_default();
         Als {
-            book: Arc::new(AddressBook::new(&Default::default(), metrics.clone())),
             metrics,
             budget,
             hello: Bytes::from(hello.encode_to_vec()),
@@ -133,7 +134,9 @@ impl Als {
         let Ok(_charge) = self.budget.charge(cost, "the fuzzed message") else {
             return Outcome::Refused;
         };
-        let mut decoder = StreamDecoder::new(self.book.clone());
+        // A fresh book per input: what one input teaches it cannot change the next.
+        let book = Arc::new(AddressBook::new(&Default::default(), self.metrics.clone()));
+        let mut decoder = StreamDecoder::new(book);
         if decode_message(&mut decoder, self.hello.clone(), &self.metrics).is_err() {
             return Outcome::Refused;
         }
@@ -167,7 +170,8 @@ fn als_seeds() -> Vec<Vec<u8>> {
     als_messages().iter().map(Message::encode_to_vec).collect()
 }
 
-/// An axum router served in memory on a single-threaded runtime.
+/// An axum router served in memory on a single-threaded runtime. The OTLP receiver keeps
+/// state between inputs (spans waiting for their pair, span ids seen), as a server does.
 pub struct InMemory {
     runtime: tokio::runtime::Runtime,
     router: Router,
@@ -211,7 +215,12 @@ impl InMemory {
         let store: Arc<dyn Store> =
             Arc::new(ParquetStore::open(dir.path(), ParquetSettings::default())?);
         let mut registry = Registry::default();
-        let config = ui_api::ApiConfig::default();
+        // Bounds tighter than a server's, so a costly input cannot stall the campaign.
+        let config = ui_api::ApiConfig {
+            query_timeout: Duration::from_secs(2),
+            query_max_samples: 1_000_000,
+            ..ui_api::ApiConfig::default()
+        };
         let limits = Arc::new(ui_api::Limits::new(&config, &mut registry));
         let router = ui_api::router(ui_api::ApiState {
             store,
@@ -284,9 +293,30 @@ fn otlp_seeds(json: bool) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// PromQL's parsing path: the first byte picks a `query` (even) or a `match[]` selector
+/// (odd), the rest is its text (refused unless UTF-8, as the API's form decoding does).
+fn promql_text(input: &[u8]) -> Outcome {
+    let (which, text) = match input.split_first() {
+        Some((w, t)) => (*w, t),
+        None => (0, input),
+    };
+    let Ok(text) = std::str::from_utf8(text) else {
+        return Outcome::Refused;
+    };
+    let parsed = if which % 2 == 0 {
+        ui_api::prom::parse_query_text(text).map(|_| ())
+    } else {
+        ui_api::prom::parse_selector(text).map(|_| ())
+    };
+    match parsed {
+        Ok(()) => Outcome::Accepted,
+        Err(_) => Outcome::Refused,
+    }
+}
+
 /// The Prometheus API's input path: the first byte picks the endpoint, the rest is the
 /// query (or `match[]` selector), sent form-encoded byte for byte.
-fn promql(http: &InMemory, input: &[u8]) -> Outcome {
+fn prometheus_api(http: &InMemory, input: &[u8]) -> Outcome {
     let (which, text) = match input.split_first() {
         Some((w, t)) => (*w, t),
         None => (0, input),

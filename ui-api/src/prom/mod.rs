@@ -23,6 +23,7 @@ use axum::routing::get;
 
 pub use error::PromError;
 pub use metadata::PROMETHEUS_VERSION;
+pub use parse::{PARSE_STACK_BYTES, parse_query_text, parse_selector};
 
 use crate::state::ApiState;
 use metadata::{

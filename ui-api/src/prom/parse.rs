@@ -12,22 +12,30 @@ use super::params::PromParams;
 
 /// Stack for parsing a query: the parser, the depth check and dropping a refused tree
 /// recurse once per nesting level, and a 64 KiB query can nest thirty thousand deep.
-const PARSE_STACK_BYTES: usize = 256 << 20;
+pub const PARSE_STACK_BYTES: usize = 256 << 20;
+
+/// A query's text within bounds: length, nesting and operators checked first, a parser
+/// panic (e.g. an out-of-range duration) a bad query, the tree's depth checked after.
+/// Recurses once per nesting level: run it on a thread with a large stack.
+pub fn parse_query_text(q: &str) -> Result<Expr, PromError> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(PromError::bad("query longer than 64 KiB"));
+    }
+    precheck(q)?;
+    let expr = std::panic::catch_unwind(|| parser::parse(q))
+        .map_err(|_| PromError::bad("invalid query: the parser rejected it"))?
+        .map_err(|e| PromError::bad(format!("invalid query: {e}")))?;
+    if eval::depth(&expr) > eval::MAX_DEPTH {
+        return Err(PromError::bad(format!(
+            "query nests deeper than {} levels",
+            eval::MAX_DEPTH
+        )));
+    }
+    Ok(expr)
+}
 
 fn parse_bounded(q: String) -> Result<Expr, PromError> {
-    let parse = move || {
-        // A parser panic (e.g. an out-of-range duration) is a bad query, not a crash.
-        let expr = std::panic::catch_unwind(|| parser::parse(&q))
-            .map_err(|_| PromError::bad("invalid query: the parser rejected it"))?
-            .map_err(|e| PromError::bad(format!("invalid query: {e}")))?;
-        if eval::depth(&expr) > eval::MAX_DEPTH {
-            return Err(PromError::bad(format!(
-                "query nests deeper than {} levels",
-                eval::MAX_DEPTH
-            )));
-        }
-        Ok(expr)
-    };
+    let parse = move || parse_query_text(&q);
     std::thread::Builder::new()
         .name("promql-parse".into())
         .stack_size(PARSE_STACK_BYTES)

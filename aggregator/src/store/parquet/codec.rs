@@ -174,10 +174,13 @@ pub(super) fn from_record_batch(
                 })
             }),
         );
-        let hi = hist_index.value(i);
-        let hc = hist_count.value(i);
-        let hi = hi.as_primitive::<UInt16Type>();
-        let hc = hc.as_primitive::<UInt64Type>();
+        let (hi, hc) = (hist_index.value(i), hist_count.value(i));
+        let (Some(hi), Some(hc)) = (
+            hi.as_primitive_opt::<UInt16Type>(),
+            hc.as_primitive_opt::<UInt64Type>(),
+        ) else {
+            return Err(Error::Schema("histogram columns of the wrong type".into()));
+        };
         let histogram =
             Histogram::from_pairs(hi.values().iter().copied().zip(hc.values().iter().copied()));
         let v = |c: usize| counters[c].value(i);

@@ -1,0 +1,161 @@
+//! The gRPC listener's connection bounds. Each accepted socket takes a slot among
+//! `collector.max_connections` (none free: it is closed at once and counted), and must
+//! send the HTTP/2 connection preface within `collector.handshake_timeout` (a client that
+//! connects and stays silent is closed and counted). Open streams are bounded per
+//! connection by HTTP/2 `MAX_CONCURRENT_STREAMS`, dead peers by keepalive pings.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Sleep;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+use tracing::debug;
+
+use crate::metrics::CollectorMetrics;
+
+/// The HTTP/2 client preface (`PRI * HTTP/2.0…`) is 24 bytes.
+const PREFACE_BYTES: usize = 24;
+
+/// An accepted connection holding its slot until it closes.
+pub struct Limited {
+    io: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    /// Until the preface has arrived: when it must have.
+    handshake: Option<Pin<Box<Sleep>>>,
+    received: usize,
+    metrics: CollectorMetrics,
+    open: Gauge,
+}
+
+impl Limited {
+    fn new(
+        io: TcpStream,
+        slot: OwnedSemaphorePermit,
+        timeout: Duration,
+        metrics: CollectorMetrics,
+    ) -> Limited {
+        let open = metrics.grpc_connections_open.clone();
+        open.inc();
+        Limited {
+            io,
+            _slot: slot,
+            handshake: Some(Box::pin(tokio::time::sleep(timeout))),
+            received: 0,
+            metrics,
+            open,
+        }
+    }
+}
+
+impl Drop for Limited {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+impl Connected for Limited {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+impl AsyncRead for Limited {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        let Some(deadline) = this.handshake.as_mut() else {
+            return read;
+        };
+        if let Poll::Ready(Ok(())) = read {
+            this.received += buf.filled().len() - before;
+            if this.received >= PREFACE_BYTES {
+                this.handshake = None;
+            }
+            return read;
+        }
+        if read.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+            this.handshake = None;
+            this.metrics.grpc_connection_refused("handshake_timeout");
+            debug!("gRPC connection closed: no HTTP/2 preface within collector.handshake_timeout");
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no HTTP/2 preface within collector.handshake_timeout",
+            )));
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Limited {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// `accepted` with each connection bounded as the module says.
+pub fn limited(
+    accepted: impl Stream<Item = io::Result<TcpStream>>,
+    max_connections: usize,
+    handshake_timeout: Duration,
+    metrics: CollectorMetrics,
+) -> impl Stream<Item = io::Result<Limited>> {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    accepted.filter_map(move |conn| {
+        let admitted = match conn {
+            Err(e) => Some(Err(e)),
+            Ok(io) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(Ok(Limited::new(
+                    io,
+                    slot,
+                    handshake_timeout,
+                    metrics.clone(),
+                ))),
+                Err(_) => {
+                    metrics.grpc_connection_refused("max_connections");
+                    debug!("gRPC connection refused: collector.max_connections are open");
+                    None
+                }
+            },
+        };
+        std::future::ready(admitted)
+    })
+}
