@@ -171,3 +171,61 @@ async fn open(
         client.stream_access_logs(ReceiverStream::new(rx)).await
     })
 }
+
+/// Waits (10 s at most) until the server counts `want` open access-log streams.
+async fn wait_streams_open(stack: &common::Stack, want: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = stack.metrics().await;
+        if common::metric_value(&text, "meshscope_als_streams_open") == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Past `collector.max_als_streams` a new stream is refused `UNAVAILABLE` (which Envoy
+/// retries) and counted; once an open stream ends, a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_the_limit_are_refused_until_one_ends() {
+    use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
+    use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::Identifier;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.collector.max_als_streams = 2;
+    let stack = common::start(config).await;
+    let mesh = sim::bookinfo();
+    let hello = StreamAccessLogsMessage {
+        identifier: Some(Identifier {
+            node: Some(sim::envoy::node(&mesh.workloads[0])),
+            log_name: "http_envoy_accesslog".into(),
+        }),
+        log_entries: None,
+    };
+    let first = open(stack.grpc.clone(), vec![hello.clone()]).await;
+    let _second = open(stack.grpc.clone(), vec![hello.clone()]).await;
+    wait_streams_open(&stack, 2.0).await;
+    let third = open(stack.grpc.clone(), vec![hello.clone()]).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), third)
+        .await
+        .expect("the third stream is answered")
+        .expect("task");
+    let status = answer.expect_err("the third stream is refused");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_als_messages_rejected_total{reason=\"busy\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    // The client of the first goes away: its slot frees and a new stream is served.
+    first.abort();
+    wait_streams_open(&stack, 1.0).await;
+    let _fourth = open(stack.grpc.clone(), vec![hello]).await;
+    wait_streams_open(&stack, 2.0).await;
+    stack.stop().await;
+}

@@ -32,6 +32,9 @@ pub struct CollectorConfig {
     pub max_concurrent_streams: u32,
     /// Most connections open on the gRPC listener; further ones are closed at once.
     pub max_connections: usize,
+    /// Most access-log streams open at once (about 10 KiB each while quiet); further
+    /// ones are refused `UNAVAILABLE`, which Envoy retries.
+    pub max_als_streams: usize,
     /// A gRPC connection must send the HTTP/2 preface within this, or it is closed.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: std::time::Duration,
@@ -54,6 +57,7 @@ impl Default for CollectorConfig {
             max_items_per_message: 65_536,
             max_concurrent_streams: 256,
             max_connections: 10_000,
+            max_als_streams: 20_000,
             handshake_timeout: std::time::Duration::from_secs(10),
             keepalive_interval: std::time::Duration::from_secs(60),
             keepalive_timeout: std::time::Duration::from_secs(20),
@@ -87,9 +91,12 @@ impl CollectorConfig {
                 "collector.max_decoding_bytes must be at most 1 TiB".into(),
             ));
         }
-        if self.max_connections == 0 || self.handshake_timeout.is_zero() {
+        if self.max_connections == 0
+            || self.max_als_streams == 0
+            || self.handshake_timeout.is_zero()
+        {
             return Err(Error::Config(
-                "collector.max_connections and collector.handshake_timeout must be above zero"
+                "collector.max_connections, collector.max_als_streams and collector.handshake_timeout must be above zero"
                     .into(),
             ));
         }

@@ -46,6 +46,7 @@ pub async fn serve_grpc(
         deps.stop_streams,
         deps.config.max_message_bytes,
         deps.budget,
+        deps.config.max_als_streams,
     );
     let c = &deps.config;
     let keepalive = (!c.keepalive_interval.is_zero()).then_some(c.keepalive_interval);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use proto::channel::CallSender;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, StdError, http};
 use tracing::{debug, trace, warn};
@@ -43,6 +43,8 @@ struct AlsInner {
     shutdown: watch::Receiver<bool>,
     max_message_bytes: usize,
     budget: DecodeBudget,
+    /// One permit per open stream (`collector.max_als_streams`).
+    streams: Arc<Semaphore>,
 }
 
 impl AlsServer {
@@ -55,6 +57,7 @@ impl AlsServer {
         shutdown: watch::Receiver<bool>,
         max_message_bytes: usize,
         budget: DecodeBudget,
+        max_streams: usize,
     ) -> AlsServer {
         AlsServer {
             inner: Arc::new(AlsInner {
@@ -64,6 +67,7 @@ impl AlsServer {
                 shutdown,
                 max_message_bytes,
                 budget,
+                streams: Arc::new(Semaphore::new(max_streams)),
             }),
         }
     }
@@ -148,6 +152,13 @@ impl AlsInner {
         &self,
         mut stream: tonic::Streaming<Measured>,
     ) -> Result<tonic::Response<StreamAccessLogsResponse>, Status> {
+        // Each open stream costs about 10 KiB while it waits (BENCHMARKS.md): their
+        // number is bounded, past it a stream is refused UNAVAILABLE and Envoy retries.
+        let Ok(_slot) = self.streams.clone().try_acquire_owned() else {
+            return Err(self.refuse(Rejection::Busy(
+                "too many access-log streams are open (collector.max_als_streams)".into(),
+            )));
+        };
         self.metrics.streams_open.inc();
         self.metrics.streams_total.inc();
         let _guard = StreamGuard(self.metrics.clone());
