@@ -251,18 +251,6 @@ async fn slow_clients_are_cut_off_on_both_http_listeners() {
     stack.stop().await;
 }
 
-/// Waits (10 s at most) until `metric` reaches `want` on the stack's `/metrics`.
-async fn wait_for_metric(stack: &common::Stack, metric: &str, want: f64) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = stack.metrics().await;
-        if common::metric_value(&text, metric) >= want || std::time::Instant::now() > deadline {
-            return text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The gRPC listener closes a connection that never sends the HTTP/2 preface, and, at
 /// its connection limit, closes further connections at once; both are counted, and real
 /// clients are served again once slots are free.
@@ -280,12 +268,12 @@ async fn grpc_connections_are_bounded_in_number_and_handshake_time() {
     let mut out = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(30), silent.read_to_end(&mut out)).await;
     assert!(closed.is_ok(), "a silent connection stayed open");
-    let text = wait_for_metric(
-        &stack,
-        "meshscope_grpc_connections_refused_total{reason=\"handshake_timeout\"}",
-        1.0,
-    )
-    .await;
+    let text = stack
+        .wait_metric(
+            "meshscope_grpc_connections_refused_total{reason=\"handshake_timeout\"}",
+            |v| v >= 1.0,
+        )
+        .await;
     assert_eq!(
         common::metric_value(
             &text,
@@ -307,12 +295,12 @@ async fn grpc_connections_are_bounded_in_number_and_handshake_time() {
         Some(0),
         "the third was served"
     );
-    let text = wait_for_metric(
-        &stack,
-        "meshscope_grpc_connections_refused_total{reason=\"max_connections\"}",
-        1.0,
-    )
-    .await;
+    let text = stack
+        .wait_metric(
+            "meshscope_grpc_connections_refused_total{reason=\"max_connections\"}",
+            |v| v >= 1.0,
+        )
+        .await;
     assert_eq!(
         common::metric_value(
             &text,
@@ -328,7 +316,9 @@ async fn grpc_connections_are_bounded_in_number_and_handshake_time() {
     );
     // Slots free as the clients go; a proxy is then served again.
     drop(held);
-    wait_for_metric_below(&stack, "meshscope_grpc_connections_open", 1.0).await;
+    stack
+        .wait_metric("meshscope_grpc_connections_open", |v| v < 1.0)
+        .await;
     let mesh = sim::bookinfo();
     sim::announce(&stack.grpc, &mesh, [0])
         .await
@@ -340,16 +330,4 @@ async fn grpc_connections_are_bounded_in_number_and_handshake_time() {
         "{text}"
     );
     stack.stop().await;
-}
-
-/// Waits (10 s at most) until `metric` drops below `limit`.
-async fn wait_for_metric_below(stack: &common::Stack, metric: &str, limit: f64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while common::metric_value(&stack.metrics().await, metric) >= limit {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{metric} stayed at or above {limit}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

@@ -172,19 +172,6 @@ async fn open(
     })
 }
 
-/// Waits (10 s at most) until the server counts `want` open access-log streams.
-async fn wait_streams_open(stack: &common::Stack, want: f64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let text = stack.metrics().await;
-        if common::metric_value(&text, "meshscope_als_streams_open") == want {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Past `collector.max_als_streams` a new stream is refused `UNAVAILABLE` (which Envoy
 /// retries) and counted; once an open stream ends, a new one is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +192,9 @@ async fn streams_past_the_limit_are_refused_until_one_ends() {
     };
     let first = open(stack.grpc.clone(), vec![hello.clone()]).await;
     let _second = open(stack.grpc.clone(), vec![hello.clone()]).await;
-    wait_streams_open(&stack, 2.0).await;
+    stack
+        .wait_metric("meshscope_als_streams_open", |v| v == 2.0)
+        .await;
     let third = open(stack.grpc.clone(), vec![hello.clone()]).await;
     let answer = tokio::time::timeout(std::time::Duration::from_secs(30), third)
         .await
@@ -224,8 +213,12 @@ async fn streams_past_the_limit_are_refused_until_one_ends() {
     );
     // The client of the first goes away: its slot frees and a new stream is served.
     first.abort();
-    wait_streams_open(&stack, 1.0).await;
+    stack
+        .wait_metric("meshscope_als_streams_open", |v| v == 1.0)
+        .await;
     let _fourth = open(stack.grpc.clone(), vec![hello]).await;
-    wait_streams_open(&stack, 2.0).await;
+    stack
+        .wait_metric("meshscope_als_streams_open", |v| v == 2.0)
+        .await;
     stack.stop().await;
 }

@@ -87,6 +87,22 @@ impl Stack {
             .expect("metrics body")
     }
 
+    /// Waits (10 s at most) until `metric` on `/metrics` satisfies `ok`; the last text.
+    pub async fn wait_metric(&self, metric: &str, ok: impl Fn(f64) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = self.metrics().await;
+            if ok(metric_value(&text, metric)) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{metric} did not get there: {text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn stop(self) {
         self.app.shutdown().await.expect("clean shutdown");
     }
