@@ -46,7 +46,12 @@ impl Inner {
         }
         let schema = arrow_schema(table);
         let options = ParquetReadOptions::default().schema(&schema);
-        let mut df = self.ctx.read_parquet(paths, options).await?;
+        // Reading the files' metadata (and the Arrow schema stored in it) may panic on a
+        // damaged file too, as decoding can (below).
+        let mut df = AssertUnwindSafe(self.ctx.read_parquet(paths, options))
+            .catch_unwind()
+            .await
+            .map_err(|_| decoder_panicked(table))??;
         if let Some(r) = request {
             let mut predicate = col(schema::MINUTE)
                 .gt_eq(lit(r.start_minute))
@@ -156,46 +161,61 @@ mod tests {
         assert_eq!(store.scan(&req).await.expect("scan").len(), 3);
     }
 
-    /// A damaged endpoint-table file on which the Parquet decoder itself panics (an
-    /// assertion in its bit unpacking), found by `meshscope fuzz --target parquet`.
-    const DAMAGED: &[u8] = include_bytes!("../../../testdata/damaged-by-fuzzing.parquet");
+    /// Damaged store files on which the Parquet crate itself panics, found by
+    /// `meshscope fuzz --target parquet`: one in its bit unpacking (an endpoint-table
+    /// file), one in arrow-ipc reading the Arrow schema kept in the metadata (an
+    /// instance-table file).
+    const DAMAGED: [(Table, &[u8]); 2] = [
+        (
+            Table::Endpoint,
+            include_bytes!("../../../testdata/damaged-by-fuzzing.parquet"),
+        ),
+        (
+            Table::Instance,
+            include_bytes!("../../../testdata/damaged-arrow-schema.parquet"),
+        ),
+    ];
 
     /// A damaged file is an error, not a panic, both for a scan and for `rows_of_file`.
     #[tokio::test]
     async fn a_damaged_file_is_an_error_not_a_panic() {
         use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-        let table = Table::Endpoint;
-        // The decoder does panic on it (if a later Parquet crate does not, the file no
-        // longer tests the catch: find another with the fuzzer).
-        let quiet = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let raw = std::panic::catch_unwind(|| {
-            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from_static(DAMAGED))
-                .and_then(|b| b.build())
-                .map(|r| r.count())
-        });
-        std::panic::set_hook(quiet);
-        assert!(raw.is_err(), "the decoder no longer panics on the file");
-        let err =
-            super::rows_of_file(table, bytes::Bytes::from_static(DAMAGED)).expect_err("damaged");
-        assert!(err.to_string().contains("damaged file"), "{err}");
-        // The same bytes in place of a store's file: the scan answers an error.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
-        store
-            .write(Arc::new(batch(&[60, 120, 180], 3)))
-            .await
-            .expect("write");
-        let files = store.inner.files_for(table, 0, 1_000);
-        let path = files.first().expect("a file");
-        std::fs::write(path, DAMAGED).expect("damage the file");
-        let scanned = store.scan(&scan_all(table)).await;
-        // DataFusion answers its own tasks' panics with an error naming the panic; a
-        // panic reaching the scan's task is turned into "… damaged file" here.
-        let err = scanned.expect_err("a damaged file").to_string();
-        assert!(
-            err.contains("damaged file") || err.contains("panicked"),
-            "{err}"
-        );
+        for (table, damaged) in DAMAGED {
+            // The crate does panic on it (if a later version does not, the file no
+            // longer tests the catch: find another with the fuzzer).
+            let quiet = std::panic::take_hook();
+            std::panic::set_hook(Box::new(|_| {}));
+            let raw = std::panic::catch_unwind(|| {
+                ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from_static(damaged))
+                    .and_then(|b| b.build())
+                    .map(|r| r.count())
+            });
+            std::panic::set_hook(quiet);
+            assert!(
+                raw.is_err(),
+                "the crate no longer panics on the {table:?} file"
+            );
+            let err = super::rows_of_file(table, bytes::Bytes::from_static(damaged))
+                .expect_err("damaged");
+            assert!(err.to_string().contains("damaged file"), "{err}");
+            // The same bytes in place of a store's file: the scan answers an error.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+            store
+                .write(Arc::new(batch(&[60, 120, 180], 3)))
+                .await
+                .expect("write");
+            let files = store.inner.files_for(table, 0, 1_000);
+            let path = files.first().expect("a file");
+            std::fs::write(path, damaged).expect("damage the file");
+            let scanned = store.scan(&scan_all(table)).await;
+            // DataFusion answers its own tasks' panics with an error naming the panic; a
+            // panic reaching the scan's task is turned into "… damaged file" here.
+            let err = scanned.expect_err("a damaged file").to_string();
+            assert!(
+                err.contains("damaged file") || err.contains("panicked"),
+                "{table:?}: {err}"
+            );
+        }
     }
 }
