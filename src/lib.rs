@@ -33,6 +33,31 @@ pub struct App {
     otlp: collector::otlp::OtlpReceiver,
     aggregator_task: JoinHandle<aggregator::Result<()>>,
     grace: Duration,
+    /// The runtime the HTTP API (its reads) runs on; `None` once shut down.
+    reads: Option<tokio::runtime::Runtime>,
+}
+
+/// The HTTP API's own runtime: its queries' CPU-bound work and blocking file reads run on
+/// its workers and blocking pool, so a flood of heavy reads cannot delay ingestion,
+/// the aggregator or its flushes in the main runtime's queues (the OS still shares the
+/// cores between both).
+fn reads_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("meshscope-api")
+        .enable_all()
+        .build()
+        .context("starting the HTTP API's runtime")
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which an async context forbids; this does not.
+        if let Some(reads) = self.reads.take() {
+            reads.shutdown_background();
+        }
+    }
 }
 
 async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
@@ -159,7 +184,20 @@ impl App {
                 listen::serve(listener, name, router, &http, metrics, shutdown).await
             })
         };
-        let http = serve_http(http_listener, "api", api);
+        let reads = reads_runtime()?;
+        let http = {
+            let (shutdown, http, metrics) = (
+                wait(stopped.clone()),
+                config.http.clone(),
+                http_metrics.clone(),
+            );
+            // Registered again with the API runtime's reactor, inside it.
+            let listener = http_listener.into_std()?;
+            reads.spawn(async move {
+                let listener = TcpListener::from_std(listener)?;
+                listen::serve(listener, "api", api, &http, metrics, shutdown).await
+            })
+        };
         let otlp_http = serve_http(otlp_listener, "otlp_http", otlp.http_router());
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
             store = config.store.backend.as_str(),
@@ -177,6 +215,7 @@ impl App {
             otlp,
             aggregator_task,
             grace: config.server.shutdown_grace,
+            reads: Some(reads),
         })
     }
 
@@ -201,18 +240,21 @@ impl App {
         let deadline = tokio::time::Instant::now() + self.grace;
         stop_server("gRPC server", &mut self.grpc, deadline, true).await;
         stop_server("OTLP/HTTP server", &mut self.otlp_http, deadline, true).await;
-        let _ = self.otlp_expiry.await;
+        let _ = (&mut self.otlp_expiry).await;
         if self.otlp.flush().await.is_err() {
             warn!("the aggregator stopped before spans waiting for their pair were recorded");
         }
         let flushed = self.aggregator.shutdown().await;
-        match self.aggregator_task.await {
+        match (&mut self.aggregator_task).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => error!(error = %e, "aggregator ended with an error"),
             Err(e) => error!(error = %e, "aggregator task failed"),
         }
         let deadline = tokio::time::Instant::now() + self.grace;
         stop_server("HTTP API server", &mut self.http, deadline, false).await;
+        if let Some(reads) = self.reads.take() {
+            reads.shutdown_background();
+        }
         flushed.context("final flush")?;
         info!("shutdown complete");
         Ok(())

@@ -67,6 +67,7 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = common::config(dir.path());
     config.api.query_max_samples = 50;
+    config.api.query_max_rows = 3;
     let stack = common::start(config).await;
     sim::send_all(&stack.grpc, &mesh, &hops)
         .await
@@ -92,6 +93,26 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
         common::metric_value(
             &text,
             "meshscope_api_queries_refused_total{reason=\"samples\"}"
+        ),
+        1.0,
+        "{text}"
+    );
+    // A JSON view reading more stored rows than api.query_max_rows: 422 naming it.
+    let (status, body) = stack
+        .get(&format!("/api/v1/topology?{}", window(start)))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("api.query_max_rows")),
+        "{body}"
+    );
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(
+            &text,
+            "meshscope_api_queries_refused_total{reason=\"rows\"}"
         ),
         1.0,
         "{text}"
@@ -329,5 +350,158 @@ async fn grpc_connections_are_bounded_in_number_and_handshake_time() {
         1.0,
         "{text}"
     );
+    stack.stop().await;
+}
+
+/// Forwards one TCP connection each way until `frozen`; then it holds both sockets open
+/// and moves nothing: to the server the client is alive on the network but answers no
+/// more (a peer that vanished behind a NAT, a frozen pod).
+async fn freezing_proxy(
+    server: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Receiver<bool>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.expect("accept");
+        let upstream = tokio::net::TcpStream::connect(server)
+            .await
+            .expect("connect");
+        let (cr, cw) = client.into_split();
+        let (ur, uw) = upstream.into_split();
+        let pipe = |mut from: tokio::net::tcp::OwnedReadHalf,
+                    mut to: tokio::net::tcp::OwnedWriteHalf,
+                    mut frozen: tokio::sync::watch::Receiver<bool>| async move {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = tokio::select! {
+                    n = from.read(&mut buf) => n.unwrap_or(0),
+                    _ = frozen.wait_for(|f| *f) => break,
+                };
+                if n == 0 || to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            // Frozen: keep both halves, move nothing.
+            std::future::pending::<()>().await;
+            drop((from, to));
+        };
+        tokio::spawn(pipe(cr, uw, frozen.clone()));
+        tokio::spawn(pipe(ur, cw, frozen));
+    });
+    addr
+}
+
+/// A peer that stops answering is closed by the server's keepalive pings, and its slot
+/// is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_closes_a_peer_that_stopped_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.collector.keepalive_interval = Duration::from_secs(1);
+    config.collector.keepalive_timeout = Duration::from_secs(1);
+    let stack = common::start(config).await;
+    let (freeze, frozen) = tokio::sync::watch::channel(false);
+    let proxy = freezing_proxy(stack.app.grpc_addr, frozen).await;
+    let _client = sim::connect(&format!("http://{proxy}"))
+        .await
+        .expect("a real client through the proxy");
+    stack
+        .wait_metric("meshscope_grpc_connections_open", |v| v == 1.0)
+        .await;
+    // Alive: pings are answered, the connection stays (several intervals pass).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(&text, "meshscope_grpc_connections_open"),
+        1.0,
+        "an answering peer was closed: {text}"
+    );
+    freeze.send(true).expect("freeze");
+    stack
+        .wait_metric("meshscope_grpc_connections_open", |v| v == 0.0)
+        .await;
+    // The server still serves everyone else.
+    send_and_check_scenario(&stack, 2, 20).await;
+    stack.stop().await;
+}
+
+/// Reads that hold every query slot and keep both cores busy do not hold up ingestion
+/// or a flush: a scenario sent and flushed while they run is written before any of them
+/// ends, and counted exactly once they are cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_flushes_do_not_wait_behind_queries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.api.query_max_concurrency = 2;
+    config.api.query_timeout = Duration::from_secs(600);
+    config.api.query_max_samples = usize::MAX;
+    let stack = common::start(config).await;
+    // Three days of history ending an hour ago (before the scenario's window), a user
+    // request a minute, for the reads to chew on.
+    let now = common::now_nanos() / 60_000_000_000 * 60;
+    let days = 3;
+    let mut g = sim::Generator::new(31);
+    let history: Vec<_> = (60..days * 1440)
+        .flat_map(|m| g.user_request((now - m * 60) * 1_000_000_000))
+        .collect();
+    sim::send_all(&stack.grpc, &g.mesh, &history)
+        .await
+        .expect("send history");
+    stack.flush().await;
+    let url = format!("{}/prometheus/api/v1/query_range", stack.http);
+    let client = reqwest::Client::new();
+    // Every step sums three days of samples of every series: about a minute of CPU
+    // each in a debug build (80 s when measured), where the flush takes well under a
+    // second.
+    let form = [
+        (
+            "query",
+            "sum_over_time(meshscope_service_calls_total[3d])".to_string(),
+        ),
+        ("start", (now - days * 86_400).to_string()),
+        ("end", now.to_string()),
+        ("step", format!("{}", days * 86_400 / 10_000 + 1)),
+    ];
+    let body = serde_urlencoded::to_string(form).expect("form");
+    let queries: Vec<_> = (0..4)
+        .map(|_| {
+            let request = client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone());
+            tokio::spawn(async move { request.send().await.map(|r| r.status()) })
+        })
+        .collect();
+    stack
+        .wait_metric("meshscope_api_queries_in_flight", |v| v == 2.0)
+        .await;
+
+    let (mesh, hops, start) = scenario(6, 200);
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    for q in &queries {
+        assert!(!q.is_finished(), "a heavy read ended before the flush did");
+    }
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(&text, "meshscope_api_queries_in_flight"),
+        2.0,
+        "{text}"
+    );
+    // The clients go away: their reads stop, and the slots serve the check.
+    for q in queries {
+        q.abort();
+    }
+    stack
+        .wait_metric("meshscope_api_queries_in_flight", |v| v == 0.0)
+        .await;
+    let (edges, _, _) = expected(&mesh, &hops);
+    check_topology(&stack, &edges, start).await;
     stack.stop().await;
 }

@@ -596,3 +596,120 @@ async fn raw_grpc(endpoint: &str, bytes: Vec<u8>) -> tonic::Status {
     .await
     .expect_err("rejected")
 }
+
+/// A plain admin flush leaves a CLIENT span waiting for its SERVER half (a loop of
+/// flushes cannot split pairs); `waiting_spans=record` records what still waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_admin_flush_keeps_halves_waiting_for_their_partner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(dir.path());
+    config.api.enable_admin_api = true;
+    config.api.admin_flush_interval = std::time::Duration::from_millis(10);
+    let stack = common::start(config).await;
+    let admin_flush = |query: &'static str| {
+        let url = format!("{}/api/v1/admin/flush{query}", stack.http);
+        async move {
+            let resp = reqwest::Client::new().post(url).send().await.expect("post");
+            assert_eq!(resp.status().as_u16(), 200);
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    let t0 = (common::now_nanos() / 60_000_000_000 - 2) * 60_000_000_000;
+    let ms = 1_000_000i64;
+    let (front, catalog) = (
+        otel::provider(
+            &stack,
+            Transport::HttpProtobuf,
+            "storefront",
+            "shop",
+            "sf-0",
+        ),
+        otel::provider(&stack, Transport::HttpProtobuf, "catalog", "shop", "cat-0"),
+    );
+    let tracer = front.tracer("flush-test");
+    let mut client = tracer
+        .span_builder("GET")
+        .with_kind(SpanKind::Client)
+        .with_start_time(otel::at(t0))
+        .with_attributes(vec![KeyValue::new("server.address", "catalog")])
+        .start_with_context(
+            &tracer,
+            &Context::new().with_remote_span_context(otel::foreign_parent(7)),
+        );
+    let client_cx = Context::new().with_remote_span_context(client.span_context().clone());
+    client.end_with_timestamp(otel::at(t0 + 10 * ms));
+    // A second CLIENT span whose partner never comes.
+    let mut lonely = tracer
+        .span_builder("POST")
+        .with_kind(SpanKind::Client)
+        .with_start_time(otel::at(t0 + ms))
+        .with_attributes(vec![KeyValue::new("server.address", "mailer")])
+        .start_with_context(
+            &tracer,
+            &Context::new().with_remote_span_context(otel::foreign_parent(8)),
+        );
+    lonely.end_with_timestamp(otel::at(t0 + 5 * ms));
+    drop(tracer);
+    otel::finish(vec![front]).await;
+
+    for _ in 0..5 {
+        assert_eq!(admin_flush("").await["waiting_spans"], "kept");
+    }
+    let metrics = stack.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "meshscope_otlp_pairing_waiting"),
+        2.0
+    );
+    assert_eq!(
+        metric_value(&metrics, "meshscope_otlp_spans_unpaired_total"),
+        0.0
+    );
+
+    // The partner arrives after the flushes and still pairs.
+    let tracer = catalog.tracer("flush-test");
+    let mut server = tracer
+        .span_builder("GET /items")
+        .with_kind(SpanKind::Server)
+        .with_start_time(otel::at(t0 + ms))
+        .start_with_context(&tracer, &client_cx);
+    server.end_with_timestamp(otel::at(t0 + 9 * ms));
+    drop(tracer);
+    otel::finish(vec![catalog]).await;
+    let answer = admin_flush("?waiting_spans=record").await;
+    assert_eq!(answer["waiting_spans"], "recorded");
+    let metrics = stack.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "meshscope_otlp_pairing_waiting"),
+        0.0
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "meshscope_otlp_spans_unpaired_total{kind=\"client\",reason=\"flushed\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+    let topo = stack.ok(&format!("/api/v1/topology?{}", window(t0))).await;
+    let calls = |source: &str, target: &str| {
+        topo["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .filter(|e| e["source"] == source && e["target"] == target)
+            .map(|e| e["calls"].as_u64().expect("calls"))
+            .sum::<u64>()
+    };
+    assert_eq!(calls("storefront.shop", "catalog.shop"), 1, "{topo}");
+    assert_eq!(calls("storefront.shop", "mailer"), 1, "{topo}");
+    let bad = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v1/admin/flush?waiting_spans=maybe",
+            stack.http
+        ))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status().as_u16(), 400);
+    stack.stop().await;
+}

@@ -39,6 +39,10 @@ pub enum Error {
     /// A read asked for something the tables cannot answer (a key a table lacks).
     #[error("bad request: {0}")]
     Request(String),
+    /// A read stopped by one of its bounds (rows, deadline); the message names the
+    /// setting.
+    #[error("{message}")]
+    Bounded { kind: ErrorKind, message: String },
 }
 
 /// Result with this crate's [`Error`].
@@ -55,6 +59,8 @@ pub enum ErrorKind {
     Unavailable,
     /// A fault of meshscope or its data (HTTP 500).
     Internal,
+    /// The request is well-formed but would cost more than a bound allows (HTTP 422).
+    TooLarge,
 }
 
 /// ClickHouse error codes that pass: timeouts, too many queries, the network, memory
@@ -66,6 +72,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Request(_) => ErrorKind::BadRequest,
+            Error::Bounded { kind, .. } => *kind,
             Error::Stopped | Error::Backlog(_) => ErrorKind::Unavailable,
             // No code: ClickHouse did not answer (connection refused, reset, timed out).
             Error::ClickHouse { code: None, .. } => ErrorKind::Unavailable,

@@ -322,3 +322,84 @@ pub fn spawn(
     };
     (Handle { commands: tx }, tokio::spawn(aggregator.run()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::parquet::{ParquetSettings, ParquetStore};
+    use proto::{Call, Node, Protocol, Side, Source};
+
+    fn call(start_unix_nanos: i64) -> Call {
+        Call {
+            start_unix_nanos,
+            side: Side::Server,
+            source: Source::Mesh,
+            client: Node::real(Arc::from("a.ns"), None),
+            server: Node::real(Arc::from("b.ns"), Some(Arc::from("b-0"))),
+            endpoint: Some(Arc::from("GET /")),
+            protocol: Protocol::Http,
+            latency_nanos: Some(1_000_000),
+            status_code: 200,
+            grpc_status: None,
+            error: false,
+            mtls: false,
+            request_bytes: 1,
+            response_bytes: 1,
+        }
+    }
+
+    fn value(registry: &Registry, name: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encode");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The flush timer comes before the calls: with thousands of batches already queued
+    /// (the channel is not empty until they are all applied), flushes still happen on
+    /// their interval. Were calls taken first, the queue would drain before any flush and
+    /// all its rows would go in one write.
+    #[tokio::test]
+    async fn flushes_keep_their_interval_while_the_channel_is_never_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(
+            dir.path(),
+            ParquetSettings {
+                retention_days: 0,
+                compact_min_files: 1_000_000,
+                delete_grace: Duration::ZERO,
+            },
+        )
+        .expect("store");
+        let config = AggregatorConfig {
+            flush_interval: Duration::from_millis(2),
+            channel_capacity: 50_000,
+            max_in_flight_calls: 50_000,
+            ..AggregatorConfig::default()
+        };
+        let (tx, rx) = channel(&config);
+        let n = 40_000u64;
+        let now = now_nanos();
+        for i in 0..n {
+            tx.send(vec![call(now - (i as i64 % 600) * 1_000_000_000)])
+                .await
+                .expect("queued");
+        }
+        let mut registry = Registry::default();
+        let (handle, task) = spawn(config, Arc::new(store), rx, None, &mut registry);
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if value(&registry, "aggregated_calls_total") == n as f64
+                && value(&registry, "pending_rows") == 0.0
+            {
+                break;
+            }
+        }
+        let writes = value(&registry, "flush_duration_seconds_count");
+        assert!(writes >= 2.0, "{writes} writes for {n} queued calls");
+        handle.shutdown().await.expect("shutdown");
+        task.await.expect("task").expect("aggregator");
+        drop(tx);
+    }
+}

@@ -8,6 +8,12 @@
 //! budget spent by others waits for it on an access-log stream ([`DecodeBudget::charge_waiting`]:
 //! the stream waits, Envoy buffers, nothing is lost) and is refused as busy on OTLP
 //! ([`DecodeBudget::charge`]: `UNAVAILABLE` / 503, which exporters retry).
+//!
+//! A waiting stream holds its message's wire bytes. Those are bounded too: all waiting
+//! messages together may hold as many wire bytes as the budget itself; a message that
+//! would pass that is refused as busy (`UNAVAILABLE`, Envoy opens a new stream). So
+//! received messages cost at most twice `collector.max_decoding_bytes`, whatever the
+//! number of streams.
 
 use std::sync::Arc;
 
@@ -63,6 +69,8 @@ impl Cost {
 #[derive(Debug, Clone)]
 pub struct DecodeBudget {
     permits: Arc<Semaphore>,
+    /// Wire bytes (KiB) of the messages waiting for `permits`, at most `total_kib`.
+    waiting: Arc<Semaphore>,
     /// The budget, in KiB (the semaphore's unit).
     total_kib: usize,
     max_items: usize,
@@ -106,6 +114,7 @@ impl DecodeBudget {
         let total_kib = (max_bytes / 1024).clamp(1, u32::MAX as usize);
         DecodeBudget {
             permits: Arc::new(Semaphore::new(total_kib)),
+            waiting: Arc::new(Semaphore::new(total_kib)),
             total_kib,
             max_items,
             in_use,
@@ -158,10 +167,27 @@ impl DecodeBudget {
         Ok(self.charged(permit, kib))
     }
 
-    /// Charges `cost` for `what`, waiting while others hold the budget (the sender waits
-    /// with it: backpressure); refuses only what no budget can take.
-    pub async fn charge_waiting(&self, cost: Cost, what: &str) -> Result<Charge, Rejection> {
+    /// Charges `cost` for `what`, a message of `wire_bytes`, waiting while others hold
+    /// the budget (the sender waits with it: backpressure). Refuses what no budget can
+    /// take, and, as busy, a message that would make the waiting messages hold more wire
+    /// bytes than the budget.
+    pub async fn charge_waiting(
+        &self,
+        cost: Cost,
+        wire_bytes: usize,
+        what: &str,
+    ) -> Result<Charge, Rejection> {
         let kib = self.kib(cost, what)?;
+        if let Ok(permit) = self.permits.clone().try_acquire_many_owned(kib) {
+            return Ok(self.charged(permit, kib));
+        }
+        // Within total_kib ≤ u32::MAX by the clamp.
+        let wire_kib = wire_bytes.div_ceil(1024).clamp(1, self.total_kib) as u32;
+        let Ok(_waiting) = self.waiting.clone().try_acquire_many_owned(wire_kib) else {
+            return Err(Rejection::Busy(format!(
+                "the decoding budget (collector.max_decoding_bytes) is in use and the messages waiting for it hold as much again; retry {what} later"
+            )));
+        };
         // The semaphore is never closed.
         let permit = self
             .permits
@@ -213,14 +239,24 @@ mod tests {
         let held = budget.charge(cost, "a").expect("fits");
         let waiting = tokio::spawn({
             let budget = budget.clone();
-            async move { budget.charge_waiting(cost, "b").await.map(drop) }
+            async move { budget.charge_waiting(cost, 700 << 10, "b").await.map(drop) }
         });
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished());
+        // The first waiter holds 700 KiB of wire bytes; a second would pass the 1 MiB
+        // that waiting messages may hold together, and is refused at once.
+        let refused = budget
+            .charge_waiting(cost, 400 << 10, "c")
+            .await
+            .expect_err("too much waiting");
+        assert_eq!(refused.reason(), "busy");
         drop(held);
         waiting
             .await
             .expect("task")
             .expect("charged after the release");
+        // Nothing waits any more: the waiting room is free again.
+        let c = budget.charge_waiting(cost, 400 << 10, "c").await;
+        assert!(c.is_ok());
     }
 }

@@ -36,6 +36,22 @@ impl Drop for Guard {
     }
 }
 
+/// One read holding a slot, counted in `meshscope_api_queries_in_flight` until dropped.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl InFlight {
+    fn enter(gauge: prometheus_client::metrics::gauge::Gauge) -> InFlight {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Middleware of the read routes: waits for a slot, runs the handler with a [`Budget`] in
 /// its extensions, and answers 503 when the deadline passes first. A handler's blocking
 /// work sees the cancel flag once the client disconnects or the deadline passes.
@@ -50,10 +66,12 @@ pub async fn bounded(State(state): State<ApiState>, mut req: Request, next: Next
     };
     let deadline = tokio::time::Instant::from_std(budget.deadline());
     let slots = state.limits.slots.clone();
+    let in_flight = state.limits.in_flight.clone();
     let admitted = budget.clone();
     let run = async move {
         // The semaphore is never closed, so acquiring only waits.
         let _slot = slots.acquire().await;
+        let _counted = InFlight::enter(in_flight);
         // A read whose deadline passed while it waited does not start.
         admitted.check().ok()?;
         Some(next.run(req).await)

@@ -18,6 +18,8 @@ pub struct ApiConfig {
     pub query_timeout: Duration,
     /// Most samples one PromQL query may touch over all its evaluation steps.
     pub query_max_samples: usize,
+    /// Most stored rows one JSON view may read (its scans together).
+    pub query_max_rows: usize,
     /// Most reads evaluated at once; further ones wait for a slot within their timeout.
     pub query_max_concurrency: usize,
     /// Whether `POST /api/v1/admin/…` answers (off: 503, as Prometheus does).
@@ -32,6 +34,7 @@ impl Default for ApiConfig {
         ApiConfig {
             query_timeout: Duration::from_secs(120),
             query_max_samples: 50_000_000,
+            query_max_rows: 1_000_000,
             query_max_concurrency: 20,
             enable_admin_api: false,
             admin_flush_interval: Duration::from_secs(1),
@@ -49,6 +52,9 @@ impl ApiConfig {
         }
         if self.query_max_samples == 0 {
             return Err("api.query_max_samples must be at least 1".into());
+        }
+        if self.query_max_rows == 0 {
+            return Err("api.query_max_rows must be at least 1".into());
         }
         if !(1..=1024).contains(&self.query_max_concurrency) {
             return Err("api.query_max_concurrency must be between 1 and 1024".into());

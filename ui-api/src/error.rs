@@ -15,7 +15,7 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("store: {0}")]
+    #[error("{}", store_message(.0))]
     Store(#[from] aggregator::Error),
     #[error("flush is not available in this process")]
     NoAggregator,
@@ -30,11 +30,20 @@ struct Body {
     error: String,
 }
 
+/// A store error as the client reads it: a bound's own message, else `store: …`.
+fn store_message(e: &aggregator::Error) -> String {
+    match e {
+        aggregator::Error::Bounded { message, .. } => message.clone(),
+        other => format!("store: {other}"),
+    }
+}
+
 /// The HTTP status of an aggregator error, logged once here: at ERROR when it is
 /// meshscope's fault, at WARN when something it needs is unavailable.
 pub fn store_status(e: &aggregator::Error) -> StatusCode {
     match e.kind() {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::Unavailable => {
             warn!(error = %e, "query refused: the store is unavailable");
             StatusCode::SERVICE_UNAVAILABLE

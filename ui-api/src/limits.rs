@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
@@ -27,6 +28,8 @@ pub enum Stop {
     Cancelled,
     /// Over `query_max_samples`.
     Samples,
+    /// Over `query_max_rows`.
+    Rows,
 }
 
 impl Stop {
@@ -35,6 +38,7 @@ impl Stop {
             Stop::Timeout => "timeout",
             Stop::Cancelled => "cancelled",
             Stop::Samples => "samples",
+            Stop::Rows => "rows",
         }
     }
 }
@@ -49,6 +53,8 @@ struct ReasonLabel {
 pub struct Limits {
     config: ApiConfig,
     pub(crate) slots: Arc<Semaphore>,
+    /// Reads holding a slot now (`meshscope_api_queries_in_flight`).
+    pub(crate) in_flight: Gauge,
     refused: Family<ReasonLabel, Counter>,
 }
 
@@ -58,16 +64,23 @@ impl Limits {
         let refused = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "api_queries_refused",
-            "Reads stopped by a bound: timeout (api.query_timeout, waiting for a slot included), cancelled (the client went away), samples (api.query_max_samples)",
+            "Reads stopped by a bound: timeout (api.query_timeout, waiting for a slot included), cancelled (the client went away), samples (api.query_max_samples), rows (api.query_max_rows)",
             refused.clone(),
         );
-        Limits::unregistered(config, refused)
+        let limits = Limits::unregistered(config, refused);
+        registry.register(
+            "api_queries_in_flight",
+            "Reads being evaluated now, each holding one of api.query_max_concurrency slots",
+            limits.in_flight.clone(),
+        );
+        limits
     }
 
     fn unregistered(config: &ApiConfig, refused: Family<ReasonLabel, Counter>) -> Limits {
         Limits {
             config: config.clone(),
             slots: Arc::new(Semaphore::new(config.query_max_concurrency)),
+            in_flight: Gauge::default(),
             refused,
         }
     }
@@ -112,6 +125,8 @@ struct BudgetInner {
     stopped: std::sync::Mutex<Option<Stop>>,
     samples: AtomicUsize,
     max_samples: usize,
+    rows: AtomicUsize,
+    max_rows: usize,
     timeout: Duration,
 }
 
@@ -124,6 +139,8 @@ impl Budget {
                 stopped: std::sync::Mutex::new(None),
                 samples: AtomicUsize::new(0),
                 max_samples: config.query_max_samples,
+                rows: AtomicUsize::new(0),
+                max_rows: config.query_max_rows,
                 timeout: config.query_timeout,
             }),
         }
@@ -165,6 +182,15 @@ impl Budget {
         self.check()
     }
 
+    /// Spends `n` stored rows of a JSON view's budget, then checks the deadline.
+    pub fn spend_rows(&self, n: usize) -> Result<(), Stop> {
+        let before = self.inner.rows.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.inner.max_rows {
+            return Err(self.stop(Stop::Rows));
+        }
+        self.check()
+    }
+
     /// When the read must end.
     pub(crate) fn deadline(&self) -> Instant {
         self.inner.deadline
@@ -187,12 +213,31 @@ impl Budget {
                 "query processing would touch more than {} samples (api.query_max_samples, --query.max-samples); use shorter ranges, fewer series or a larger step",
                 self.inner.max_samples
             ),
+            Stop::Rows => format!(
+                "the view would read more than {} stored rows (api.query_max_rows); use a shorter window or a narrower filter",
+                self.inner.max_rows
+            ),
         }
     }
 
     /// Why the read stopped, if it did.
     pub(crate) fn stopped(&self) -> Option<Stop> {
         *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A JSON view's reader counts its rows here: past the row budget it answers 422, past
+/// the deadline 503.
+impl aggregator::query::RowMeter for Budget {
+    fn spend(&self, rows: usize) -> aggregator::Result<()> {
+        self.spend_rows(rows)
+            .map_err(|stop| aggregator::Error::Bounded {
+                kind: match stop {
+                    Stop::Rows | Stop::Samples => aggregator::ErrorKind::TooLarge,
+                    Stop::Timeout | Stop::Cancelled => aggregator::ErrorKind::Unavailable,
+                },
+                message: self.message(stop),
+            })
     }
 }
 

@@ -20,8 +20,8 @@ pub struct ApiState {
     pub registry: Arc<Registry>,
     /// When set, `POST /api/v1/admin/flush` makes pending data queryable at once.
     pub aggregator: Option<Handle>,
-    /// Runs before an admin flush: receivers hand over what they buffer (spans still
-    /// waiting for their pair are recorded as unpaired).
+    /// Runs before an admin flush asked with `waiting_spans=record`: spans still waiting
+    /// for their pair are recorded as unpaired.
     pub before_flush: Option<FlushHook>,
     /// Which source counts when the mesh and traces both report a service.
     pub dedup: Arc<Dedup>,
@@ -38,6 +38,6 @@ impl ApiState {
     }
 }
 
-/// Work run before an admin flush.
+/// Work run before an admin flush that records waiting spans.
 pub type FlushHook =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> + Send + Sync>;

@@ -2,6 +2,9 @@
 //! and the window, and makes the source choice once: the window's service table is read
 //! once per request, for the choice and for the service entities both (again only when a
 //! later read meets a destination written after the choice).
+//!
+//! A [`RowMeter`] given with [`Reader::metered`] is told the rows of every scan as it
+//! returns, and can stop the request there (the JSON API's row budget).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,6 +21,12 @@ use crate::metrics::Metrics;
 use crate::row::{Keys, Row};
 use crate::schema::{Key, Table};
 use crate::store::{ScanRequest, Store};
+
+/// Counts the rows a request reads; an `Err` from it ends the request with that error.
+pub trait RowMeter: Send + Sync {
+    /// `rows` more rows were read.
+    fn spend(&self, rows: usize) -> Result<()>;
+}
 
 /// One entity's merged metrics over a window.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +94,7 @@ pub struct Reader<'a> {
     services: OnceCell<(Vec<Row>, Arc<SourceChoice>)>,
     /// Choices for single destinations, from their own service rows.
     destinations: Mutex<HashMap<String, Arc<SourceChoice>>>,
+    meter: Option<&'a dyn RowMeter>,
 }
 
 /// Per key: OR of the flags and each side's merged metrics.
@@ -104,7 +114,23 @@ impl<'a> Reader<'a> {
             window,
             services: OnceCell::new(),
             destinations: Mutex::new(HashMap::default()),
+            meter: None,
         }
+    }
+
+    /// The same reader, telling `meter` the rows of every scan.
+    pub fn metered(mut self, meter: &'a dyn RowMeter) -> Reader<'a> {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// One scan of the store, metered.
+    async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
+        let rows = self.store.scan(request).await?;
+        if let Some(meter) = self.meter {
+            meter.spend(rows.len())?;
+        }
+        Ok(rows)
     }
 
     /// The window every read covers.
@@ -136,10 +162,7 @@ impl<'a> Reader<'a> {
     async fn services(&self) -> Result<&(Vec<Row>, Arc<SourceChoice>)> {
         self.services
             .get_or_try_init(|| async {
-                let rows = self
-                    .store
-                    .scan(&self.request(Table::Service, &[], false))
-                    .await?;
+                let rows = self.scan(&self.request(Table::Service, &[], false)).await?;
                 let choice = Arc::new(SourceChoice::from_service_rows(&rows, self.dedup));
                 Ok((rows, choice))
             })
@@ -164,10 +187,7 @@ impl<'a> Reader<'a> {
             }
             // A destination written after the choice was made: choose again from the
             // table as it is now, so that its calls count from the source that heard it.
-            let rows = self
-                .store
-                .scan(&self.request(Table::Service, &[], false))
-                .await?;
+            let rows = self.scan(&self.request(Table::Service, &[], false)).await?;
             return Ok(Arc::new(SourceChoice::from_service_rows(&rows, self.dedup)));
         }
         let destination = table.destination();
@@ -179,7 +199,6 @@ impl<'a> Reader<'a> {
         }
         let filter = [(Key::Service, service.clone())];
         let rows = self
-            .store
             .scan(&self.request(Table::Service, &filter, false))
             .await?;
         let choice = Arc::new(SourceChoice::from_service_rows(&rows, self.dedup));
@@ -199,10 +218,7 @@ impl<'a> Reader<'a> {
             let (rows, choice) = self.services().await?;
             return Ok((Cow::Borrowed(rows), choice.clone()));
         }
-        let rows = self
-            .store
-            .scan(&self.request(table, filters, by_minute))
-            .await?;
+        let rows = self.scan(&self.request(table, filters, by_minute)).await?;
         let choice = self.choice(table, filters, &rows).await?;
         Ok((Cow::Owned(rows), choice))
     }
@@ -338,11 +354,11 @@ impl<'a> Reader<'a> {
         .filter(|w| w.end_minute > w.start_minute)
         .collect();
         let part_request = self.request_in(part, table, filters, false);
-        let (part_rows, rest_rows) = tokio::try_join!(self.store.scan(&part_request), async {
+        let (part_rows, rest_rows) = tokio::try_join!(self.scan(&part_request), async {
             let mut rows = Vec::new();
             for w in &rests {
                 let request = self.request_in(*w, table, filters, false);
-                rows.extend(self.store.scan(&request).await?);
+                rows.extend(self.scan(&request).await?);
             }
             Ok(rows)
         })?;

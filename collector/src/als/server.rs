@@ -177,11 +177,15 @@ impl AlsInner {
                 Ok(None) => return Ok(tonic::Response::new(StreamAccessLogsResponse {})),
                 Err(status) => return Err(self.reject(status)),
             };
-            // Waits while other messages hold the budget: the stream waits with it, and
-            // nothing Envoy sent is refused for being busy.
+            // Waits while other messages hold the budget: the stream waits with it.
+            // Refused busy only when the waiting messages already hold as much again.
             let charge = match self
                 .budget
-                .charge_waiting(measured.cost, "the access-log message")
+                .charge_waiting(
+                    measured.cost,
+                    measured.bytes.len(),
+                    "the access-log message",
+                )
                 .await
             {
                 Ok(c) => c,

@@ -125,10 +125,13 @@ impl Server {
         })
     }
 
-    /// `POST /api/v1/admin/flush`.
+    /// `POST /api/v1/admin/flush?waiting_spans=record`: everything sent is written.
     pub async fn flush(&self) -> Result<()> {
         let flush = reqwest::Client::new()
-            .post(format!("{}/api/v1/admin/flush", self.http))
+            .post(format!(
+                "{}/api/v1/admin/flush?waiting_spans=record",
+                self.http
+            ))
             .send()
             .await?;
         if !flush.status().is_success() {

@@ -87,6 +87,7 @@ impl From<aggregator::Error> for PromError {
         let status = store_status(&e);
         let kind = match status {
             StatusCode::BAD_REQUEST => "bad_data",
+            StatusCode::UNPROCESSABLE_ENTITY => "execution",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             _ => "internal",
         };

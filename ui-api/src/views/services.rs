@@ -6,11 +6,12 @@ use aggregator::metrics::{Metrics, Summary};
 use aggregator::query::{Entity, Reader};
 use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Key, Table};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use serde::Serialize;
 
 use super::{minutes, namespace_of};
 use crate::error::ApiError;
+use crate::limits::Budget;
 use crate::params::{self, ApiPath, ApiQuery, Params};
 use crate::state::ApiState;
 
@@ -57,10 +58,11 @@ pub(super) async fn nodes(
 /// `GET /api/v1/services`.
 pub async fn services(
     State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
     ApiQuery(p): ApiQuery,
 ) -> Result<Json<Services>, ApiError> {
     let w = params::window(&p)?;
-    let reader = state.reader(w);
+    let reader = state.reader(w).metered(&budget);
     let edges = reader.entities(Table::ServiceRelation, &[]).await?;
     let services = nodes(&reader, &edges)
         .await?
@@ -95,6 +97,7 @@ pub struct Endpoints {
 /// The instances or endpoints (`table`, whose `name` key is `child`) of one service.
 async fn children(
     state: &ApiState,
+    budget: &Budget,
     table: Table,
     child: Key,
     service: &str,
@@ -104,6 +107,7 @@ async fn children(
     let w = params::window(p)?;
     let list = state
         .reader(w)
+        .metered(budget)
         .entities(table, &[(Key::Service, service)])
         .await?;
     Ok(list
@@ -118,19 +122,37 @@ async fn children(
 /// `GET /api/v1/services/{service}/instances`.
 pub async fn instances(
     State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
     ApiPath(service): ApiPath,
     ApiQuery(p): ApiQuery,
 ) -> Result<Json<Instances>, ApiError> {
-    let instances = children(&state, Table::Instance, Key::Instance, &service, &p).await?;
+    let instances = children(
+        &state,
+        &budget,
+        Table::Instance,
+        Key::Instance,
+        &service,
+        &p,
+    )
+    .await?;
     Ok(Json(Instances { instances }))
 }
 
 /// `GET /api/v1/services/{service}/endpoints`.
 pub async fn endpoints(
     State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
     ApiPath(service): ApiPath,
     ApiQuery(p): ApiQuery,
 ) -> Result<Json<Endpoints>, ApiError> {
-    let endpoints = children(&state, Table::Endpoint, Key::Endpoint, &service, &p).await?;
+    let endpoints = children(
+        &state,
+        &budget,
+        Table::Endpoint,
+        Key::Endpoint,
+        &service,
+        &p,
+    )
+    .await?;
     Ok(Json(Endpoints { endpoints }))
 }

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use aggregator::metrics::{Metrics, Summary};
 use aggregator::schema::{Key, Table};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use serde::Serialize;
 
 use crate::error::{ApiError, bad};
+use crate::limits::Budget;
 use crate::params::{self, ApiQuery};
 use crate::state::ApiState;
 
@@ -58,6 +59,7 @@ fn pick(s: &Summary, metric: &str) -> Option<f64> {
 /// `GET /api/v1/timeseries?entity=…&metric=…&step=…`.
 pub async fn timeseries(
     State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
     ApiQuery(p): ApiQuery,
 ) -> Result<Json<Points>, ApiError> {
     let w = params::window(&p)?;
@@ -117,7 +119,11 @@ pub async fn timeseries(
             )));
         }
     };
-    let series = state.reader(w).series(table, &filters).await?;
+    let series = state
+        .reader(w)
+        .metered(&budget)
+        .series(table, &filters)
+        .await?;
     let mut buckets: BTreeMap<i64, Metrics> = BTreeMap::new();
     let mut t = w.start_minute;
     while t < w.end_minute {

@@ -7,7 +7,7 @@ use aggregator::metrics::Metrics;
 use aggregator::query::Entity;
 use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Key, Table};
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 
 use super::graph::{NodeView, Topology, edge_view};
@@ -15,6 +15,7 @@ use super::minutes;
 use super::nodegraph::NodeGraph;
 use super::services::nodes;
 use crate::error::{ApiError, bad};
+use crate::limits::Budget;
 use crate::params::{self, ApiQuery, Params};
 use crate::state::ApiState;
 
@@ -54,6 +55,7 @@ fn focus_edges(edges: Vec<Entity>, focus: &str, depth: i64) -> Vec<Entity> {
 /// `format=nodegraph`.
 pub async fn topology(
     State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
     ApiQuery(p): ApiQuery,
 ) -> Result<Response, ApiError> {
     let nodegraph = match p.get("format").map(String::as_str) {
@@ -66,7 +68,7 @@ pub async fn topology(
             )));
         }
     };
-    let Json(topology) = service_topology(&state, &p).await?;
+    let Json(topology) = service_topology(&state, &p, &budget).await?;
     Ok(if nodegraph {
         Json(NodeGraph::from(topology)).into_response()
     } else {
@@ -74,14 +76,18 @@ pub async fn topology(
     })
 }
 
-async fn service_topology(state: &ApiState, p: &Params) -> Result<Json<Topology>, ApiError> {
+async fn service_topology(
+    state: &ApiState,
+    p: &Params,
+    budget: &Budget,
+) -> Result<Json<Topology>, ApiError> {
     let w = params::window(p)?;
     let focus = params::opt_name(p, "service")?;
     let depth = params::int(p, "depth", 1, 1, 10)?;
     if p.contains_key("depth") && focus.is_none() {
         return Err(bad("depth needs service"));
     }
-    let reader = state.reader(w);
+    let reader = state.reader(w).metered(budget);
     let mut edges = reader.entities(Table::ServiceRelation, &[]).await?;
     let all_nodes = nodes(&reader, &edges).await?;
     let mut keep: BTreeSet<String> = all_nodes.keys().cloned().collect();
@@ -131,12 +137,13 @@ fn instance_label(service: &str, instance: &str) -> String {
 /// `GET /api/v1/topology/instances?client=S1&server=S2`: the pods of one edge.
 pub async fn topology_instances(
     State(state): State<ApiState>,
+    Extension(budget): Extension<Budget>,
     ApiQuery(p): ApiQuery,
 ) -> Result<Json<Topology>, ApiError> {
     let w = params::window(&p)?;
     let client = params::name(&p, "client")?;
     let server = params::name(&p, "server")?;
-    let reader = state.reader(w);
+    let reader = state.reader(w).metered(&budget);
     let edges = reader
         .entities(
             Table::InstanceRelation,

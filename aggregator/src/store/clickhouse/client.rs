@@ -15,6 +15,9 @@ pub struct Client {
     url: reqwest::Url,
     user: String,
     password: String,
+    /// The client's timeout in whole seconds, also sent as `max_execution_time` so the
+    /// server stops a statement the client stopped waiting for.
+    timeout_secs: u64,
 }
 
 impl std::fmt::Debug for Client {
@@ -50,6 +53,7 @@ impl Client {
             url,
             user: user.to_string(),
             password: password.to_string(),
+            timeout_secs: timeout.as_secs_f64().ceil().max(1.0) as u64,
         })
     }
 
@@ -72,6 +76,9 @@ impl Client {
             url.query_pairs_mut()
                 .append_pair("query", q)
                 .append_pair("query_id", id);
+        } else {
+            url.query_pairs_mut()
+                .append_pair("max_execution_time", &self.timeout_secs.to_string());
         }
         let resp = self
             .http

@@ -33,6 +33,9 @@ use super::target::Target;
 pub struct ClickHouseStore {
     target: Arc<Target>,
     shipper: Shipper,
+    /// Reads have their own connections, so that the API's runtime, where reads run,
+    /// never carries the shipper's inserts (and the other way round).
+    reads: Client,
 }
 
 fn bad(what: &str, line: &str) -> Error {
@@ -102,6 +105,7 @@ impl ClickHouseStore {
     ) -> Result<Self> {
         let db_sql = ident(&config.database)?;
         let client = Client::new(&config.url, &config.user, &config.password, config.timeout)?;
+        let reads = Client::new(&config.url, &config.user, &config.password, config.timeout)?;
         let target = Arc::new(Target {
             client,
             database: config.database.clone(),
@@ -137,7 +141,11 @@ impl ClickHouseStore {
             database = config.database,
             "ClickHouse store opened"
         );
-        Ok(ClickHouseStore { target, shipper })
+        Ok(ClickHouseStore {
+            target,
+            shipper,
+            reads,
+        })
     }
 
     /// Bytes waiting for ClickHouse: in memory, and spooled on disk.
@@ -151,7 +159,7 @@ impl ClickHouseStore {
         for line in text.lines().filter(|l| !l.is_empty()) {
             let f: Vec<&str> = line.split('\t').collect();
             let base = usize::from(by_minute);
-            if f.len() != base + 2 + nkeys + 1 + COUNTER_COLUMNS.len() + 1 {
+            if f.len() != base + 2 + nkeys + 1 + 2 * COUNTER_COLUMNS.len() + 1 {
                 return Err(bad("unexpected column count", line));
             }
             let minute = if by_minute {
@@ -175,6 +183,11 @@ impl ClickHouseStore {
             }
             let histogram = parse_histogram(f[at + 1 + COUNTER_COLUMNS.len()])
                 .ok_or_else(|| bad("histogram", line))?;
+            let approx = at + 2 + COUNTER_COLUMNS.len();
+            for (i, v) in c.iter_mut().enumerate() {
+                let float: f64 = f[approx + i].parse().map_err(|_| bad("counter", line))?;
+                *v = settle(*v, float);
+            }
             let metrics = Metrics {
                 histogram,
                 ..Metrics::from_counters(c)
@@ -191,6 +204,22 @@ impl ClickHouseStore {
             });
         }
         Ok(out)
+    }
+}
+
+/// A counter's sum as the embedded store gives it, saturated at `u64::MAX`, from
+/// ClickHouse's wrapping `sum` (`exact`) and its `Float64` sum (`approx`, relative error far
+/// below 10⁻⁶ for any number of rows a read can sum). Below 2⁶³ the float proves no wrap
+/// happened; far above 2⁶⁴ it proves one did; in between, a sum that wrapped once lands
+/// below 2⁶³ while one that did not stays above it.
+fn settle(exact: u64, approx: f64) -> u64 {
+    const HALF: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if approx < HALF * 1.001 {
+        exact
+    } else if approx >= 3.0 * HALF || exact < 1 << 63 {
+        u64::MAX
+    } else {
+        exact
     }
 }
 
@@ -271,6 +300,11 @@ impl Store for ClickHouseStore {
             select.push(format!("sum(`{c}`)"));
         }
         select.push("sumMap(histMap.idx, histMap.cnt)".into());
+        // ClickHouse's sum of UInt64 wraps where the embedded store saturates; the same
+        // sums in Float64 show when it did (see `settle`).
+        for c in COUNTER_COLUMNS {
+            select.push(format!("sum(toFloat64(`{c}`))"));
+        }
         let mut filter = if request.by_minute {
             format!(
                 "res = {MINUTE} AND minute >= toDateTime({start}) AND minute < toDateTime({end})"
@@ -291,7 +325,7 @@ impl Store for ClickHouseStore {
             self.target.table(t),
             group.join(", ")
         );
-        let text = self.target.client.execute(&sql).await?;
+        let text = self.reads.execute(&sql).await?;
         Self::decode(
             t,
             request.by_minute,
@@ -346,6 +380,25 @@ impl Store for ClickHouseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sums as the embedded store makes them (saturating), from what ClickHouse returns.
+    #[test]
+    fn wrapped_sums_saturate_as_in_the_embedded_store() {
+        let cases: [&[u64]; 6] = [
+            &[1, 2, 3],
+            &[u64::MAX / 2, u64::MAX / 2],
+            &[1 << 63, 1 << 63],
+            &[u64::MAX, 1],
+            &[u64::MAX, u64::MAX, u64::MAX],
+            &[(1 << 63) - 5, 4, 1],
+        ];
+        for values in cases {
+            let wrapped = values.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+            let float: f64 = values.iter().map(|v| *v as f64).sum();
+            let saturated = values.iter().fold(0u64, |a, v| a.saturating_add(*v));
+            assert_eq!(settle(wrapped, float), saturated, "{values:?}");
+        }
+    }
 
     #[test]
     fn tsv_strings_round_trip() {
