@@ -33,7 +33,13 @@ use crate::traces::{Shop, Spans};
 /// A decoder with what it needs to run (a runtime, a router, a temp dir).
 pub enum Target {
     Als(Als),
-    Otlp { http: InMemory, json: bool },
+    /// OTLP/HTTP; every third body goes gzip-compressed and every seventh is labelled
+    /// gzip as it is (the decompressor's own input), counted by `sent`.
+    Otlp {
+        http: InMemory,
+        json: bool,
+        sent: u64,
+    },
     Promql,
     PrometheusApi(InMemory),
     Spool,
@@ -48,6 +54,7 @@ impl Target {
             TargetName::OtlpProtobuf | TargetName::OtlpJson => Target::Otlp {
                 http: InMemory::otlp()?,
                 json: name == TargetName::OtlpJson,
+                sent: 0,
             },
             TargetName::Promql => Target::Promql,
             TargetName::PrometheusApi => Target::PrometheusApi(InMemory::prometheus()?),
@@ -73,13 +80,19 @@ impl Target {
     pub fn run(&mut self, input: &[u8]) -> Outcome {
         match self {
             Target::Als(als) => als.run(input),
-            Target::Otlp { http, json } => {
+            Target::Otlp { http, json, sent } => {
                 let media = if *json {
                     "application/json"
                 } else {
                     "application/x-protobuf"
                 };
-                http.post("/v1/traces", media, Bytes::copy_from_slice(input))
+                *sent += 1;
+                let (body, gzip) = if *sent % 3 == 0 {
+                    (gzip(input), true)
+                } else {
+                    (Bytes::copy_from_slice(input), *sent % 7 == 0)
+                };
+                http.post("/v1/traces", media, gzip, body)
             }
             Target::Promql => promql_text(input),
             Target::PrometheusApi(http) => prometheus_api(http, input),
@@ -256,15 +269,25 @@ impl InMemory {
         }
     }
 
-    fn post(&self, path: &str, media: &str, body: Bytes) -> Outcome {
-        match http::Request::post(path)
-            .header(http::header::CONTENT_TYPE, media)
-            .body(Body::from(body))
-        {
+    fn post(&self, path: &str, media: &str, gzip: bool, body: Bytes) -> Outcome {
+        let mut request = http::Request::post(path).header(http::header::CONTENT_TYPE, media);
+        if gzip {
+            request = request.header(http::header::CONTENT_ENCODING, "gzip");
+        }
+        match request.body(Body::from(body)) {
             Ok(request) => self.request(request),
             Err(_) => Outcome::Refused,
         }
     }
+}
+
+/// `input` gzip-compressed, as an exporter with compression on sends it.
+fn gzip(input: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(input);
+    Bytes::from(encoder.finish().unwrap_or_default())
 }
 
 fn current_thread() -> Result<tokio::runtime::Runtime> {
@@ -337,7 +360,12 @@ fn prometheus_api(http: &InMemory, input: &[u8]) -> Outcome {
             format!("match[]={text}&match[]={text}"),
         ),
     };
-    http.post(path, "application/x-www-form-urlencoded", Bytes::from(body))
+    http.post(
+        path,
+        "application/x-www-form-urlencoded",
+        false,
+        Bytes::from(body),
+    )
 }
 
 fn percent_encode(bytes: &[u8]) -> String {
