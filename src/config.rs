@@ -51,6 +51,8 @@ pub struct Config {
     pub dedup: Dedup,
     pub api: ui_api::ApiConfig,
     pub http: listen::HttpConfig,
+    pub tls: listen::TlsConfig,
+    pub auth: listen::AuthConfig,
 }
 
 /// The environment prefix of nested keys: `MESHSCOPE__STORE__DATA_DIR=/var/lib/meshscope`.
@@ -103,16 +105,23 @@ impl Config {
                 continue;
             };
             let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-            let [section, field] = parts.as_slice() else {
-                bail!("{key}: expected {ENV_PREFIX}SECTION__KEY");
+            // SECTION__KEY, or SECTION__SUBSECTION__KEY (`MESHSCOPE__TLS__API__CERT_FILE`).
+            let (Some((field, sections)), 2..=3) = (parts.split_last(), parts.len()) else {
+                bail!(
+                    "{key}: expected {ENV_PREFIX}SECTION__KEY or {ENV_PREFIX}SECTION__SUBSECTION__KEY"
+                );
             };
-            let entry = table
-                .entry(section.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            let Some(section_table) = entry.as_table_mut() else {
-                bail!("{key}: [{section}] is not a table in the config file");
-            };
-            section_table.insert(field.clone(), env_value(&value));
+            let mut at = &mut table;
+            for section in sections {
+                let entry = at
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                let Some(inner) = entry.as_table_mut() else {
+                    bail!("{key}: [{section}] is not a table in the config file");
+                };
+                at = inner;
+            }
+            at.insert(field.clone(), env_value(&value));
         }
         toml::Value::Table(table)
             .try_into()
@@ -127,6 +136,8 @@ impl Config {
         self.store.validate(&self.clickhouse)?;
         self.api.validate().map_err(anyhow::Error::msg)?;
         self.http.validate().map_err(anyhow::Error::msg)?;
+        self.tls.validate().map_err(anyhow::Error::msg)?;
+        self.auth.validate().map_err(anyhow::Error::msg)?;
         if self.http.request_timeout <= self.api.query_timeout {
             bail!(
                 "http.request_timeout ({:?}) must be longer than api.query_timeout ({:?})",

@@ -51,6 +51,35 @@ fn reads_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the HTTP API's runtime")
 }
 
+/// What the HTTP API's routes need: `/healthz` nothing, the admin endpoints an admin
+/// token, everything else (JSON API, Prometheus API, `/metrics`) a read token.
+fn api_need(path: &str) -> Option<listen::tokens::Need> {
+    use listen::tokens::Need;
+    if path == "/healthz" {
+        None
+    } else if path.starts_with("/api/v1/admin/") {
+        Some(Need::Admin)
+    } else {
+        Some(Need::Read)
+    }
+}
+
+/// Says once, at start, which listeners on a non-loopback address serve plain text or
+/// take anyone's requests.
+fn warn_if_open(listeners: &[(&str, SocketAddr, bool, bool)]) {
+    for (name, addr, tls, tokens) in listeners {
+        if addr.ip().is_loopback() {
+            continue;
+        }
+        if !tls {
+            warn!(listener = name, %addr, "serving plain text on a non-loopback address; see README \"Securing meshscope\" (--tls-cert, --tls-key)");
+        }
+        if !tokens {
+            warn!(listener = name, %addr, "taking requests without a token on a non-loopback address; see README \"Securing meshscope\" (--ingest-tokens-file, --read-tokens-file)");
+        }
+    }
+}
+
 impl Drop for App {
     fn drop(&mut self) {
         // Dropping a runtime blocks, which an async context forbids; this does not.
@@ -89,6 +118,7 @@ async fn stop_server<E: std::fmt::Display>(
 impl App {
     /// Binds every listener and starts every task.
     pub async fn start(config: Config) -> anyhow::Result<App> {
+        listen::tls::install_default_provider();
         let grpc_listener = bind("gRPC", &config.server.grpc_addr).await?;
         let http_listener = bind("HTTP API", &config.server.http_addr).await?;
         let otlp_listener = bind("OTLP/HTTP", &config.server.otlp_http_addr).await?;
@@ -136,7 +166,45 @@ impl App {
             &mut registry,
         );
         let http_metrics = listen::HttpMetrics::register(&mut registry);
+        let security = listen::SecurityMetrics::register(&mut registry);
         let registry = Arc::new(registry);
+        let tokens = listen::Tokens::load(&config.auth).context("reading the token files")?;
+        tokens.watch(config.auth.reload_interval);
+        let secured = |listener: listen::Listener, alpn: &[&[u8]]| -> anyhow::Result<_> {
+            let Some(files) = config.tls.files(listener) else {
+                return Ok(None);
+            };
+            let tls = listen::ServerTls::load(listener.as_str(), files, alpn)
+                .with_context(|| format!("TLS of the {} listener", listener.as_str()))?;
+            tls.watch(config.tls.reload_interval, security.clone());
+            Ok(Some(listen::serve::Secured {
+                tls,
+                metrics: security.clone(),
+            }))
+        };
+        let grpc_tls = secured(listen::Listener::Grpc, &[b"h2"])?;
+        let otlp_http_tls = secured(listen::Listener::OtlpHttp, &[b"http/1.1"])?;
+        let api_tls = secured(listen::Listener::Api, &[b"http/1.1"])?;
+        warn_if_open(&[
+            (
+                "gRPC",
+                grpc_addr,
+                grpc_tls.is_some(),
+                tokens.guards_ingest(),
+            ),
+            (
+                "OTLP/HTTP",
+                otlp_http_addr,
+                otlp_http_tls.is_some(),
+                tokens.guards_ingest(),
+            ),
+            (
+                "HTTP API",
+                http_addr,
+                api_tls.is_some(),
+                tokens.guards_api(),
+            ),
+        ]);
 
         let (stop, stopped) = watch::channel(false);
         let wait = |mut rx: watch::Receiver<bool>| async move {
@@ -151,6 +219,11 @@ impl App {
                 stop_streams: stopped.clone(),
                 otlp: otlp.clone(),
                 budget,
+                tls: grpc_tls,
+                auth: collector::auth::IngestAuth {
+                    tokens: tokens.clone(),
+                    metrics: security.clone(),
+                },
             },
             wait(stopped.clone()),
         ));
@@ -165,6 +238,13 @@ impl App {
                 })
             })
         };
+        let api_auth = listen::auth::HttpAuth {
+            tokens: tokens.clone(),
+            listener: listen::Listener::Api,
+            metrics: security.clone(),
+            need: api_need,
+            shape: listen::auth::Shape::Api,
+        };
         let api = ui_api::router(ui_api::ApiState {
             store,
             registry,
@@ -174,16 +254,17 @@ impl App {
             limits,
             admin,
         });
-        let serve_http = |listener, name, router| {
-            let (shutdown, http, metrics) = (
-                wait(stopped.clone()),
-                config.http.clone(),
-                http_metrics.clone(),
-            );
-            tokio::spawn(async move {
-                listen::serve(listener, name, router, &http, metrics, shutdown).await
-            })
-        };
+        let api = listen::auth::guard(api, api_auth);
+        let otlp_router = listen::auth::guard(
+            otlp.http_router(),
+            listen::auth::HttpAuth {
+                tokens: tokens.clone(),
+                listener: listen::Listener::OtlpHttp,
+                metrics: security.clone(),
+                need: |_| Some(listen::tokens::Need::Ingest),
+                shape: listen::auth::Shape::Otlp,
+            },
+        );
         let reads = reads_runtime()?;
         let http = {
             let (shutdown, http, metrics) = (
@@ -195,10 +276,28 @@ impl App {
             let listener = http_listener.into_std()?;
             reads.spawn(async move {
                 let listener = TcpListener::from_std(listener)?;
-                listen::serve(listener, "api", api, &http, metrics, shutdown).await
+                listen::serve(listener, "api", api, &http, metrics, api_tls, shutdown).await
             })
         };
-        let otlp_http = serve_http(otlp_listener, "otlp_http", otlp.http_router());
+        let otlp_http = {
+            let (shutdown, http, metrics) = (
+                wait(stopped.clone()),
+                config.http.clone(),
+                http_metrics.clone(),
+            );
+            tokio::spawn(async move {
+                listen::serve(
+                    otlp_listener,
+                    "otlp_http",
+                    otlp_router,
+                    &http,
+                    metrics,
+                    otlp_http_tls,
+                    shutdown,
+                )
+                .await
+            })
+        };
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
             store = config.store.backend.as_str(),
             data_dir = %config.store.data_dir.display(), "meshscope is serving");

@@ -108,6 +108,27 @@ struct ServeArgs {
     /// Answer the admin endpoints (POST /api/v1/admin/flush); off by default.
     #[arg(long, env = "MESHSCOPE_ENABLE_ADMIN_API")]
     enable_admin_api: bool,
+    /// PEM certificate chain: every listener serves TLS (tls.cert_file).
+    #[arg(long, env = "MESHSCOPE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (tls.key_file).
+    #[arg(long, env = "MESHSCOPE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA: the gRPC and OTLP/HTTP listeners require client certificates it signed
+    /// (tls.client_ca_file).
+    #[arg(long, env = "MESHSCOPE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// Tokens (one per line) that ALS and OTLP senders must present
+    /// (auth.ingest_tokens_file).
+    #[arg(long, env = "MESHSCOPE_INGEST_TOKENS_FILE")]
+    ingest_tokens_file: Option<PathBuf>,
+    /// Tokens that the JSON API, the Prometheus API and /metrics require
+    /// (auth.read_tokens_file).
+    #[arg(long, env = "MESHSCOPE_READ_TOKENS_FILE")]
+    read_tokens_file: Option<PathBuf>,
+    /// Tokens that the admin endpoints require; they read too (auth.admin_tokens_file).
+    #[arg(long, env = "MESHSCOPE_ADMIN_TOKENS_FILE")]
+    admin_tokens_file: Option<PathBuf>,
 }
 
 /// `--store`: one of [`Backend::NAMES`], each with a line of help.
@@ -163,6 +184,21 @@ impl ServeArgs {
         if self.enable_admin_api {
             config.api.enable_admin_api = true;
         }
+        for (flag, field) in [
+            (&self.tls_cert, &mut config.tls.cert_file),
+            (&self.tls_key, &mut config.tls.key_file),
+            (&self.tls_client_ca, &mut config.tls.client_ca_file),
+            (
+                &self.ingest_tokens_file,
+                &mut config.auth.ingest_tokens_file,
+            ),
+            (&self.read_tokens_file, &mut config.auth.read_tokens_file),
+            (&self.admin_tokens_file, &mut config.auth.admin_tokens_file),
+        ] {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        }
         config.validate()?;
         Ok(config)
     }
@@ -213,6 +249,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Every TLS client and server of the process (the HTTP clients of the benches and of
+    // the ClickHouse store included) uses ring.
+    listen::tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

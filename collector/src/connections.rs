@@ -1,8 +1,12 @@
 //! The gRPC listener's connection bounds. Each accepted socket takes a slot among
 //! `collector.max_connections` (none free: it is closed at once and counted), and must
 //! send the HTTP/2 connection preface within `collector.handshake_timeout` (a client that
-//! connects and stays silent is closed and counted). Open streams are bounded per
-//! connection by HTTP/2 `MAX_CONCURRENT_STREAMS`, dead peers by keepalive pings.
+//! connects and stays silent is closed and counted). With TLS the handshake comes first,
+//! within the same timeout, and the preface is awaited inside TLS; a failed handshake is
+//! counted in `meshscope_auth_failures_total{listener="grpc", reason="tls"}`. At most
+//! [`MAX_HANDSHAKES`] handshakes run at once (each bounded by the timeout); further
+//! connections wait in the accept queue. Open streams are bounded per connection by
+//! HTTP/2 `MAX_CONCURRENT_STREAMS`, dead peers by keepalive pings.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use listen::io::{MaybeTls, accept};
+use listen::serve::Secured;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -24,9 +30,12 @@ use crate::metrics::CollectorMetrics;
 /// The HTTP/2 client preface (`PRI * HTTP/2.0…`) is 24 bytes.
 const PREFACE_BYTES: usize = 24;
 
+/// Most TLS handshakes under way at once.
+pub const MAX_HANDSHAKES: usize = 1024;
+
 /// An accepted connection holding its slot until it closes.
 pub struct Limited {
-    io: TcpStream,
+    io: MaybeTls<TcpStream>,
     _slot: OwnedSemaphorePermit,
     /// Until the preface has arrived: when it must have.
     handshake: Option<Pin<Box<Sleep>>>,
@@ -37,7 +46,7 @@ pub struct Limited {
 
 impl Limited {
     fn new(
-        io: TcpStream,
+        io: MaybeTls<TcpStream>,
         slot: OwnedSemaphorePermit,
         timeout: Duration,
         metrics: CollectorMetrics,
@@ -65,7 +74,7 @@ impl Connected for Limited {
     type ConnectInfo = TcpConnectInfo;
 
     fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+        self.io.get_ref().connect_info()
     }
 }
 
@@ -131,31 +140,51 @@ impl AsyncWrite for Limited {
     }
 }
 
-/// `accepted` with each connection bounded as the module says.
+/// `accepted` with each connection bounded as the module says, through TLS when `tls`
+/// is set.
 pub fn limited(
     accepted: impl Stream<Item = io::Result<TcpStream>>,
     max_connections: usize,
     handshake_timeout: Duration,
     metrics: CollectorMetrics,
+    tls: Option<Secured>,
 ) -> impl Stream<Item = io::Result<Limited>> {
     let slots = Arc::new(Semaphore::new(max_connections));
-    accepted.filter_map(move |conn| {
-        let admitted = match conn {
-            Err(e) => Some(Err(e)),
-            Ok(io) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => Some(Ok(Limited::new(
-                    io,
-                    slot,
-                    handshake_timeout,
-                    metrics.clone(),
-                ))),
-                Err(_) => {
-                    metrics.grpc_connection_refused("max_connections");
-                    debug!("gRPC connection refused: collector.max_connections are open");
-                    None
+    let refusals = metrics.clone();
+    accepted
+        .filter_map(move |conn| {
+            let admitted = match conn {
+                Err(e) => Some(Err(e)),
+                Ok(io) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => Some(Ok((io, slot))),
+                    Err(_) => {
+                        refusals.grpc_connection_refused("max_connections");
+                        debug!("gRPC connection refused: collector.max_connections are open");
+                        None
+                    }
+                },
+            };
+            std::future::ready(admitted)
+        })
+        .map(move |admitted| {
+            let (tls, metrics) = (tls.clone(), metrics.clone());
+            async move {
+                let (io, slot) = match admitted {
+                    Ok(a) => a,
+                    Err(e) => return Some(Err(e)),
+                };
+                match accept(tls.as_ref().map(|s| &s.tls), io, handshake_timeout).await {
+                    Ok(io) => Some(Ok(Limited::new(io, slot, handshake_timeout, metrics))),
+                    Err(e) => {
+                        if let Some(s) = &tls {
+                            s.metrics.failed("grpc", "tls");
+                        }
+                        debug!(error = %e, "gRPC connection closed: TLS handshake failed");
+                        None
+                    }
                 }
-            },
-        };
-        std::future::ready(admitted)
-    })
+            }
+        })
+        .buffer_unordered(MAX_HANDSHAKES)
+        .filter_map(std::future::ready)
 }

@@ -26,6 +26,10 @@ pub struct Deps {
     pub otlp: OtlpReceiver,
     /// The decoding budget every listener shares.
     pub budget: crate::budget::DecodeBudget,
+    /// TLS for the listener, when configured.
+    pub tls: Option<listen::serve::Secured>,
+    /// The ingest tokens (open when no file is set).
+    pub auth: crate::auth::IngestAuth,
 }
 
 /// Serves the gRPC listener until `shutdown` completes.
@@ -50,6 +54,7 @@ pub async fn serve_grpc(
     );
     let c = &deps.config;
     let keepalive = (!c.keepalive_interval.is_zero()).then_some(c.keepalive_interval);
+    let tls = deps.tls.clone();
     let mut server = tonic::transport::Server::builder()
         .max_concurrent_streams(c.max_concurrent_streams)
         .http2_keepalive_interval(keepalive)
@@ -62,6 +67,7 @@ pub async fn serve_grpc(
             .max_connection_age_grace(deps.config.max_connection_age_grace);
     }
     server
+        .layer(tonic::service::InterceptorLayer::new(deps.auth.clone()))
         .add_service(als)
         .add_service(deps.otlp.grpc_service())
         .serve_with_incoming_shutdown(
@@ -72,6 +78,7 @@ pub async fn serve_grpc(
                 c.max_connections,
                 c.handshake_timeout,
                 metrics,
+                tls,
             ),
             shutdown,
         )

@@ -17,6 +17,7 @@
 //! - [`metrics`]: the receivers' self-metrics.
 
 pub mod als;
+pub mod auth;
 pub mod budget;
 mod codec;
 pub mod config;

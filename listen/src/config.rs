@@ -1,5 +1,6 @@
 //! `[http]`: the bounds of every HTTP listener.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -44,6 +45,169 @@ impl HttpConfig {
                 "http.header_read_timeout and http.request_timeout must be between 1ms and 1h"
                     .into(),
             );
+        }
+        Ok(())
+    }
+}
+
+/// The three listeners, for their TLS files and their counters' `listener` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// gRPC: ALS and OTLP (4317).
+    Grpc,
+    /// OTLP/HTTP (4318).
+    OtlpHttp,
+    /// The HTTP API (8080).
+    Api,
+}
+
+impl Listener {
+    /// The `listener` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Grpc => "grpc",
+            Listener::OtlpHttp => "otlp_http",
+            Listener::Api => "api",
+        }
+    }
+}
+
+/// One listener's TLS files in `[tls.grpc]`, `[tls.otlp_http]` or `[tls.api]`; what is
+/// not set comes from `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerTlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[tls]`: PEM files for every listener (`--tls-cert`, `--tls-key`,
+/// `--tls-client-ca`), each listener may override them.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first. With `key_file`, every listener serves TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// CA certificates: the ingest listeners (gRPC, OTLP/HTTP) then require a client
+    /// certificate it signed. The API takes it only from `[tls.api]`.
+    pub client_ca_file: Option<PathBuf>,
+    /// How often the files are read again (rotation without a restart).
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+    pub grpc: ListenerTlsConfig,
+    pub otlp_http: ListenerTlsConfig,
+    pub api: ListenerTlsConfig,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            reload_interval: Duration::from_secs(10),
+            grpc: ListenerTlsConfig::default(),
+            otlp_http: ListenerTlsConfig::default(),
+            api: ListenerTlsConfig::default(),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The files `listener` serves TLS with, or `None` for plain text.
+    pub fn files(&self, listener: Listener) -> Option<crate::tls::TlsFiles> {
+        let own = match listener {
+            Listener::Grpc => &self.grpc,
+            Listener::OtlpHttp => &self.otlp_http,
+            Listener::Api => &self.api,
+        };
+        let cert = own.cert_file.clone().or_else(|| self.cert_file.clone())?;
+        let key = own.key_file.clone().or_else(|| self.key_file.clone())?;
+        let inherited_ca = match listener {
+            Listener::Grpc | Listener::OtlpHttp => self.client_ca_file.clone(),
+            Listener::Api => None,
+        };
+        Some(crate::tls::TlsFiles {
+            cert,
+            key,
+            client_ca: own.client_ca_file.clone().or(inherited_ca),
+        })
+    }
+
+    /// Checks the settings; the message names the one that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(
+                "tls.cert_file (--tls-cert) and tls.key_file (--tls-key) go together".into(),
+            );
+        }
+        let listeners = [Listener::Grpc, Listener::OtlpHttp, Listener::Api];
+        for listener in listeners {
+            let own = match listener {
+                Listener::Grpc => &self.grpc,
+                Listener::OtlpHttp => &self.otlp_http,
+                Listener::Api => &self.api,
+            };
+            let set =
+                own.cert_file.is_some() || own.key_file.is_some() || own.client_ca_file.is_some();
+            if set && self.files(listener).is_none() {
+                return Err(format!(
+                    "tls.{} needs a certificate and a key, its own or from [tls]",
+                    listener.as_str()
+                ));
+            }
+        }
+        if self.client_ca_file.is_some()
+            && self.files(Listener::Grpc).is_none()
+            && self.files(Listener::OtlpHttp).is_none()
+        {
+            return Err(
+                "tls.client_ca_file (--tls-client-ca) needs a certificate and a key (--tls-cert, --tls-key)"
+                    .into(),
+            );
+        }
+        if self.reload_interval < Duration::from_millis(100)
+            || self.reload_interval > Duration::from_secs(3600)
+        {
+            return Err("tls.reload_interval must be between 100ms and 1h".into());
+        }
+        Ok(())
+    }
+}
+
+/// `[auth]`: token files (`--ingest-tokens-file`, `--read-tokens-file`,
+/// `--admin-tokens-file`), see [`crate::tokens`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub ingest_tokens_file: Option<PathBuf>,
+    pub read_tokens_file: Option<PathBuf>,
+    pub admin_tokens_file: Option<PathBuf>,
+    /// How often the files are read again; a changed token counts within this time.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            ingest_tokens_file: None,
+            read_tokens_file: None,
+            admin_tokens_file: None,
+            reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Checks the settings; the message names the one that is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.reload_interval < Duration::from_millis(100)
+            || self.reload_interval > Duration::from_secs(10)
+        {
+            return Err("auth.reload_interval must be between 100ms and 10s".into());
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! The accept loop of one HTTP listener: each accepted socket takes a slot among
 //! `http.max_connections` (none free: the socket is closed at once and counted) and is
 //! served by hyper's HTTP/1.1 connection with a header-read timeout; each request runs
-//! within `http.request_timeout`. At shutdown the loop stops accepting, open connections
-//! finish their request in flight and close.
+//! within `http.request_timeout`. With TLS, the handshake comes first and must end within
+//! the header-read timeout; a failed one (a plain-text client, a refused client
+//! certificate) is counted as an auth failure with reason `tls`. At shutdown the loop
+//! stops accepting, open connections finish their request in flight and close.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,7 +25,17 @@ use tower::Service;
 use tracing::{debug, warn};
 
 use crate::config::HttpConfig;
+use crate::io::accept;
 use crate::metrics::HttpMetrics;
+use crate::security_metrics::SecurityMetrics;
+use crate::tls::ServerTls;
+
+/// A listener's TLS, and where its failed handshakes are counted.
+#[derive(Clone, Debug)]
+pub struct Secured {
+    pub tls: ServerTls,
+    pub metrics: SecurityMetrics,
+}
 
 /// The answer to a request past `http.request_timeout`.
 fn timed_out(limit: Duration) -> Response {
@@ -43,6 +55,7 @@ pub async fn serve(
     router: Router,
     config: &HttpConfig,
     metrics: HttpMetrics,
+    tls: Option<Secured>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -90,12 +103,29 @@ pub async fn serve(
                 }
             }
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        let open = open.clone();
+        let (open, watcher, builder, tls) = (
+            open.clone(),
+            graceful.watcher(),
+            builder.clone(),
+            tls.clone(),
+        );
+        let handshake = config.header_read_timeout;
         open.inc();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(listener = name, %peer, error = %e, "HTTP connection ended with an error");
+            match accept(tls.as_ref().map(|s| &s.tls), stream, handshake).await {
+                Ok(io) => {
+                    let connection =
+                        watcher.watch(builder.serve_connection(TokioIo::new(io), service));
+                    if let Err(e) = connection.await {
+                        debug!(listener = name, %peer, error = %e, "HTTP connection ended with an error");
+                    }
+                }
+                Err(e) => {
+                    if let Some(s) = &tls {
+                        s.metrics.failed(name, "tls");
+                    }
+                    debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                }
             }
             open.dec();
             drop(slot);
@@ -127,7 +157,16 @@ mod tests {
         let metrics = HttpMetrics::default();
         let m = metrics.clone();
         tokio::spawn(async move {
-            serve(listener, "test", router, &config, m, std::future::pending()).await
+            serve(
+                listener,
+                "test",
+                router,
+                &config,
+                m,
+                None,
+                std::future::pending(),
+            )
+            .await
         });
         (addr, metrics)
     }

@@ -385,13 +385,17 @@ impl Shop {
 /// An OTLP/gRPC trace exporter connection (what an SDK's exporter does, minus batching).
 pub struct Exporter {
     grpc: tonic::client::Grpc<tonic::transport::Channel>,
+    peer: crate::sim::Peer,
 }
 
 impl Exporter {
-    /// Connects to `endpoint` (`http://127.0.0.1:4317`).
-    pub async fn connect(endpoint: &str) -> Result<Exporter, tonic::Status> {
+    /// Connects to `peer` (`http://127.0.0.1:4317`, or a [`crate::sim::Peer`] with TLS
+    /// and a token).
+    pub async fn connect(peer: impl Into<crate::sim::Peer>) -> Result<Exporter, tonic::Status> {
+        let peer = peer.into();
         Ok(Exporter {
-            grpc: crate::sim::connect(endpoint).await?,
+            grpc: crate::sim::connect(&peer).await?,
+            peer,
         })
     }
 
@@ -407,7 +411,7 @@ impl Exporter {
         let codec = tonic_prost::ProstCodec::<ExportTraceServiceRequest, ExportTraceServiceResponse>::default();
         self.grpc
             .unary(
-                tonic::Request::new(request),
+                self.peer.authorize(tonic::Request::new(request))?,
                 tonic::codegen::http::uri::PathAndQuery::from_static(collector::otlp::METHOD_PATH),
                 codec,
             )

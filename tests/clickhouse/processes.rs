@@ -33,6 +33,7 @@ impl Proc {
     }
 
     async fn get(&self, path: &str) -> serde_json::Value {
+        listen::tls::install_default_provider();
         let resp = reqwest::get(format!("{}{path}", self.http))
             .await
             .expect("get");

@@ -6,6 +6,7 @@
 pub mod clickhouse;
 pub mod envoy_fixtures;
 pub mod otel;
+pub mod tls;
 pub mod truth;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub fn config(dir: &Path) -> Config {
 }
 
 pub async fn start(config: Config) -> Stack {
+    listen::tls::install_default_provider();
     let app = App::start(config).await.expect("start meshscope");
     Stack {
         grpc: format!("http://127.0.0.1:{}", app.grpc_addr.port()),
@@ -111,6 +113,7 @@ impl Stack {
 /// Waits (30 s at most) until a server process answers `GET {http}/healthz`.
 pub async fn wait_healthy(http: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    listen::tls::install_default_provider();
     while !reqwest::get(format!("{http}/healthz"))
         .await
         .is_ok_and(|r| r.status().is_success())

@@ -9,9 +9,11 @@
 pub mod envoy;
 pub mod generator;
 pub mod mesh;
+pub mod peer;
 pub mod send;
 
 pub use envoy::{ENTRIES_PER_MESSAGE, ProxyLog, encode, entries, stream_messages};
 pub use generator::{Generator, Rng};
 pub use mesh::{Hop, Mesh, Proto, Target, Workload, bookinfo};
+pub use peer::Peer;
 pub use send::{RawCodec, announce, connect, send, send_all, send_raw};

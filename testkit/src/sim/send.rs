@@ -10,39 +10,39 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 use super::envoy::{encode, node};
 use super::mesh::{Hop, Mesh};
+use super::peer::Peer;
 
-/// Streams `messages` as one ALS stream to `endpoint` (`http://127.0.0.1:4317`) and waits
-/// for the server's answer.
-pub async fn send(endpoint: &str, messages: Vec<StreamAccessLogsMessage>) -> Result<(), Status> {
-    let mut client = AccessLogServiceClient::connect(endpoint.to_string())
-        .await
-        .map_err(|e| Status::unavailable(format!("connect {endpoint}: {e}")))?;
+/// Streams `messages` as one ALS stream to `peer` (`http://127.0.0.1:4317`, or a
+/// [`Peer`] with TLS and a token) and waits for the server's answer.
+pub async fn send(
+    peer: impl Into<Peer>,
+    messages: Vec<StreamAccessLogsMessage>,
+) -> Result<(), Status> {
+    let peer = peer.into();
+    let mut client = AccessLogServiceClient::new(peer.channel().await?);
     client
-        .stream_access_logs(futures::stream::iter(messages))
+        .stream_access_logs(peer.authorize(tonic::Request::new(futures::stream::iter(messages)))?)
         .await
         .map(|_| ())
 }
 
-/// A raw gRPC client connected to `endpoint` (`http://127.0.0.1:4317`), for load
-/// generators and tests that send hand-encoded messages.
+/// A raw gRPC client connected to `peer` (`http://127.0.0.1:4317`), for load generators
+/// and tests that send hand-encoded messages (which add the token with
+/// [`Peer::authorize`]).
 pub async fn connect(
-    endpoint: &str,
+    peer: impl Into<Peer>,
 ) -> Result<tonic::client::Grpc<tonic::transport::Channel>, Status> {
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_string())
-        .map_err(|e| Status::invalid_argument(e.to_string()))?
-        .connect()
-        .await
-        .map_err(|e| Status::unavailable(format!("connect {endpoint}: {e}")))?;
-    Ok(tonic::client::Grpc::new(channel))
+    Ok(tonic::client::Grpc::new(peer.into().channel().await?))
 }
 
 /// Opens and closes one stream per proxy carrying only its identifier, as Envoy does at
 /// start-up, so the server knows every proxy's addresses before any entry arrives.
 pub async fn announce(
-    endpoint: &str,
+    peer: impl Into<Peer>,
     mesh: &Mesh,
     proxies: impl IntoIterator<Item = usize>,
 ) -> Result<(), Status> {
+    let peer = peer.into();
     for p in proxies {
         let hello = StreamAccessLogsMessage {
             identifier: Some(Identifier {
@@ -51,20 +51,21 @@ pub async fn announce(
             }),
             log_entries: None,
         };
-        send(endpoint, vec![hello]).await?;
+        send(&peer, vec![hello]).await?;
     }
     Ok(())
 }
 
 /// Announces every proxy, then streams every stream of `hops` concurrently.
-pub async fn send_all(endpoint: &str, mesh: &Mesh, hops: &[Hop]) -> Result<(), Status> {
+pub async fn send_all(peer: impl Into<Peer>, mesh: &Mesh, hops: &[Hop]) -> Result<(), Status> {
+    let peer = peer.into();
     let streams = encode(mesh, hops);
     let mut proxies: Vec<usize> = streams.iter().map(|(p, _)| *p).collect();
     proxies.dedup();
-    announce(endpoint, mesh, proxies).await?;
+    announce(&peer, mesh, proxies).await?;
     let futures = streams
         .into_iter()
-        .map(|(_, messages)| send(endpoint, messages));
+        .map(|(_, messages)| send(&peer, messages));
     for r in futures::future::join_all(futures).await {
         r?;
     }
@@ -113,8 +114,9 @@ impl Codec for RawCodec {
 
 /// Streams already-encoded `StreamAccessLogsMessage` bytes (valid or not) as one ALS
 /// stream, for load generation and bad-input tests.
-pub async fn send_raw(endpoint: &str, messages: Vec<Bytes>) -> Result<(), Status> {
-    let mut grpc = connect(endpoint).await?;
+pub async fn send_raw(peer: impl Into<Peer>, messages: Vec<Bytes>) -> Result<(), Status> {
+    let peer = peer.into();
+    let mut grpc = connect(&peer).await?;
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -122,7 +124,7 @@ pub async fn send_raw(endpoint: &str, messages: Vec<Bytes>) -> Result<(), Status
         "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
     );
     grpc.client_streaming::<_, Bytes, (), _>(
-        tonic::Request::new(futures::stream::iter(messages)),
+        peer.authorize(tonic::Request::new(futures::stream::iter(messages)))?,
         path,
         RawCodec,
     )

@@ -41,6 +41,9 @@ impl Client {
     pub fn new(url: &str, user: &str, password: &str, timeout: Duration) -> Result<Client> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| Error::Config(format!("ClickHouse url {url:?}: {e}")))?;
+        // reqwest's TLS needs a process-wide crypto provider even for plain http URLs;
+        // an installed one stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()

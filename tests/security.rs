@@ -1,0 +1,401 @@
+//! TLS and tokens on every listener, with real clients: a tonic TLS client sending ALS
+//! with, without and with a wrong token; reqwest over TLS with Bearer and Basic auth on
+//! the JSON and Prometheus APIs; a plain-text client against a TLS port; client
+//! certificates; token rotation without a restart. The figures are exactly those of the
+//! authenticated traffic.
+
+mod common;
+
+use std::time::Duration;
+
+use common::tls::{Pki, pki};
+use common::truth::{check_topology, expected, scenario};
+use serde_json::Value;
+use testkit::sim;
+
+fn write(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+}
+
+/// TLS on the ingest listeners and an ingest token: only the authenticated scenario
+/// counts; the others are refused `UNAUTHENTICATED` and counted by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_needs_tls_and_a_token_and_counts_only_what_passed() {
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let tokens = pki.dir.path().join("ingest");
+    write(
+        &tokens,
+        "# rolled out on Monday\nsecret-ingest-1\nsecret-ingest-2\n",
+    );
+    let mut config = common::config(data.path());
+    config.tls.grpc.cert_file = Some(pki.cert.clone());
+    config.tls.grpc.key_file = Some(pki.key.clone());
+    config.tls.otlp_http.cert_file = Some(pki.cert.clone());
+    config.tls.otlp_http.key_file = Some(pki.key.clone());
+    config.auth.ingest_tokens_file = Some(tokens);
+    let stack = common::start(config).await;
+    let endpoint = format!("https://127.0.0.1:{}", stack.app.grpc_addr.port());
+
+    let (mesh, hops, start) = scenario(41, 120);
+    sim::send_all(pki.peer(&endpoint, Some("secret-ingest-2")), &mesh, &hops)
+        .await
+        .expect("an authenticated sender is served");
+    let (other_mesh, other_hops, _) = scenario(42, 60);
+    let refused = sim::send_all(pki.peer(&endpoint, None), &other_mesh, &other_hops)
+        .await
+        .expect_err("no token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let refused = sim::send_all(
+        pki.peer(&endpoint, Some("secret-ingest-3")),
+        &other_mesh,
+        &other_hops,
+    )
+    .await
+    .expect_err("wrong token");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    // Plain text against the TLS port: no stream is served.
+    let plain = sim::send_all(stack.grpc.as_str(), &other_mesh, &other_hops).await;
+    assert!(plain.is_err(), "plain text was served on a TLS port");
+
+    // OTLP/HTTP over TLS: a token is needed there too.
+    let client = Pki::reqwest(&pki.ca_pem);
+    let otlp = format!(
+        "https://127.0.0.1:{}/v1/traces",
+        stack.app.otlp_http_addr.port()
+    );
+    let post = |token: Option<&'static str>| {
+        let mut request = client
+            .post(&otlp)
+            .header("content-type", "application/json")
+            .body("{}");
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        async move { request.send().await.expect("post").status().as_u16() }
+    };
+    assert_eq!(post(None).await, 401);
+    assert_eq!(post(Some("nope")).await, 401);
+    assert_eq!(post(Some("secret-ingest-1")).await, 200);
+
+    stack.flush().await;
+    let (edges, _, _) = expected(&mesh, &hops);
+    check_topology(&stack, &edges, start).await;
+    let text = stack.metrics().await;
+    let failures = |listener: &str, reason: &str| {
+        common::metric_value(
+            &text,
+            &format!(
+                "meshscope_auth_failures_total{{listener=\"{listener}\",reason=\"{reason}\"}}"
+            ),
+        )
+    };
+    // The refused senders announce first: one refusal each, then they stop.
+    assert_eq!(failures("grpc", "missing"), 1.0, "{text}");
+    assert_eq!(failures("grpc", "invalid"), 1.0, "{text}");
+    assert!(failures("grpc", "tls") >= 1.0, "{text}");
+    assert_eq!(failures("otlp_http", "missing"), 1.0, "{text}");
+    assert_eq!(failures("otlp_http", "invalid"), 1.0, "{text}");
+    stack.stop().await;
+}
+
+/// TLS on the API, read and admin tokens: Bearer and Basic both work, `/healthz` stays
+/// open, a read token cannot flush, refusals have the API's shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_takes_read_and_admin_tokens_over_tls() {
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (read, admin) = (pki.dir.path().join("read"), pki.dir.path().join("admin"));
+    write(&read, "grafana-token\n");
+    write(&admin, "ops-token\n");
+    let mut config = common::config(data.path());
+    config.tls.cert_file = Some(pki.cert.clone());
+    config.tls.key_file = Some(pki.key.clone());
+    config.auth.read_tokens_file = Some(read);
+    config.auth.admin_tokens_file = Some(admin);
+    config.api.enable_admin_api = true;
+    let stack = common::start(config).await;
+    let base = format!("https://127.0.0.1:{}", stack.app.http_addr.port());
+    let client = Pki::reqwest(&pki.ca_pem);
+    let get = |path: &str, auth: Option<(&'static str, &'static str)>| {
+        let mut request = client.get(format!("{base}{path}"));
+        match auth {
+            Some(("bearer", t)) => request = request.bearer_auth(t),
+            Some((user, t)) => request = request.basic_auth(user, Some(t)),
+            None => {}
+        }
+        async move {
+            let response = request.send().await.expect("get");
+            let status = response.status().as_u16();
+            let challenge = response
+                .headers()
+                .get("www-authenticate")
+                .map(|v| v.to_str().unwrap_or_default().to_string());
+            let body = response.text().await.expect("body");
+            (status, challenge, body)
+        }
+    };
+    assert_eq!(get("/healthz", None).await.0, 200);
+    let (status, challenge, body) = get("/api/v1/services", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(challenge.is_some_and(|c| c.contains("Bearer")));
+    assert!(serde_json::from_str::<Value>(&body).expect("json")["error"].is_string());
+    assert_eq!(
+        get("/api/v1/services", Some(("bearer", "nope"))).await.0,
+        401
+    );
+    assert_eq!(
+        get("/api/v1/services", Some(("bearer", "grafana-token")))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get("/api/v1/services", Some(("grafana", "grafana-token")))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        get("/api/v1/services", Some(("bearer", "ops-token")))
+            .await
+            .0,
+        200
+    );
+    let (status, _, body) = get("/prometheus/api/v1/query?query=vector(1)", None).await;
+    assert_eq!(status, 401);
+    let body: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "unauthorized");
+    let (status, _, body) = get(
+        "/prometheus/api/v1/query?query=vector(1)",
+        Some(("promtool", "grafana-token")),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get("/metrics", None).await.0, 401);
+
+    let flush = |token: &'static str| {
+        let request = client
+            .post(format!("{base}/api/v1/admin/flush"))
+            .bearer_auth(token);
+        async move { request.send().await.expect("post").status().as_u16() }
+    };
+    assert_eq!(flush("grafana-token").await, 403);
+    assert_eq!(flush("ops-token").await, 200);
+
+    // Plain HTTP against the TLS port gets no answer.
+    assert!(
+        reqwest::get(format!("{}/healthz", stack.http))
+            .await
+            .is_err()
+    );
+
+    let (status, _, text) = get("/metrics", Some(("bearer", "grafana-token"))).await;
+    assert_eq!(status, 200);
+    let failures = |reason: &str| {
+        common::metric_value(
+            &text,
+            &format!("meshscope_auth_failures_total{{listener=\"api\",reason=\"{reason}\"}}"),
+        )
+    };
+    assert_eq!(failures("missing"), 3.0, "{text}");
+    assert_eq!(failures("invalid"), 1.0, "{text}");
+    assert_eq!(failures("forbidden"), 1.0, "{text}");
+    assert!(failures("tls") >= 1.0, "{text}");
+    assert!(!text.contains("grafana-token") && !text.contains("ops-token"));
+    stack.stop().await;
+}
+
+/// Client certificates: one the configured CA signed is served, one from another CA and
+/// none at all are refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_must_come_from_the_configured_ca() {
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(data.path());
+    config.tls.cert_file = Some(pki.cert.clone());
+    config.tls.key_file = Some(pki.key.clone());
+    config.tls.client_ca_file = Some(pki.ca.clone());
+    let stack = common::start(config).await;
+    let endpoint = format!("https://127.0.0.1:{}", stack.app.grpc_addr.port());
+    let (mesh, hops, start) = scenario(43, 80);
+    let mut peer = pki.peer(&endpoint, None);
+    peer.identity = Some((
+        pki.client.0.clone().into_bytes(),
+        pki.client.1.clone().into_bytes(),
+    ));
+    sim::send_all(&peer, &mesh, &hops)
+        .await
+        .expect("a client certificate from the CA is served");
+    let (other_mesh, other_hops, _) = scenario(44, 40);
+    peer.identity = Some((
+        pki.stranger.0.clone().into_bytes(),
+        pki.stranger.1.clone().into_bytes(),
+    ));
+    assert!(
+        sim::send_all(&peer, &other_mesh, &other_hops)
+            .await
+            .is_err()
+    );
+    peer.identity = None;
+    assert!(
+        sim::send_all(&peer, &other_mesh, &other_hops)
+            .await
+            .is_err()
+    );
+    stack.flush().await;
+    // The API has no client CA of its own ([tls.api]): a client without a certificate reads.
+    let client = Pki::reqwest(&pki.ca_pem);
+    let base = format!("https://127.0.0.1:{}", stack.app.http_addr.port());
+    let topo: Value = client
+        .get(format!(
+            "{base}/api/v1/topology?{}",
+            common::truth::window(start)
+        ))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let (edges, _, _) = expected(&mesh, &hops);
+    let calls: u64 = topo["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| e["calls"].as_u64().expect("calls"))
+        .sum();
+    assert_eq!(
+        calls,
+        edges.values().map(|e| e.calls).sum::<u64>(),
+        "{topo}"
+    );
+    stack.stop().await;
+}
+
+/// A token file rewritten while the server runs: within the reload interval the new
+/// token is taken and the old one refused, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotate_without_a_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let tokens = data.path().join("ingest-tokens");
+    write(&tokens, "first\n");
+    let mut config = common::config(data.path());
+    config.auth.ingest_tokens_file = Some(tokens.clone());
+    config.auth.reload_interval = Duration::from_millis(200);
+    let stack = common::start(config).await;
+    let peer = |token: &str| sim::Peer {
+        endpoint: stack.grpc.clone(),
+        token: Some(token.to_string()),
+        ..Default::default()
+    };
+    let mesh = sim::bookinfo();
+    sim::announce(peer("first"), &mesh, [0])
+        .await
+        .expect("first token");
+    // Both during the roll-out, then only the new one.
+    write(&tokens, "first\nsecond\n");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sim::announce(peer("second"), &mesh, [0]).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new token was not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim::announce(peer("first"), &mesh, [0])
+        .await
+        .expect("still during the roll-out");
+    write(&tokens, "second\n");
+    while sim::announce(peer("first"), &mesh, [0]).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old token stayed valid"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (mesh, hops, start) = scenario(45, 50);
+    sim::send_all(peer("second"), &mesh, &hops)
+        .await
+        .expect("second token");
+    stack.flush().await;
+    let (edges, _, _) = expected(&mesh, &hops);
+    check_topology(&stack, &edges, start).await;
+    stack.stop().await;
+}
+
+/// The certificate files are rotated while an ALS stream is open: the stream goes on
+/// over its connection and every entry counts; new connections get the new certificate
+/// (a client that trusts only the old CA is refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_reload_without_dropping_open_streams() {
+    use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
+    use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::LogEntries;
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = common::config(data.path());
+    config.tls.grpc.cert_file = Some(pki.cert.clone());
+    config.tls.grpc.key_file = Some(pki.key.clone());
+    config.tls.reload_interval = Duration::from_millis(200);
+    let stack = common::start(config).await;
+    let endpoint = format!("https://127.0.0.1:{}", stack.app.grpc_addr.port());
+    let (mesh, hops, _) = scenario(46, 200);
+    let (_, messages) = sim::encode(&mesh, &hops)
+        .into_iter()
+        .max_by_key(|(_, m)| m.len())
+        .expect("a stream");
+    assert!(messages.len() >= 2, "{} messages", messages.len());
+    let entries: usize = messages
+        .iter()
+        .map(|m| match &m.log_entries {
+            Some(LogEntries::HttpLogs(h)) => h.log_entry.len(),
+            Some(LogEntries::TcpLogs(t)) => t.log_entry.len(),
+            None => 0,
+        })
+        .sum();
+
+    let (tx, rx) = tokio::sync::mpsc::channel(messages.len());
+    let channel = pki.peer(&endpoint, None).channel().await.expect("connect");
+    let stream = tokio::spawn(async move {
+        AccessLogServiceClient::new(channel)
+            .stream_access_logs(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let half = messages.len() / 2;
+    let mut messages = messages.into_iter();
+    for m in messages.by_ref().take(half) {
+        tx.send(m).await.expect("send");
+    }
+    let new_ca = pki.rotate();
+    stack
+        .wait_metric(
+            "meshscope_tls_reloads_total{listener=\"grpc\",result=\"ok\"}",
+            |v| v >= 1.0,
+        )
+        .await;
+    for m in messages {
+        tx.send(m).await.expect("send on the open stream");
+    }
+    drop(tx);
+    stream.await.expect("task").expect("the stream ended OK");
+    let text = stack.metrics().await;
+    assert_eq!(
+        common::metric_value(&text, "meshscope_als_entries_received_total"),
+        entries as f64,
+        "{text}"
+    );
+    // New connections: the old CA no longer verifies the server, the new one does.
+    let mesh = sim::bookinfo();
+    assert!(
+        sim::announce(pki.peer(&endpoint, None), &mesh, [0])
+            .await
+            .is_err()
+    );
+    let mut renewed = pki.peer(&endpoint, None);
+    renewed.ca_pem = Some(new_ca.into_bytes());
+    sim::announce(renewed, &mesh, [0])
+        .await
+        .expect("the new certificate");
+    stack.stop().await;
+}
