@@ -399,3 +399,130 @@ async fn certificates_reload_without_dropping_open_streams() {
         .expect("the new certificate");
     stack.stop().await;
 }
+
+/// Debian's promtool (2.42) over TLS: the read token as the Basic-auth password in the
+/// URL, the test CA through `SSL_CERT_FILE` (which Go reads); a wrong token fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_queries_over_tls_with_the_token_in_the_url() {
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let read = pki.dir.path().join("read");
+    write(&read, "promtool-token\n");
+    let mut config = common::config(data.path());
+    config.tls.api.cert_file = Some(pki.cert.clone());
+    config.tls.api.key_file = Some(pki.key.clone());
+    config.auth.read_tokens_file = Some(read);
+    let stack = common::start(config).await;
+    let port = stack.app.http_addr.port();
+    let ca = pki.ca.clone();
+    let run = move |token: &'static str| {
+        let ca = ca.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("promtool")
+                .args([
+                    "query",
+                    "instant",
+                    &format!("https://grafana:{token}@127.0.0.1:{port}/prometheus"),
+                    "vector(42)",
+                ])
+                .env("SSL_CERT_FILE", &ca)
+                .output()
+                .expect("promtool runs (Debian package `prometheus`; `.ci/deps` installs it)")
+        })
+    };
+    let ok = run("promtool-token").await.expect("task");
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("=> 42 @"), "{stdout}");
+    let refused = run("not-the-token").await.expect("task");
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("401") || text.contains("unauthorized"),
+        "{text}"
+    );
+    stack.stop().await;
+}
+
+/// The binary as a user runs it, with token files from the flags: requests with good,
+/// wrong and no tokens, a token file rewritten; its whole log holds no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_reaches_the_log() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (ingest, read) = (data.path().join("ingest"), data.path().join("read"));
+    write(&ingest, "ingest-SECRET-1\n");
+    write(&read, "read-SECRET-1\n");
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-addr", "127.0.0.1:0"])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .arg("--ingest-tokens-file")
+        .arg(&ingest)
+        .arg("--read-tokens-file")
+        .arg(&read)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("RUST_LOG", "debug")
+        .env("MESHSCOPE__AUTH__RELOAD_INTERVAL", "200ms")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn meshscope");
+    common::wait_healthy(&format!("http://127.0.0.1:{http}")).await;
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let peer = |token: Option<&str>| sim::Peer {
+        endpoint: endpoint.clone(),
+        token: token.map(str::to_string),
+        ..Default::default()
+    };
+    let mesh = sim::bookinfo();
+    sim::announce(peer(Some("ingest-SECRET-1")), &mesh, [0])
+        .await
+        .expect("good token");
+    assert!(
+        sim::announce(peer(Some("ingest-WRONG-9")), &mesh, [0])
+            .await
+            .is_err()
+    );
+    assert!(sim::announce(peer(None), &mesh, [0]).await.is_err());
+    let client = reqwest::Client::new();
+    for token in ["read-SECRET-1", "read-WRONG-9"] {
+        let _ = client
+            .get(format!("http://127.0.0.1:{http}/api/v1/services"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get");
+    }
+    write(&ingest, "ingest-SECRET-2\n");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    sim::announce(peer(Some("ingest-SECRET-2")), &mesh, [0])
+        .await
+        .expect("the new token");
+    let pid = child.id().expect("pid").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success());
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exit in time")
+        .expect("output");
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("tokens re-read"),
+        "the rotation was not logged: {log}"
+    );
+    for secret in ["SECRET", "WRONG"] {
+        assert!(!log.contains(secret), "a token reached the log: {log}");
+    }
+}
