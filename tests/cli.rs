@@ -37,12 +37,7 @@ async fn sigterm_flushes_everything_and_exits_zero() {
         .count() as u64;
 
     // The flush interval is an hour: only the shutdown flush can have written the data.
-    let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &child.id().expect("pid").to_string()])
-        .status()
-        .await
-        .expect("kill");
-    assert!(status.success());
+    common::sigterm(&child).await;
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("exit in time")

@@ -505,13 +505,7 @@ async fn no_token_reaches_the_log() {
     sim::announce(peer(Some("ingest-SECRET-2")), &mesh, [0])
         .await
         .expect("the new token");
-    let pid = child.id().expect("pid").to_string();
-    let status = tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .expect("kill");
-    assert!(status.success());
+    common::sigterm(&child).await;
     let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("exit in time")

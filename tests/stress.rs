@@ -30,6 +30,17 @@ fn service_calls(list: &Value) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// `/api/v1/services` over ten minutes from a minute before `t0` (unix nanoseconds).
+async fn services_around(stack: &common::Stack, t0: i64) -> Value {
+    let start = t0 / 1_000_000_000 - 60;
+    stack
+        .ok(&format!(
+            "/api/v1/services?start={start}&end={}",
+            start + 600
+        ))
+        .await
+}
+
 /// Every export sent three times, as an exporter that times out and retries does: each
 /// call counts once. The truth: one call into a service per SERVER or CONSUMER span its
 /// processes sent.
@@ -63,13 +74,7 @@ async fn a_retried_export_counts_once() {
         }
     }
     stack.flush().await;
-    let start = t0 / 1_000_000_000 - 60;
-    let list = stack
-        .ok(&format!(
-            "/api/v1/services?start={start}&end={}",
-            start + 600
-        ))
-        .await;
+    let list = services_around(&stack, t0).await;
     assert_eq!(service_calls(&list), want, "{list}");
     let text = stack.metrics().await;
     let sent: u64 = requests
@@ -267,13 +272,7 @@ async fn shutdown_under_load_keeps_every_accepted_export() {
     let accepted = accepted.load(Ordering::SeqCst);
 
     let stack = common::start(common::config(dir.path())).await;
-    let start = t0 / 1_000_000_000 - 60;
-    let list = stack
-        .ok(&format!(
-            "/api/v1/services?start={start}&end={}",
-            start + 600
-        ))
-        .await;
+    let list = services_around(&stack, t0).await;
     let stored = service_calls(&list).get("web.shop").copied().unwrap_or(0);
     assert!(
         (accepted..=accepted + SENDERS * PER_REQUEST).contains(&stored),

@@ -9,7 +9,7 @@
 //! - [`tls`]: rustls server configurations reloaded from their PEM files;
 //! - [`tokens`]: token files and the check of a presented token;
 //! - [`auth`]: the HTTP middleware that asks for tokens;
-//! - [`io`]: a connection that is plain or TLS;
+//! - [`io`]: a connection that is plain or TLS; `reread`: the timer that re-reads files;
 //! - [`metrics`], [`security_metrics`]: connections, refusals, reloads.
 
 pub mod auth;
@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 pub mod io;
 pub mod metrics;
+mod reread;
 pub mod security_metrics;
 pub mod serve;
 pub mod tls;

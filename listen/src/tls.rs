@@ -7,7 +7,7 @@
 //! counted.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -187,31 +187,23 @@ impl ServerTls {
     /// Re-reads the files every `interval` for as long as this `ServerTls` (or a clone)
     /// lives, on the current runtime.
     pub fn watch(&self, interval: Duration, metrics: SecurityMetrics) {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else {
-                    return;
-                };
-                let tls = ServerTls { inner };
-                let listener = tls.inner.listener;
-                match tls.reload() {
-                    Ok(false) => {}
-                    Ok(true) => {
-                        metrics.tls_reloaded(listener, "ok");
-                        info!(
-                            listener,
-                            "TLS certificate files changed: new handshakes use them"
-                        );
-                    }
-                    Err(e) => {
-                        metrics.tls_reloaded(listener, "failed");
-                        warn!(listener, error = %e, "TLS files changed but cannot be used; keeping the previous ones");
-                    }
+        crate::reread::every(&self.inner, interval, move |inner| {
+            let tls = ServerTls {
+                inner: inner.clone(),
+            };
+            let listener = inner.listener;
+            match tls.reload() {
+                Ok(false) => {}
+                Ok(true) => {
+                    metrics.tls_reloaded(listener, "ok");
+                    info!(
+                        listener,
+                        "TLS certificate files changed: new handshakes use them"
+                    );
+                }
+                Err(e) => {
+                    metrics.tls_reloaded(listener, "failed");
+                    warn!(listener, error = %e, "TLS files changed but cannot be used; keeping the previous ones");
                 }
             }
         });

@@ -6,7 +6,7 @@
 //! `auth.reload_interval`. Tokens are compared in constant time and never logged.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -193,22 +193,12 @@ impl Tokens {
         if self.inner.ingest.is_none() && !self.guards_api() {
             return;
         }
-        let weak: Weak<Files> = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(files) = weak.upgrade() else {
-                    return;
-                };
-                for file in [&files.ingest, &files.read, &files.admin]
-                    .into_iter()
-                    .flatten()
-                {
-                    file.reload();
-                }
+        crate::reread::every(&self.inner, interval, |files| {
+            for file in [&files.ingest, &files.read, &files.admin]
+                .into_iter()
+                .flatten()
+            {
+                file.reload();
             }
         });
     }

@@ -43,13 +43,7 @@ impl Proc {
 
     /// SIGTERM; the process must flush, hand everything to ClickHouse and exit 0.
     async fn stop(mut self) {
-        let pid = self.child.id().expect("pid").to_string();
-        let status = tokio::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .expect("kill");
-        assert!(status.success());
+        common::sigterm(&self.child).await;
         let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .expect("exit in time")

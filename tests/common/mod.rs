@@ -127,6 +127,17 @@ pub async fn wait_healthy(http: &str) {
 }
 
 /// A port nothing listens on now.
+/// Sends SIGTERM to a `meshscope` child process, as a user stopping it does.
+pub async fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("a running child").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(status.success(), "kill -TERM {pid}");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
