@@ -520,3 +520,100 @@ async fn no_token_reaches_the_log() {
         assert!(!log.contains(secret), "a token reached the log: {log}");
     }
 }
+
+/// The real `opentelemetry-otlp` exporter over TLS with the token in its headers, over
+/// gRPC, HTTP protobuf and HTTP JSON: each process's spans count exactly; an exporter
+/// without the token is refused and nothing of it counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_exporters_send_over_tls_with_their_token() {
+    use common::otel::{self, Transport};
+    use opentelemetry::trace::{Span as _, SpanKind, Tracer as _, TracerProvider as _};
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let tokens = pki.dir.path().join("ingest");
+    write(&tokens, "otel-token\n");
+    let mut config = common::config(data.path());
+    config.tls.grpc.cert_file = Some(pki.cert.clone());
+    config.tls.grpc.key_file = Some(pki.key.clone());
+    config.tls.otlp_http.cert_file = Some(pki.cert.clone());
+    config.tls.otlp_http.key_file = Some(pki.key.clone());
+    config.auth.ingest_tokens_file = Some(tokens);
+    let stack = common::start(config).await;
+    let target = otel::Target {
+        grpc: format!("https://127.0.0.1:{}", stack.app.grpc_addr.port()),
+        otlp_http: format!("https://127.0.0.1:{}", stack.app.otlp_http_addr.port()),
+        ca_pem: Some(pki.ca_pem.clone()),
+        token: Some("otel-token".into()),
+    };
+    let t0 = (common::now_nanos() / 60_000_000_000 - 2) * 60_000_000_000;
+    let roots = |provider: &opentelemetry_sdk::trace::SdkTracerProvider, n: i64| {
+        let tracer = provider.tracer("security-test");
+        for k in 0..n {
+            let mut span = tracer
+                .span_builder("GET /")
+                .with_kind(SpanKind::Server)
+                .with_start_time(otel::at(t0 + k * 1_000_000))
+                .start(&tracer);
+            span.end_with_timestamp(otel::at(t0 + k * 1_000_000 + 500_000));
+        }
+    };
+    let mut want = std::collections::BTreeMap::new();
+    let mut providers = Vec::new();
+    for (transport, name, n) in [
+        (Transport::Grpc, "web-grpc", 30),
+        (Transport::HttpProtobuf, "web-proto", 20),
+        (Transport::HttpJson, "web-json", 10),
+    ] {
+        let provider = otel::provider_to(&target, transport, name, "shop", "pod-0");
+        roots(&provider, n);
+        want.insert(format!("{name}.shop"), n as u64);
+        providers.push(provider);
+    }
+    otel::finish(providers).await;
+    // Without the token: the export fails and is counted as refused.
+    let anonymous = otel::Target {
+        token: None,
+        ..target.clone()
+    };
+    let provider = otel::provider_to(&anonymous, Transport::Grpc, "web-anon", "shop", "pod-1");
+    roots(&provider, 5);
+    let flushed = tokio::task::spawn_blocking(move || {
+        let flushed = provider.force_flush();
+        let _ = provider.shutdown();
+        flushed
+    })
+    .await
+    .expect("exporter thread");
+    assert!(flushed.is_err(), "an export without a token was taken");
+
+    stack.flush().await;
+    let start = t0 / 1_000_000_000 - 60;
+    let list = stack
+        .ok(&format!(
+            "/api/v1/services?start={start}&end={}",
+            start + 600
+        ))
+        .await;
+    let got: std::collections::BTreeMap<String, u64> = list["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| s["real"].as_bool() != Some(false))
+        .map(|s| {
+            (
+                s["name"].as_str().expect("name").to_string(),
+                s["calls"].as_u64().expect("calls"),
+            )
+        })
+        .collect();
+    assert_eq!(got, want, "{list}");
+    let text = stack.metrics().await;
+    assert!(
+        common::metric_value(
+            &text,
+            "meshscope_auth_failures_total{listener=\"grpc\",reason=\"missing\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+    stack.stop().await;
+}

@@ -23,6 +23,19 @@ pub enum Transport {
     HttpJson,
 }
 
+/// Where exporters send, and how: plain, or TLS trusting `ca_pem` with a token sent as
+/// `authorization: Bearer` metadata (gRPC) or header (HTTP), as SDKs configured with
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` and `OTEL_EXPORTER_OTLP_HEADERS` send.
+#[derive(Clone, Debug, Default)]
+pub struct Target {
+    /// `http(s)://127.0.0.1:4317`.
+    pub grpc: String,
+    /// `http(s)://127.0.0.1:4318`.
+    pub otlp_http: String,
+    pub ca_pem: Option<String>,
+    pub token: Option<String>,
+}
+
 /// A tracer provider for one process (`service.name`, namespace, pod) exporting to `stack`.
 pub fn provider(
     stack: &Stack,
@@ -31,25 +44,82 @@ pub fn provider(
     namespace: &str,
     pod: &str,
 ) -> SdkTracerProvider {
+    let target = Target {
+        grpc: stack.grpc.clone(),
+        otlp_http: stack.otlp_http.clone(),
+        ..Target::default()
+    };
+    provider_to(&target, transport, name, namespace, pod)
+}
+
+/// A tracer provider for one process exporting to `target`.
+pub fn provider_to(
+    target: &Target,
+    transport: Transport,
+    name: &str,
+    namespace: &str,
+    pod: &str,
+) -> SdkTracerProvider {
     let timeout = Duration::from_secs(20);
+    let headers: std::collections::HashMap<String, String> = target
+        .token
+        .iter()
+        .map(|t| ("authorization".to_string(), format!("Bearer {t}")))
+        .collect();
+    // The HTTP exporters' blocking client trusting the CA, made on a thread of its own (a
+    // blocking client owns a runtime, which an async context may not create or drop).
+    let http_client = |builder: opentelemetry_otlp::SpanExporterBuilder<
+        opentelemetry_otlp::HttpExporterBuilderSet,
+    >| match &target.ca_pem {
+        None => builder,
+        Some(ca) => {
+            let config = super::tls::client_config(ca);
+            let client = std::thread::spawn(move || {
+                reqwest::blocking::Client::builder()
+                    .timeout(timeout)
+                    .tls_backend_preconfigured(config)
+                    .build()
+                    .expect("HTTP client")
+            })
+            .join()
+            .expect("client thread");
+            builder.with_http_client(client)
+        }
+    };
     let exporter = match transport {
-        Transport::Grpc => SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(stack.grpc.clone())
-            .with_compression(Compression::Gzip)
-            .with_timeout(timeout)
-            .build(),
-        Transport::HttpProtobuf => SpanExporter::builder()
-            .with_http()
+        Transport::Grpc => {
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            if let Some(t) = &target.token {
+                metadata.insert(
+                    "authorization",
+                    format!("Bearer {t}").parse().expect("header value"),
+                );
+            }
+            let mut builder = SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(target.grpc.clone())
+                .with_compression(Compression::Gzip)
+                .with_timeout(timeout)
+                .with_metadata(metadata);
+            if let Some(ca) = &target.ca_pem {
+                builder = builder.with_tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                );
+            }
+            builder.build()
+        }
+        Transport::HttpProtobuf => http_client(SpanExporter::builder().with_http())
             .with_protocol(Protocol::HttpBinary)
-            .with_endpoint(format!("{}/v1/traces", stack.otlp_http))
+            .with_endpoint(format!("{}/v1/traces", target.otlp_http))
+            .with_headers(headers)
             .with_compression(Compression::Gzip)
             .with_timeout(timeout)
             .build(),
-        Transport::HttpJson => SpanExporter::builder()
-            .with_http()
+        Transport::HttpJson => http_client(SpanExporter::builder().with_http())
             .with_protocol(Protocol::HttpJson)
-            .with_endpoint(format!("{}/v1/traces", stack.otlp_http))
+            .with_endpoint(format!("{}/v1/traces", target.otlp_http))
+            .with_headers(headers)
             .with_timeout(timeout)
             .build(),
     }

@@ -38,6 +38,19 @@ fn leaf(issuer: &Issuer<'static, KeyPair>, names: &[&str]) -> (String, String) {
     (cert.pem(), key.serialize_pem())
 }
 
+/// A rustls client configuration trusting the CA certificates in `ca_pem`.
+pub fn client_config(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("CA PEM")).expect("CA");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 /// A fresh PKI in a temp dir.
 pub fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -74,19 +87,8 @@ impl Pki {
 
     /// A reqwest client trusting `ca_pem`.
     pub fn reqwest(ca_pem: &str) -> reqwest::Client {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(cert.expect("CA PEM")).expect("CA");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
         reqwest::Client::builder()
-            .tls_backend_preconfigured(config)
+            .tls_backend_preconfigured(client_config(ca_pem))
             .build()
             .expect("client")
     }
