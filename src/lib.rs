@@ -202,7 +202,7 @@ impl App {
                 "HTTP API",
                 http_addr,
                 api_tls.is_some(),
-                tokens.guards_api(),
+                tokens.guards_reads(),
             ),
         ]);
 

@@ -3,10 +3,11 @@
 //! send the HTTP/2 connection preface within `collector.handshake_timeout` (a client that
 //! connects and stays silent is closed and counted). With TLS the handshake comes first,
 //! within the same timeout, and the preface is awaited inside TLS; a failed handshake is
-//! counted in `meshscope_auth_failures_total{listener="grpc", reason="tls"}`. At most
-//! [`MAX_HANDSHAKES`] handshakes run at once (each bounded by the timeout); further
-//! connections wait in the accept queue. Open streams are bounded per connection by
-//! HTTP/2 `MAX_CONCURRENT_STREAMS`, dead peers by keepalive pings.
+//! counted in `meshscope_auth_failures_total{listener="grpc", reason="tls"}`. Each
+//! handshake runs in a task of its own, holding a connection slot: stalled handshakes
+//! cost slots for at most the timeout, never the accepting of others. Open streams are
+//! bounded per connection by HTTP/2 `MAX_CONCURRENT_STREAMS`, dead peers by keepalive
+//! pings.
 
 use std::io;
 use std::pin::Pin;
@@ -29,9 +30,6 @@ use crate::metrics::CollectorMetrics;
 
 /// The HTTP/2 client preface (`PRI * HTTP/2.0…`) is 24 bytes.
 const PREFACE_BYTES: usize = 24;
-
-/// Most TLS handshakes under way at once.
-pub const MAX_HANDSHAKES: usize = 1024;
 
 /// An accepted connection holding its slot until it closes.
 pub struct Limited {
@@ -141,50 +139,58 @@ impl AsyncWrite for Limited {
 }
 
 /// `accepted` with each connection bounded as the module says, through TLS when `tls`
-/// is set.
+/// is set. A task takes the connections from `accepted` and runs each handshake in a task
+/// of its own, so slow handshakes never hold up accepting (they hold a connection slot
+/// each, within the timeout).
 pub fn limited(
-    accepted: impl Stream<Item = io::Result<TcpStream>>,
+    accepted: impl Stream<Item = io::Result<TcpStream>> + Send + 'static,
     max_connections: usize,
     handshake_timeout: Duration,
     metrics: CollectorMetrics,
     tls: Option<Secured>,
 ) -> impl Stream<Item = io::Result<Limited>> {
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let refusals = metrics.clone();
-    accepted
-        .filter_map(move |conn| {
-            let admitted = match conn {
-                Err(e) => Some(Err(e)),
-                Ok(io) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => Some(Ok((io, slot))),
-                    Err(_) => {
-                        refusals.grpc_connection_refused("max_connections");
-                        debug!("gRPC connection refused: collector.max_connections are open");
-                        None
-                    }
-                },
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let mut accepted = std::pin::pin!(accepted);
+        loop {
+            // Ends when the server stops taking connections (it drops the receiver).
+            let conn = tokio::select! {
+                conn = accepted.next() => conn,
+                _ = tx.closed() => return,
             };
-            std::future::ready(admitted)
-        })
-        .map(move |admitted| {
-            let (tls, metrics) = (tls.clone(), metrics.clone());
-            async move {
-                let (io, slot) = match admitted {
-                    Ok(a) => a,
-                    Err(e) => return Some(Err(e)),
-                };
+            let io = match conn {
+                None => return,
+                Some(Err(e)) => {
+                    if tx.send(Err(e)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Some(Ok(io)) => io,
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                metrics.grpc_connection_refused("max_connections");
+                debug!("gRPC connection refused: collector.max_connections are open");
+                continue;
+            };
+            let (tx, tls, metrics) = (tx.clone(), tls.clone(), metrics.clone());
+            tokio::spawn(async move {
                 match accept(tls.as_ref().map(|s| &s.tls), io, handshake_timeout).await {
-                    Ok(io) => Some(Ok(Limited::new(io, slot, handshake_timeout, metrics))),
+                    Ok(io) => {
+                        let conn = Limited::new(io, slot, handshake_timeout, metrics);
+                        // The server stopped: the connection closes.
+                        let _ = tx.send(Ok(conn)).await;
+                    }
                     Err(e) => {
                         if let Some(s) = &tls {
                             s.metrics.failed("grpc", "tls");
                         }
                         debug!(error = %e, "gRPC connection closed: TLS handshake failed");
-                        None
                     }
                 }
-            }
-        })
-        .buffer_unordered(MAX_HANDSHAKES)
-        .filter_map(std::future::ready)
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }

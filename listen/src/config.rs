@@ -150,6 +150,12 @@ impl TlsConfig {
                 Listener::OtlpHttp => &self.otlp_http,
                 Listener::Api => &self.api,
             };
+            if own.cert_file.is_some() != own.key_file.is_some() {
+                return Err(format!(
+                    "tls.{0}.cert_file and tls.{0}.key_file go together",
+                    listener.as_str()
+                ));
+            }
             let set =
                 own.cert_file.is_some() || own.key_file.is_some() || own.client_ca_file.is_some();
             if set && self.files(listener).is_none() {

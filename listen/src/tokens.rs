@@ -106,6 +106,14 @@ impl TokenFile {
                     *current = (bytes, tokens);
                 }
             }
+            // A removed file revokes its tokens: nothing it held is valid any more.
+            Err(Error::Tokens(e)) if !self.path.exists() => {
+                let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+                if !current.1.is_empty() {
+                    warn!(error = %e, "the {} token file is gone: its tokens are revoked", self.kind);
+                    *current = (Vec::new(), Vec::new());
+                }
+            }
             Err(e) => warn!(error = %e, "keeping the {} tokens read before", self.kind),
         }
     }
@@ -156,6 +164,11 @@ impl Tokens {
     /// Whether ingest needs a token.
     pub fn guards_ingest(&self) -> bool {
         self.inner.ingest.is_some()
+    }
+
+    /// Whether the read routes (JSON API, Prometheus API, `/metrics`) need a token.
+    pub fn guards_reads(&self) -> bool {
+        self.inner.read.is_some()
     }
 
     /// Whether any API route needs a token.
@@ -303,5 +316,11 @@ mod tests {
         }
         assert_eq!(t.check(Need::Ingest, Some(b"new")), Ok(()));
         assert_eq!(t.check(Need::Ingest, Some(b"old")), Err(Denied::Invalid));
+        // A removed file revokes what it held.
+        std::fs::remove_file(dir.path().join("ingest")).expect("remove");
+        for f in [&t.inner.ingest].into_iter().flatten() {
+            f.reload();
+        }
+        assert_eq!(t.check(Need::Ingest, Some(b"new")), Err(Denied::Invalid));
     }
 }
