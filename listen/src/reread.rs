@@ -4,14 +4,15 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// Runs `reread` on what `held` points to every `interval`, on the current runtime,
-/// until it is dropped.
+/// Runs `reread` on what `held` points to every `interval`, on the current runtime's
+/// blocking pool (file reads must not stall its workers), until it is dropped.
 pub fn every<T: Send + Sync + 'static>(
     held: &Arc<T>,
     interval: Duration,
-    reread: impl Fn(&Arc<T>) + Send + 'static,
+    reread: impl Fn(&Arc<T>) + Send + Sync + 'static,
 ) {
     let weak: Weak<T> = Arc::downgrade(held);
+    let reread = Arc::new(reread);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -21,7 +22,13 @@ pub fn every<T: Send + Sync + 'static>(
             let Some(held) = weak.upgrade() else {
                 return;
             };
-            reread(&held);
+            let reread = reread.clone();
+            if tokio::task::spawn_blocking(move || reread(&held))
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
     });
 }

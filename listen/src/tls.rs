@@ -50,6 +50,9 @@ struct Inner {
     files: TlsFiles,
     alpn: Vec<Vec<u8>>,
     current: RwLock<(Arc<ServerConfig>, Loaded)>,
+    /// What the last failed reload met (the files' bytes, or the read error), so that a
+    /// rotation that stays broken is counted and logged once, not at every re-read.
+    failed: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -154,6 +157,7 @@ impl ServerTls {
                 files,
                 alpn,
                 current: RwLock::new((Arc::new(config), loaded)),
+                failed: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -170,18 +174,47 @@ impl ServerTls {
     }
 
     /// Reads the files again; true when they changed and were taken.
+    /// Reads the files again: `Ok(true)` when they changed and were taken, `Ok(false)`
+    /// when nothing changed or they fail as they failed last time, `Err` for a new
+    /// failure (the previous files stay in use).
     fn reload(&self) -> Result<bool, Error> {
-        let loaded = load(&self.inner.files)?;
-        if self.inner.current.read().is_ok_and(|c| c.1 == loaded) {
+        let (error, seen) = match load(&self.inner.files) {
+            Err(e) => {
+                let seen = e.to_string().into_bytes();
+                (e, seen)
+            }
+            Ok(loaded) => {
+                if self.inner.current.read().is_ok_and(|c| c.1 == loaded) {
+                    return Ok(false);
+                }
+                match build(&self.inner.files, &loaded, &self.inner.alpn) {
+                    Ok(config) => {
+                        *self.inner.failed.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        *self
+                            .inner
+                            .current
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner()) = (Arc::new(config), loaded);
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        let seen = [
+                            loaded.cert,
+                            loaded.key,
+                            loaded.client_ca.unwrap_or_default(),
+                        ]
+                        .concat();
+                        (e, seen)
+                    }
+                }
+            }
+        };
+        let mut failed = self.inner.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.as_ref() == Some(&seen) {
             return Ok(false);
         }
-        let config = build(&self.inner.files, &loaded, &self.inner.alpn)?;
-        *self
-            .inner
-            .current
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = (Arc::new(config), loaded);
-        Ok(true)
+        *failed = Some(seen);
+        Err(error)
     }
 
     /// Re-reads the files every `interval` for as long as this `ServerTls` (or a clone)
@@ -207,5 +240,42 @@ impl ServerTls {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &Path) -> TlsFiles {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let files = TlsFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            client_ca: None,
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("write");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write");
+        files
+    }
+
+    #[test]
+    fn a_broken_rotation_keeps_the_old_files_and_is_reported_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = write_pair(dir.path());
+        let tls = ServerTls::load("test", files.clone(), &[b"h2"]).expect("load");
+        assert!(!tls.reload().expect("unchanged"));
+        // Half-written: the certificate is cut short.
+        std::fs::write(&files.cert, "-----BEGIN CERTIFICATE-----\nMIIB").expect("write");
+        assert!(tls.reload().is_err(), "a broken file is an error");
+        assert!(!tls.reload().expect("the same failure again is not news"));
+        // The rotation completes: taken.
+        write_pair(dir.path());
+        assert!(tls.reload().expect("new files"));
+        assert!(!tls.reload().expect("unchanged"));
     }
 }
