@@ -594,18 +594,7 @@ async fn otlp_exporters_send_over_tls_with_their_token() {
             start + 600
         ))
         .await;
-    let got: std::collections::BTreeMap<String, u64> = list["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter(|s| s["real"].as_bool() != Some(false))
-        .map(|s| {
-            (
-                s["name"].as_str().expect("name").to_string(),
-                s["calls"].as_u64().expect("calls"),
-            )
-        })
-        .collect();
+    let got = common::service_calls(&list);
     assert_eq!(got, want, "{list}");
     let text = stack.metrics().await;
     assert!(

@@ -14,22 +14,6 @@ use serde_json::Value;
 use testkit::sim;
 use testkit::traces::{Exporter, Shop, Spans};
 
-/// Calls into each real service, from the API.
-fn service_calls(list: &Value) -> BTreeMap<String, u64> {
-    list["services"]
-        .as_array()
-        .expect("services")
-        .iter()
-        .filter(|s| s["real"].as_bool() != Some(false))
-        .map(|s| {
-            (
-                s["name"].as_str().expect("name").to_string(),
-                s["calls"].as_u64().expect("calls"),
-            )
-        })
-        .collect()
-}
-
 /// `/api/v1/services` over ten minutes from a minute before `t0` (unix nanoseconds).
 async fn services_around(stack: &common::Stack, t0: i64) -> Value {
     let start = t0 / 1_000_000_000 - 60;
@@ -75,7 +59,7 @@ async fn a_retried_export_counts_once() {
     }
     stack.flush().await;
     let list = services_around(&stack, t0).await;
-    assert_eq!(service_calls(&list), want, "{list}");
+    assert_eq!(common::service_calls(&list), want, "{list}");
     let text = stack.metrics().await;
     let sent: u64 = requests
         .iter()
@@ -273,7 +257,10 @@ async fn shutdown_under_load_keeps_every_accepted_export() {
 
     let stack = common::start(common::config(dir.path())).await;
     let list = services_around(&stack, t0).await;
-    let stored = service_calls(&list).get("web.shop").copied().unwrap_or(0);
+    let stored = common::service_calls(&list)
+        .get("web.shop")
+        .copied()
+        .unwrap_or(0);
     assert!(
         (accepted..=accepted + SENDERS * PER_REQUEST).contains(&stored),
         "{stored} calls stored, {accepted} accepted: {list}"

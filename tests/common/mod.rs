@@ -138,6 +138,22 @@ pub async fn sigterm(child: &tokio::process::Child) {
     assert!(status.success(), "kill -TERM {pid}");
 }
 
+/// Calls into each real service, from an `/api/v1/services` answer.
+pub fn service_calls(list: &Value) -> std::collections::BTreeMap<String, u64> {
+    list["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .filter(|s| s["real"].as_bool() != Some(false))
+        .map(|s| {
+            (
+                s["name"].as_str().expect("name").to_string(),
+                s["calls"].as_u64().expect("calls"),
+            )
+        })
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
