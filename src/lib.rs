@@ -177,7 +177,7 @@ impl App {
             let tls = listen::ServerTls::load(listener.as_str(), files, alpn)
                 .with_context(|| format!("TLS of the {} listener", listener.as_str()))?;
             tls.watch(config.tls.reload_interval, security.clone());
-            Ok(Some(listen::serve::Secured {
+            Ok(Some(listen::io::Secured {
                 tls,
                 metrics: security.clone(),
             }))
@@ -265,39 +265,28 @@ impl App {
                 shape: listen::auth::Shape::Otlp,
             },
         );
-        let reads = reads_runtime()?;
-        let http = {
+        // Each HTTP listener is registered again with the reactor of the runtime that
+        // serves it, inside that runtime.
+        let serve_http = |listener: TcpListener, name, router, tls| -> anyhow::Result<_> {
             let (shutdown, http, metrics) = (
                 wait(stopped.clone()),
                 config.http.clone(),
                 http_metrics.clone(),
             );
-            // Registered again with the API runtime's reactor, inside it.
-            let listener = http_listener.into_std()?;
-            reads.spawn(async move {
+            let listener = listener.into_std()?;
+            Ok(async move {
                 let listener = TcpListener::from_std(listener)?;
-                listen::serve(listener, "api", api, &http, metrics, api_tls, shutdown).await
+                listen::serve(listener, name, router, &http, metrics, tls, shutdown).await
             })
         };
-        let otlp_http = {
-            let (shutdown, http, metrics) = (
-                wait(stopped.clone()),
-                config.http.clone(),
-                http_metrics.clone(),
-            );
-            tokio::spawn(async move {
-                listen::serve(
-                    otlp_listener,
-                    "otlp_http",
-                    otlp_router,
-                    &http,
-                    metrics,
-                    otlp_http_tls,
-                    shutdown,
-                )
-                .await
-            })
-        };
+        let reads = reads_runtime()?;
+        let http = reads.spawn(serve_http(http_listener, "api", api, api_tls)?);
+        let otlp_http = tokio::spawn(serve_http(
+            otlp_listener,
+            "otlp_http",
+            otlp_router,
+            otlp_http_tls,
+        )?);
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
             store = config.store.backend.as_str(),
             data_dir = %config.store.data_dir.display(), "meshscope is serving");

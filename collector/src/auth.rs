@@ -5,7 +5,7 @@
 //! counted in `meshscope_auth_failures_total{listener="grpc", reason}`.
 
 use listen::SecurityMetrics;
-use listen::tokens::{Need, Tokens, token_of};
+use listen::tokens::{Denied, Need, Tokens};
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 
@@ -18,19 +18,21 @@ pub struct IngestAuth {
 
 impl Interceptor for IngestAuth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented = request
+        let authorization = request
             .metadata()
             .get("authorization")
-            .and_then(|v| token_of(v.as_bytes()));
-        match self.tokens.check(Need::Ingest, presented.as_deref()) {
+            .map(|v| v.as_bytes());
+        match self
+            .tokens
+            .admit(Need::Ingest, authorization, "grpc", &self.metrics)
+        {
             Ok(()) => Ok(request),
-            Err(denied) => {
-                self.metrics.failed("grpc", denied.reason());
-                Err(Status::unauthenticated(match denied.reason() {
-                    "missing" => "a token is needed: authorization: Bearer <token> metadata",
-                    _ => "the token is not valid for sending telemetry here",
-                }))
-            }
+            Err(Denied::Missing) => Err(Status::unauthenticated(
+                "a token is needed: authorization: Bearer <token> metadata",
+            )),
+            Err(_) => Err(Status::unauthenticated(
+                "the token is not valid for sending telemetry here",
+            )),
         }
     }
 }

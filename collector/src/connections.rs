@@ -16,8 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use listen::io::{MaybeTls, accept};
-use listen::serve::Secured;
+use listen::io::{MaybeTls, Secured, accept};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -176,18 +175,13 @@ pub fn limited(
             };
             let (tx, tls, metrics) = (tx.clone(), tls.clone(), metrics.clone());
             tokio::spawn(async move {
-                match accept(tls.as_ref().map(|s| &s.tls), io, handshake_timeout).await {
+                match accept(tls.as_ref(), "grpc", io, handshake_timeout).await {
                     Ok(io) => {
                         let conn = Limited::new(io, slot, handshake_timeout, metrics);
                         // The server stopped: the connection closes.
                         let _ = tx.send(Ok(conn)).await;
                     }
-                    Err(e) => {
-                        if let Some(s) = &tls {
-                            s.metrics.failed("grpc", "tls");
-                        }
-                        debug!(error = %e, "gRPC connection closed: TLS handshake failed");
-                    }
+                    Err(e) => debug!(error = %e, "gRPC connection closed: TLS handshake failed"),
                 }
             });
         }

@@ -27,7 +27,7 @@ pub struct Deps {
     /// The decoding budget every listener shares.
     pub budget: crate::budget::DecodeBudget,
     /// TLS for the listener, when configured.
-    pub tls: Option<listen::serve::Secured>,
+    pub tls: Option<listen::io::Secured>,
     /// The ingest tokens (open when no file is set).
     pub auth: crate::auth::IngestAuth,
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::Listener;
 use crate::security_metrics::SecurityMetrics;
-use crate::tokens::{Denied, Need, Tokens, token_of};
+use crate::tokens::{Denied, Need, Tokens};
 
 /// The shape refusals are written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +63,17 @@ async fn check(State(auth): State<HttpAuth>, req: Request, next: Next) -> Respon
     let Some(need) = (auth.need)(req.uri().path()) else {
         return next.run(req).await;
     };
-    let presented = req
+    let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| token_of(v.as_bytes()));
-    let denied = match auth.tokens.check(need, presented.as_deref()) {
+        .map(|v| v.as_bytes());
+    let denied = match auth
+        .tokens
+        .admit(need, authorization, auth.listener.as_str(), &auth.metrics)
+    {
         Ok(()) => return next.run(req).await,
         Err(denied) => denied,
     };
-    auth.metrics.failed(auth.listener.as_str(), denied.reason());
     let (status, message, code) = match denied {
         Denied::Missing => (
             StatusCode::UNAUTHORIZED,

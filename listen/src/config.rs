@@ -116,13 +116,18 @@ impl Default for TlsConfig {
 }
 
 impl TlsConfig {
-    /// The files `listener` serves TLS with, or `None` for plain text.
-    pub fn files(&self, listener: Listener) -> Option<crate::tls::TlsFiles> {
-        let own = match listener {
+    /// `listener`'s own section (`[tls.grpc]`, `[tls.otlp_http]`, `[tls.api]`).
+    fn own(&self, listener: Listener) -> &ListenerTlsConfig {
+        match listener {
             Listener::Grpc => &self.grpc,
             Listener::OtlpHttp => &self.otlp_http,
             Listener::Api => &self.api,
-        };
+        }
+    }
+
+    /// The files `listener` serves TLS with, or `None` for plain text.
+    pub fn files(&self, listener: Listener) -> Option<crate::tls::TlsFiles> {
+        let own = self.own(listener);
         let cert = own.cert_file.clone().or_else(|| self.cert_file.clone())?;
         let key = own.key_file.clone().or_else(|| self.key_file.clone())?;
         let inherited_ca = match listener {
@@ -145,11 +150,7 @@ impl TlsConfig {
         }
         let listeners = [Listener::Grpc, Listener::OtlpHttp, Listener::Api];
         for listener in listeners {
-            let own = match listener {
-                Listener::Grpc => &self.grpc,
-                Listener::OtlpHttp => &self.otlp_http,
-                Listener::Api => &self.api,
-            };
+            let own = self.own(listener);
             if own.cert_file.is_some() != own.key_file.is_some() {
                 return Err(format!(
                     "tls.{0}.cert_file and tls.{0}.key_file go together",

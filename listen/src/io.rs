@@ -7,7 +7,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::security_metrics::SecurityMetrics;
 use crate::tls::ServerTls;
+
+/// A listener's TLS, and where its failed handshakes are counted.
+#[derive(Clone, Debug)]
+pub struct Secured {
+    pub tls: ServerTls,
+    pub metrics: SecurityMetrics,
+}
 
 /// A plain or a TLS connection over `T`.
 pub enum MaybeTls<T> {
@@ -25,24 +33,32 @@ impl<T> MaybeTls<T> {
     }
 }
 
-/// `io` as it will be served: through a TLS handshake when `tls` is set, which must end
-/// within `timeout` (a client that stalls it, or speaks plain text to a TLS port, is an
-/// error).
-pub async fn accept<T>(tls: Option<&ServerTls>, io: T, timeout: Duration) -> io::Result<MaybeTls<T>>
+/// `io` as `listener` will serve it: through a TLS handshake when `secured` is set, which
+/// must end within `timeout`. A failed one (a client that stalls it, speaks plain text to
+/// a TLS port or has a refused certificate) is an error, counted as an auth failure with
+/// reason `tls`.
+pub async fn accept<T>(
+    secured: Option<&Secured>,
+    listener: &'static str,
+    io: T,
+    timeout: Duration,
+) -> io::Result<MaybeTls<T>>
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let Some(tls) = tls else {
+    let Some(secured) = secured else {
         return Ok(MaybeTls::Plain(io));
     };
-    match tokio::time::timeout(timeout, tls.acceptor().accept(io)).await {
-        Ok(Ok(stream)) => Ok(MaybeTls::Tls(Box::new(stream))),
-        Ok(Err(e)) => Err(e),
+    let handshake = match tokio::time::timeout(timeout, secured.tls.acceptor().accept(io)).await {
+        Ok(handshake) => handshake,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "TLS handshake not finished in time",
         )),
-    }
+    };
+    handshake
+        .map(|stream| MaybeTls::Tls(Box::new(stream)))
+        .inspect_err(|_| secured.metrics.failed(listener, "tls"))
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<T> {

@@ -25,17 +25,8 @@ use tower::Service;
 use tracing::{debug, warn};
 
 use crate::config::HttpConfig;
-use crate::io::accept;
+use crate::io::{Secured, accept};
 use crate::metrics::HttpMetrics;
-use crate::security_metrics::SecurityMetrics;
-use crate::tls::ServerTls;
-
-/// A listener's TLS, and where its failed handshakes are counted.
-#[derive(Clone, Debug)]
-pub struct Secured {
-    pub tls: ServerTls,
-    pub metrics: SecurityMetrics,
-}
 
 /// The answer to a request past `http.request_timeout`.
 fn timed_out(limit: Duration) -> Response {
@@ -112,7 +103,7 @@ pub async fn serve(
         let handshake = config.header_read_timeout;
         open.inc();
         tokio::spawn(async move {
-            match accept(tls.as_ref().map(|s| &s.tls), stream, handshake).await {
+            match accept(tls.as_ref(), name, stream, handshake).await {
                 Ok(io) => {
                     let connection =
                         watcher.watch(builder.serve_connection(TokioIo::new(io), service));
@@ -120,12 +111,7 @@ pub async fn serve(
                         debug!(listener = name, %peer, error = %e, "HTTP connection ended with an error");
                     }
                 }
-                Err(e) => {
-                    if let Some(s) = &tls {
-                        s.metrics.failed(name, "tls");
-                    }
-                    debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                }
+                Err(e) => debug!(listener = name, %peer, error = %e, "TLS handshake failed"),
             }
             open.dec();
             drop(slot);

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::config::AuthConfig;
+use crate::security_metrics::SecurityMetrics;
 
 /// What a request needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +175,23 @@ impl Tokens {
     /// Whether any API route needs a token.
     pub fn guards_api(&self) -> bool {
         self.inner.read.is_some() || self.inner.admin.is_some()
+    }
+
+    /// Whether a request needing `need`, with `authorization` (the value of its
+    /// `Authorization` header or metadata) may go on; a refusal is counted for
+    /// `listener`.
+    pub fn admit(
+        &self,
+        need: Need,
+        authorization: Option<&[u8]>,
+        listener: &'static str,
+        metrics: &SecurityMetrics,
+    ) -> Result<(), Denied> {
+        let presented = authorization.and_then(token_of);
+        self.check(need, presented.as_deref())
+            .inspect_err(|denied| {
+                metrics.failed(listener, denied.reason());
+            })
     }
 
     /// Whether a request needing `need` may go on with the token `presented`.

@@ -33,7 +33,8 @@ pub async fn flush(
     }
     if let Some(key) = params.keys().find(|k| k.as_str() != "waiting_spans") {
         return Err(bad(format!(
-            "unknown parameter {key}; the flush takes only waiting_spans"
+            "unknown parameter {:?}; the flush takes only waiting_spans",
+            crate::params::clip(key)
         )));
     }
     let record = match params.get("waiting_spans").map(String::as_str) {
