@@ -12,7 +12,9 @@ use tonic::{Request, Status};
 /// The check, as a tonic interceptor for the whole server.
 #[derive(Clone, Debug)]
 pub struct IngestAuth {
+    /// The token files (open when no ingest file is set).
     pub tokens: Tokens,
+    /// Where refusals are counted.
     pub metrics: SecurityMetrics,
 }
 

@@ -27,11 +27,15 @@ pub enum Shape {
 /// One listener's token check.
 #[derive(Clone)]
 pub struct HttpAuth {
+    /// The token files.
     pub tokens: Tokens,
+    /// The listener it guards (the counters' label).
     pub listener: Listener,
+    /// Where refusals are counted.
     pub metrics: SecurityMetrics,
     /// What a path needs; `None`: open (`/healthz`).
     pub need: fn(&str) -> Option<Need>,
+    /// The shape of its refusals.
     pub shape: Shape,
 }
 

@@ -77,8 +77,11 @@ impl Listener {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenerTlsConfig {
+    /// This listener's certificate chain (with `key_file`).
     pub cert_file: Option<PathBuf>,
+    /// This listener's private key (with `cert_file`).
     pub key_file: Option<PathBuf>,
+    /// CA whose client certificates this listener requires.
     pub client_ca_file: Option<PathBuf>,
 }
 
@@ -89,6 +92,7 @@ pub struct ListenerTlsConfig {
 pub struct TlsConfig {
     /// Certificate chain, leaf first. With `key_file`, every listener serves TLS.
     pub cert_file: Option<PathBuf>,
+    /// Private key of `cert_file` (PKCS#8, PKCS#1 or SEC1).
     pub key_file: Option<PathBuf>,
     /// CA certificates: the ingest listeners (gRPC, OTLP/HTTP) then require a client
     /// certificate it signed. The API takes it only from `[tls.api]`.
@@ -96,8 +100,11 @@ pub struct TlsConfig {
     /// How often the files are read again (rotation without a restart).
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+    /// `[tls.grpc]`.
     pub grpc: ListenerTlsConfig,
+    /// `[tls.otlp_http]`.
     pub otlp_http: ListenerTlsConfig,
+    /// `[tls.api]`.
     pub api: ListenerTlsConfig,
 }
 
@@ -189,8 +196,11 @@ impl TlsConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
+    /// Tokens the gRPC and OTLP/HTTP listeners require.
     pub ingest_tokens_file: Option<PathBuf>,
+    /// Tokens the JSON API, the Prometheus API and `/metrics` require.
     pub read_tokens_file: Option<PathBuf>,
+    /// Tokens the admin endpoints require; they also read.
     pub admin_tokens_file: Option<PathBuf>,
     /// How often the files are read again; a changed token counts within this time.
     #[serde(with = "humantime_serde")]

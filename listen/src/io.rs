@@ -13,13 +13,17 @@ use crate::tls::ServerTls;
 /// A listener's TLS, and where its failed handshakes are counted.
 #[derive(Clone, Debug)]
 pub struct Secured {
+    /// The server configuration, reloaded from its files.
     pub tls: ServerTls,
+    /// Where failed handshakes are counted.
     pub metrics: SecurityMetrics,
 }
 
 /// A plain or a TLS connection over `T`.
 pub enum MaybeTls<T> {
+    /// Plain text.
     Plain(T),
+    /// After a TLS handshake.
     Tls(Box<tokio_rustls::server::TlsStream<T>>),
 }
 
