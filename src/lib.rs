@@ -64,19 +64,26 @@ fn api_need(path: &str) -> Option<listen::tokens::Need> {
     }
 }
 
-/// Says once, at start, which listeners on a non-loopback address serve plain text or
-/// take anyone's requests.
+/// Says once, at start, in one WARN line, which listeners on a non-loopback address serve
+/// plain text or take anyone's requests.
 fn warn_if_open(listeners: &[(&str, SocketAddr, bool, bool)]) {
-    for (name, addr, tls, tokens) in listeners {
-        if addr.ip().is_loopback() {
-            continue;
-        }
-        if !tls {
-            warn!(listener = name, %addr, "serving plain text on a non-loopback address; see README \"Securing meshscope\" (--tls-cert, --tls-key)");
-        }
-        if !tokens {
-            warn!(listener = name, %addr, "taking requests without a token on a non-loopback address; see README \"Securing meshscope\" (--ingest-tokens-file, --read-tokens-file)");
-        }
+    let open: Vec<String> = listeners
+        .iter()
+        .filter(|(_, addr, tls, tokens)| !(addr.ip().is_loopback() || *tls && *tokens))
+        .map(|(name, addr, tls, tokens)| {
+            let what = match (tls, tokens) {
+                (false, false) => "plain text, no token",
+                (false, true) => "plain text",
+                _ => "no token",
+            };
+            format!("{name} {addr} ({what})")
+        })
+        .collect();
+    if !open.is_empty() {
+        warn!(
+            listeners = open.join(", "),
+            "listeners on non-loopback addresses are not secured; see README \"Securing meshscope\" (--tls-cert, --tls-key, --ingest-tokens-file, --read-tokens-file)"
+        );
     }
 }
 
