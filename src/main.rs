@@ -33,6 +33,10 @@ enum Command {
         /// Simulated user requests per second (each fans out to several calls).
         #[arg(long, default_value_t = 20)]
         rate: u32,
+        /// With TLS on the gRPC listener: the CA the simulated clients trust (default: the
+        /// certificates in the listener's own certificate file).
+        #[arg(long, env = "MESHSCOPE_DEMO_CA")]
+        demo_ca: Option<PathBuf>,
     },
     /// Benchmarks.
     Bench {
@@ -92,6 +96,13 @@ struct ServeArgs {
     /// ClickHouse password (prefer the environment variable: flags show in process lists).
     #[arg(long, env = "MESHSCOPE_CLICKHOUSE_PASSWORD", hide_env_values = true)]
     clickhouse_password: Option<String>,
+    /// File holding the ClickHouse password (its first line), e.g. a mounted Secret.
+    #[arg(long, env = "MESHSCOPE_CLICKHOUSE_PASSWORD_FILE")]
+    clickhouse_password_file: Option<PathBuf>,
+    /// PEM file of the CA certificates an https:// ClickHouse's certificate chains to (only
+    /// these are then trusted; default: the system's roots).
+    #[arg(long, env = "MESHSCOPE_CLICKHOUSE_CA_FILE")]
+    clickhouse_ca_file: Option<PathBuf>,
     /// Longest a read may run, waiting for a slot included (api.query_timeout; default 2m).
     #[arg(long = "query.timeout", env = "MESHSCOPE_QUERY_TIMEOUT", value_parser = humantime::parse_duration)]
     query_timeout: Option<std::time::Duration>,
@@ -172,6 +183,20 @@ impl ServeArgs {
                 field.clone_from(v);
             }
         }
+        // A password or password file given as a flag wins over the other one from the
+        // config file; both as flags is an error (`Config::validate`).
+        if self.clickhouse_password.is_some() {
+            ch.password_file = None;
+        }
+        if let Some(f) = &self.clickhouse_password_file {
+            ch.password_file = Some(f.clone());
+            if self.clickhouse_password.is_none() {
+                ch.password.clear();
+            }
+        }
+        if let Some(f) = &self.clickhouse_ca_file {
+            ch.ca_file = Some(f.clone());
+        }
         if let Some(t) = self.query_timeout {
             config.api.query_timeout = t;
         }
@@ -214,16 +239,36 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs, demo_rate: Option<u32>) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, demo: Option<(u32, Option<PathBuf>)>) -> anyhow::Result<()> {
     let config = args.config()?;
-    let app = App::start(config).await?;
-    let demo = demo_rate.map(|rate| {
-        let endpoint = format!("http://127.0.0.1:{}", app.grpc_addr.port());
-        let api = format!("http://localhost:{}", app.http_addr.port());
-        info!(rate, "demo traffic starting; try: curl -s {api}/api/v1/topology");
-        eprintln!("meshscope demo: simulated bookinfo mesh traffic (Envoy ALS) and a traced shop (OTLP) are flowing. In a few seconds:\n  curl -s {api}/api/v1/topology\n  curl -s {api}/api/v1/services");
-        tokio::spawn(testkit::demo::run_traffic(endpoint, rate))
-    });
+    let app = App::start(config.clone()).await?;
+    let demo = match demo {
+        Some((rate, ca)) => {
+            let peer = demo_peer(&config, app.grpc_addr.port(), ca.as_deref())?;
+            let (scheme, ca_hint) = match config.tls.files(listen::Listener::Api) {
+                Some(_) => ("https", " --cacert CA_FILE"),
+                None => ("http", ""),
+            };
+            let api = format!("{scheme}://localhost:{}", app.http_addr.port());
+            let auth = if config.auth.read_tokens_file.is_some()
+                || config.auth.admin_tokens_file.is_some()
+            {
+                " -H \"Authorization: Bearer $READ_TOKEN\""
+            } else {
+                ""
+            };
+            info!(
+                rate,
+                endpoint = peer.endpoint,
+                "demo traffic starting; try: curl -s {api}/api/v1/topology"
+            );
+            eprintln!(
+                "meshscope demo: simulated bookinfo mesh traffic (Envoy ALS) and a traced shop (OTLP) are flowing. In a few seconds:\n  curl -s{ca_hint}{auth} {api}/api/v1/topology\n  curl -s{ca_hint}{auth} {api}/api/v1/services"
+            );
+            Some(tokio::spawn(testkit::demo::run_traffic(peer, rate)))
+        }
+        None => None,
+    };
     let signal = shutdown_signal().await;
     if let Some(d) = demo {
         d.abort();
@@ -231,6 +276,50 @@ async fn serve(args: ServeArgs, demo_rate: Option<u32>) -> anyhow::Result<()> {
     let result = app.shutdown().await;
     signal?;
     result
+}
+
+/// Where the demo's simulated proxies and exporters send: this process's gRPC listener,
+/// over TLS when it serves TLS (trusting `ca`, or else the certificates of the listener's
+/// own certificate file, under the first DNS name the certificate holds), with the first
+/// ingest token when tokens are needed.
+fn demo_peer(
+    config: &Config,
+    port: u16,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<testkit::sim::Peer> {
+    let token = match &config.auth.ingest_tokens_file {
+        Some(file) => listen::tokens::first_in_file(file)?,
+        None => None,
+    };
+    let Some(files) = config.tls.files(listen::Listener::Grpc) else {
+        return Ok(testkit::sim::Peer {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            token,
+            ..Default::default()
+        });
+    };
+    if files.client_ca.is_some() {
+        tracing::warn!(
+            "the gRPC listener requires client certificates and the demo traffic has none: it will be refused"
+        );
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let chain = read(&files.cert)?;
+    let ca_pem = match ca {
+        Some(path) => read(path)?,
+        None => chain.clone(),
+    };
+    Ok(testkit::sim::Peer {
+        endpoint: format!("https://127.0.0.1:{port}"),
+        ca_pem: Some(ca_pem),
+        server_name: Some(
+            testkit::sim::peer::first_dns_name(&chain).unwrap_or_else(|| "localhost".into()),
+        ),
+        token,
+        ..Default::default()
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -263,7 +352,11 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args, None).await,
-            Command::Demo { serve: args, rate } => serve(args, Some(rate)).await,
+            Command::Demo {
+                serve: args,
+                rate,
+                demo_ca,
+            } => serve(args, Some((rate, demo_ca))).await,
             Command::Bench {
                 which: BenchCommand::Als(args),
             } => Ok(bench::als::run(args).await?),

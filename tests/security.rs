@@ -606,3 +606,116 @@ async fn otlp_exporters_send_over_tls_with_their_token() {
     );
     stack.stop().await;
 }
+
+/// `meshscope demo` on a secured server: its simulated proxies and exporters trust the
+/// given CA and send the first ingest token, so its traffic is counted and nothing is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_runs_against_a_secured_server() {
+    let pki = pki();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (ingest, read) = (data.path().join("ingest"), data.path().join("read"));
+    write(
+        &ingest,
+        "# the demo sends the first token\ningest-demo-1\ningest-demo-2\n",
+    );
+    write(&read, "read-demo-1\n");
+    let (grpc, http) = (common::free_port(), common::free_port());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .args(["demo", "--rate", "40"])
+        .args(["--grpc-addr", &format!("127.0.0.1:{grpc}")])
+        .args(["--otlp-http-addr", "127.0.0.1:0"])
+        .args(["--http-addr", &format!("127.0.0.1:{http}")])
+        .arg("--tls-cert")
+        .arg(&pki.cert)
+        .arg("--tls-key")
+        .arg(&pki.key)
+        .arg("--demo-ca")
+        .arg(&pki.ca)
+        .arg("--ingest-tokens-file")
+        .arg(&ingest)
+        .arg("--read-tokens-file")
+        .arg(&read)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("MESHSCOPE__AGGREGATOR__FLUSH_INTERVAL", "1s")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn meshscope demo");
+    let client = Pki::reqwest(&pki.ca_pem);
+    let api = format!("https://localhost:{http}");
+    let get = |path: &str| {
+        client
+            .get(format!("{api}{path}"))
+            .bearer_auth("read-demo-1")
+            .send()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let services = loop {
+        if let Ok(resp) = get("/api/v1/services").await
+            && resp.status().is_success()
+        {
+            let body: Value = resp.json().await.expect("json");
+            let calls = common::service_calls(&body);
+            // Both kinds of traffic: bookinfo over ALS, the traced shop over OTLP.
+            let has = |name: &str| calls.keys().any(|k| k.starts_with(name));
+            if has("productpage") && has("storefront") {
+                break calls;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo's traffic never showed up"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(services.values().all(|c| *c > 0), "{services:?}");
+    let metrics = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        common::metric_value(&metrics, "meshscope_auth_failures_total"),
+        0.0,
+        "{metrics}"
+    );
+    assert!(common::metric_value(&metrics, "meshscope_als_entries_decoded_total") > 0.0);
+    assert!(common::metric_value(&metrics, "meshscope_otlp_spans_received_total") > 0.0);
+    common::sigterm(&child).await;
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("exit in time")
+        .expect("wait");
+    assert!(exit.status.success(), "{exit:?}");
+}
+
+/// `bench als` and `bench otlp` against a plain and a secured server in one run: each
+/// fails unless its server decoded everything sent and refused nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmarks_run_against_a_secured_server() {
+    for args in [
+        ["als", "--entries", "20000", "--streams", "2"],
+        ["otlp", "--spans", "20000", "--connections", "2"],
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+            .arg("bench")
+            .args(args)
+            .args(["--security", "both"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("run the bench");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in ["-- plain text", "-- TLS + tokens", "TLS + tokens cost"] {
+            assert!(stdout.contains(line), "{args:?}: {stdout}");
+        }
+    }
+}

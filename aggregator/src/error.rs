@@ -32,6 +32,10 @@ pub enum Error {
     Locked(PathBuf),
     #[error("ClickHouse: {message}")]
     ClickHouse { code: Option<u32>, message: String },
+    /// The TLS handshake with an `https://` ClickHouse failed (its certificate does not
+    /// chain to the trusted CAs, names another host, has expired, …).
+    #[error("ClickHouse TLS: {0}")]
+    ClickHouseTls(String),
     #[error("{0}")]
     Config(String),
     #[error("write backlog full: {0}")]
@@ -75,7 +79,9 @@ impl Error {
             Error::Bounded { kind, .. } => *kind,
             Error::Stopped | Error::Backlog(_) => ErrorKind::Unavailable,
             // No code: ClickHouse did not answer (connection refused, reset, timed out).
-            Error::ClickHouse { code: None, .. } => ErrorKind::Unavailable,
+            Error::ClickHouse { code: None, .. } | Error::ClickHouseTls(_) => {
+                ErrorKind::Unavailable
+            }
             Error::ClickHouse {
                 code: Some(code), ..
             } if CLICKHOUSE_TRANSIENT.contains(code) => ErrorKind::Unavailable,

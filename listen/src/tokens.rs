@@ -68,6 +68,16 @@ fn parse(bytes: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The first token in a token file, for a client inside this process (the demo's
+/// simulated traffic); `None` when the file holds none.
+pub fn first_in_file(path: &Path) -> Result<Option<String>, Error> {
+    let bytes = read("the", path)?;
+    Ok(parse(&bytes)
+        .into_iter()
+        .next()
+        .map(|t| String::from_utf8_lossy(&t).into_owned()))
+}
+
 fn read(kind: &str, path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Tokens(format!("{kind} tokens {}: {e}", path.display())))
 }

@@ -8,19 +8,19 @@ use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::A
 use tokio::sync::mpsc;
 
 use crate::now_nanos;
-use crate::sim::{Generator, Hop, announce, entries, stream_messages};
+use crate::sim::{Generator, Hop, Peer, announce, entries, stream_messages};
 use crate::traces::{Exporter, Shop, Spans};
 
 /// Streams live traffic at `rate` user requests per second over long-lived ALS streams,
 /// one per proxy and logger, as Envoy does; a stream that fails is reopened on the next
 /// tick. Alongside, the traced shop of [`crate::traces`] exports OTLP spans over gRPC at
 /// half the rate, and `ratings` exports spans for the mesh's calls into it. Runs until
-/// aborted.
-pub async fn run_traffic(endpoint: String, rate: u32) {
+/// aborted. `peer` is the server's gRPC listener (with TLS and a token when it needs them).
+pub async fn run_traffic(peer: Peer, rate: u32) {
     let mut generator = Generator::new(now_nanos() as u64);
     // Proxies open their streams when they start, before traffic flows.
     let all = 0..generator.mesh.workloads.len();
-    if let Err(e) = announce(&endpoint, &generator.mesh, all).await {
+    if let Err(e) = announce(&peer, &generator.mesh, all).await {
         tracing::warn!(error = %e, "demo traffic could not announce its proxies");
     }
     let mut streams: HashMap<(usize, bool), mpsc::Sender<StreamAccessLogsMessage>> = HashMap::new();
@@ -44,7 +44,7 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
             shop.request(now - 200_000_000 + 2 * i64::from(i) * spread, &mut spans);
         }
         if exporter.is_none() {
-            match Exporter::connect(&endpoint).await {
+            match Exporter::connect(&peer).await {
                 Ok(e) => exporter = Some(e),
                 Err(e) => tracing::warn!(error = %e, "demo traces could not connect"),
             }
@@ -67,22 +67,7 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
                 let fresh = streams.get(&key).is_none_or(|tx| tx.is_closed());
                 if fresh {
                     let (tx, rx) = mpsc::channel(64);
-                    let endpoint = endpoint.clone();
-                    tokio::spawn(async move {
-                        match AccessLogServiceClient::connect(endpoint).await {
-                            Ok(mut client) => {
-                                if let Err(e) = client
-                                    .stream_access_logs(
-                                        tokio_stream::wrappers::ReceiverStream::new(rx),
-                                    )
-                                    .await
-                                {
-                                    tracing::debug!(error = %e, "demo stream ended");
-                                }
-                            }
-                            Err(e) => tracing::warn!(error = %e, "demo traffic could not connect"),
-                        }
-                    });
+                    tokio::spawn(stream(peer.clone(), rx));
                     streams.insert(key, tx);
                 }
                 let mut messages =
@@ -102,5 +87,30 @@ pub async fn run_traffic(endpoint: String, rate: u32) {
                 }
             }
         }
+    }
+}
+
+/// One proxy's long-lived access-log stream, fed from `rx`.
+async fn stream(peer: Peer, rx: mpsc::Receiver<StreamAccessLogsMessage>) {
+    let channel = match peer.channel().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "demo traffic could not connect");
+            return;
+        }
+    };
+    let request = peer.authorize(tonic::Request::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    ));
+    let result = match request {
+        Ok(r) => {
+            AccessLogServiceClient::new(channel)
+                .stream_access_logs(r)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "demo stream ended");
     }
 }

@@ -3,7 +3,8 @@
 //! the embedded Parquet store's answer for the same writes; then whole meshscope processes
 //! on one ClickHouse: two collectors and a reader, a ClickHouse outage mid-stream, a
 //! meshscope restart while ClickHouse is down, a replayed spool that already landed, and
-//! tables dropped by hand while meshscope runs.
+//! tables dropped by hand while meshscope runs; and ClickHouse over https with a private
+//! CA and a password file.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -11,6 +12,7 @@ mod migrations;
 mod processes;
 mod scans;
 mod spool;
+mod tls;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -137,6 +139,8 @@ fn settings(url: &str) -> ClickHouseConfig {
         database: "meshscope".into(),
         user: "default".into(),
         password: String::new(),
+        password_file: None,
+        ca_file: None,
         timeout: Duration::from_secs(60),
         buffer_bytes: 64 << 20,
         spool_bytes: 64 << 20,

@@ -134,7 +134,7 @@ async fn two_collectors_and_a_reader_give_the_single_process_numbers() {
 
 /// An in-process meshscope on ClickHouse with a 1 s flush interval and a small memory
 /// queue, so an outage fills the disk spool quickly.
-fn clickhouse_config(url: &str, dir: &Path) -> meshscope::Config {
+pub(crate) fn clickhouse_config(url: &str, dir: &Path) -> meshscope::Config {
     let mut c = common::config(dir);
     c.store.backend = meshscope::Backend::Clickhouse;
     c.clickhouse.url = url.to_string();

@@ -10,12 +10,29 @@ pub struct ClickHouse {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// `https://localhost:PORT` when started by [`ClickHouse::start_tls`].
+    pub https_url: Option<String>,
     http: u16,
     _dir: tempfile::TempDir,
 }
 
-fn write_config(dir: &Path, http: u16, tcp: u16) {
+/// An `https_port` and the certificate and key it serves.
+struct Https<'a> {
+    port: u16,
+    cert: &'a Path,
+    key: &'a Path,
+}
+
+fn write_config(dir: &Path, http: u16, tcp: u16, https: Option<Https<'_>>, password: &str) {
     let d = dir.display();
+    let https = https.map_or(String::new(), |h| {
+        format!(
+            "<https_port>{}</https_port>\n  <openSSL><server><certificateFile>{}</certificateFile><privateKeyFile>{}</privateKeyFile><verificationMode>none</verificationMode><loadDefaultCAFile>false</loadDefaultCAFile><disableProtocols>sslv2,sslv3,tlsv1,tlsv1_1</disableProtocols></server></openSSL>",
+            h.port,
+            h.cert.display(),
+            h.key.display()
+        )
+    });
     let config = format!(
         r#"<?xml version="1.0"?>
 <yandex>
@@ -23,6 +40,7 @@ fn write_config(dir: &Path, http: u16, tcp: u16) {
   <listen_host>127.0.0.1</listen_host>
   <http_port>{http}</http_port>
   <tcp_port>{tcp}</tcp_port>
+  {https}
   <path>{d}/data/</path>
   <tmp_path>{d}/tmp/</tmp_path>
   <user_files_path>{d}/user_files/</user_files_path>
@@ -38,10 +56,11 @@ fn write_config(dir: &Path, http: u16, tcp: u16) {
     let users = r#"<?xml version="1.0"?>
 <yandex>
   <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+  <users><default><password>PASSWORD</password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
   <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
 </yandex>
-"#;
+"#
+    .replace("PASSWORD", password);
     std::fs::write(dir.join("config.xml"), config).expect("config.xml");
     std::fs::write(dir.join("users.xml"), users).expect("users.xml");
 }
@@ -64,11 +83,34 @@ impl ClickHouse {
     pub fn start() -> ClickHouse {
         let dir = tempfile::tempdir().expect("tempdir");
         let (http, tcp) = (super::free_port(), super::free_port());
-        write_config(dir.path(), http, tcp);
+        write_config(dir.path(), http, tcp, None, "");
         let child = spawn(dir.path(), http);
         ClickHouse {
             child,
             url: format!("http://127.0.0.1:{http}"),
+            https_url: None,
+            http,
+            _dir: dir,
+        }
+    }
+
+    /// Starts a server that also serves HTTPS with `cert` and `key` (PEM), and whose
+    /// `default` user has `password`.
+    pub fn start_tls(cert: &Path, key: &Path, password: &str) -> ClickHouse {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (http, tcp, port) = (super::free_port(), super::free_port(), super::free_port());
+        write_config(
+            dir.path(),
+            http,
+            tcp,
+            Some(Https { port, cert, key }),
+            password,
+        );
+        let child = spawn(dir.path(), http);
+        ClickHouse {
+            child,
+            url: format!("http://127.0.0.1:{http}"),
+            https_url: Some(format!("https://localhost:{port}")),
             http,
             _dir: dir,
         }

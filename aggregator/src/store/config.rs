@@ -96,6 +96,12 @@ impl StoreConfig {
                     ch.url
                 )));
             }
+            if !ch.password.is_empty() && ch.password_file.is_some() {
+                return bad("set clickhouse.password or clickhouse.password_file, not both");
+            }
+            if ch.ca_file.is_some() && !ch.url.starts_with("https://") {
+                return bad("clickhouse.ca_file is for an https:// clickhouse.url");
+            }
             if ch.timeout.is_zero() || ch.full_wait.is_zero() {
                 return bad("clickhouse.timeout and clickhouse.full_wait must be longer than zero");
             }
@@ -130,8 +136,11 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
-    /// HTTP interface, `http://host:8123`.
+    /// HTTP interface, `http://host:8123` or `https://host:8443`.
     pub url: String,
+    /// PEM file of the CA certificates that sign an `https://` server's certificate; when
+    /// set, only these are trusted (otherwise the system's roots).
+    pub ca_file: Option<PathBuf>,
     /// Database of meshscope's tables; created if missing.
     #[serde(deserialize_with = "string_or_number")]
     pub database: String,
@@ -139,6 +148,9 @@ pub struct ClickHouseConfig {
     pub user: String,
     #[serde(deserialize_with = "string_or_number")]
     pub password: String,
+    /// A file holding the password (its first line; a Kubernetes Secret mounted as a
+    /// file), instead of `password`. Read when the store opens.
+    pub password_file: Option<PathBuf>,
     /// Per request.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -157,9 +169,11 @@ impl Default for ClickHouseConfig {
     fn default() -> Self {
         ClickHouseConfig {
             url: "http://127.0.0.1:8123".into(),
+            ca_file: None,
             database: "meshscope".into(),
             user: "default".into(),
             password: String::new(),
+            password_file: None,
             timeout: Duration::from_secs(30),
             buffer_bytes: 256 << 20,
             spool_bytes: 4 << 30,
@@ -172,6 +186,7 @@ impl std::fmt::Debug for ClickHouseConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClickHouseConfig")
             .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
             .field("database", &self.database)
             .field("user", &self.user)
             .field(
@@ -182,6 +197,7 @@ impl std::fmt::Debug for ClickHouseConfig {
                     "<redacted>"
                 },
             )
+            .field("password_file", &self.password_file)
             .field("timeout", &self.timeout)
             .field("buffer_bytes", &self.buffer_bytes)
             .field("spool_bytes", &self.spool_bytes)

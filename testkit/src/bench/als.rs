@@ -20,6 +20,7 @@ use envoy_types::pb::envoy::service::accesslog::v3::stream_access_logs_message::
 use prost::Message;
 
 use super::clickhouse;
+use super::secured::{Security, label};
 use super::server::{Server, cpu_seconds, peak_rss_mib};
 use crate::error::{During, Error, Result};
 use crate::scrape::metric_sum;
@@ -44,6 +45,10 @@ pub struct AlsArgs {
     /// The ClickHouse database the benchmark uses (dropped and recreated).
     #[arg(long, default_value = "meshscope_bench_als")]
     pub clickhouse_database: String,
+    /// Plain text, TLS with tokens on every listener, or both one after the other (their
+    /// cost side by side).
+    #[arg(long, value_enum, default_value = "plain")]
+    pub security: Security,
 }
 
 /// One proxy's message cycle: encoded messages and their entry counts.
@@ -79,7 +84,7 @@ fn build_cycles() -> (Vec<Cycle>, u64, usize) {
     (cycles, entries, bytes)
 }
 
-async fn stream_cycle(endpoint: String, cycle: Vec<(Bytes, u64)>, quota: u64) -> Result<u64> {
+async fn stream_cycle(peer: sim::Peer, cycle: Vec<(Bytes, u64)>, quota: u64) -> Result<u64> {
     let mut sent = 0u64;
     let mut items = Vec::new();
     'outer: loop {
@@ -91,7 +96,7 @@ async fn stream_cycle(endpoint: String, cycle: Vec<(Bytes, u64)>, quota: u64) ->
             sent += n;
         }
     }
-    sim::send_raw(&endpoint, items).await.during("streaming")?;
+    sim::send_raw(peer, items).await.during("streaming")?;
     Ok(sent)
 }
 
@@ -130,6 +135,74 @@ pub async fn run(args: AlsArgs) -> Result<()> {
         "decode-only floor: {floor:.0} entries/s (envoy-types), {slim_rate:.0} entries/s (meshscope field subset)"
     );
 
+    let mut runs = Vec::new();
+    for &secured in args.security.runs() {
+        runs.push((secured, measure(&args, &cycles, secured).await?));
+    }
+
+    println!("meshscope bench als");
+    let store = match &args.clickhouse_url {
+        Some(url) => format!("ClickHouse at {url}"),
+        None => "embedded Parquet store".into(),
+    };
+    println!("  store                 {store}");
+    for (secured, run) in &runs {
+        println!("  -- {}", label(*secured));
+        println!(
+            "  entries sent          {} over {} streams",
+            run.sent, args.streams
+        );
+        println!("  calls aggregated      {}", run.aggregated);
+        if let Some((rows, inserts)) = run.clickhouse {
+            println!(
+                "  ClickHouse            {rows} rows in {inserts} inserts, every aggregated call in them (the server's CPU below excludes ClickHouse's)"
+            );
+        }
+        println!(
+            "  wall time             {:.2} s  ({:.0} entries/s)",
+            run.wall,
+            run.sent as f64 / run.wall
+        );
+        println!(
+            "  server CPU            {:.2} s  ({:.0} entries per server CPU-second)",
+            run.cpu,
+            run.per_cpu_second()
+        );
+        println!("  server peak RSS       {:.1} MiB", run.rss);
+    }
+    if let [(false, plain), (true, tls)] = runs.as_slice() {
+        println!(
+            "  TLS + tokens cost     {:.1} % fewer entries per server CPU-second ({:.0} vs {:.0})",
+            100.0 * (1.0 - tls.per_cpu_second() / plain.per_cpu_second()),
+            tls.per_cpu_second(),
+            plain.per_cpu_second()
+        );
+    }
+    println!("  decode-only floor     {floor:.0} entries/s (prost into envoy-types, 1 core)");
+    println!("  field-subset decode   {slim_rate:.0} entries/s (meshscope's proto::als, 1 core)");
+    Ok(())
+}
+
+/// What one server run measured.
+struct Run {
+    sent: u64,
+    aggregated: f64,
+    wall: f64,
+    cpu: f64,
+    rss: f64,
+    /// ClickHouse rows and inserts, with `--clickhouse-url`.
+    clickhouse: Option<(f64, f64)>,
+}
+
+impl Run {
+    fn per_cpu_second(&self) -> f64 {
+        self.sent as f64 / self.cpu
+    }
+}
+
+/// Starts a server (secured or not), streams `args.entries` entries into it, flushes and
+/// checks that it decoded every one (and, with ClickHouse, stored every call).
+async fn measure(args: &AlsArgs, cycles: &[Cycle], secured: bool) -> Result<Run> {
     let env = match &args.clickhouse_url {
         Some(url) => {
             clickhouse::drop_database(url, &args.clickhouse_database).await?;
@@ -137,15 +210,15 @@ pub async fn run(args: AlsArgs) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let server = Server::start(args.server.as_ref(), &env).await?;
-    let (pid, endpoint) = (server.pid, server.endpoint.clone());
+    let server = Server::start(args.server.as_ref(), &env, secured).await?;
+    let pid = server.pid;
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
     let per_stream = args.entries / args.streams.max(1) as u64;
     let tasks: Vec<_> = (0..args.streams.max(1))
         .map(|i| {
             let cycle = cycles[i % cycles.len()].messages.clone();
-            tokio::spawn(stream_cycle(endpoint.clone(), cycle, per_stream))
+            tokio::spawn(stream_cycle(server.peer(), cycle, per_stream))
         })
         .collect();
     let mut sent = 0u64;
@@ -164,11 +237,12 @@ pub async fn run(args: AlsArgs) -> Result<()> {
     let ch_lost = metric_sum(&text, "meshscope_clickhouse_dropped_rows_total")
         + metric_sum(&text, "meshscope_clickhouse_buffered_bytes")
         + metric_sum(&text, "meshscope_clickhouse_spooled_bytes");
+    let refused = metric_sum(&text, "meshscope_auth_failures_total");
     server.stop().await;
 
-    if (decoded_entries as u64) != sent {
+    if (decoded_entries as u64) != sent || refused != 0.0 {
         return Err(Error::Check(format!(
-            "server decoded {decoded_entries} entries but {sent} were sent"
+            "server decoded {decoded_entries} entries but {sent} were sent ({refused} auth failures)"
         )));
     }
     if let Some(url) = &args.clickhouse_url {
@@ -194,32 +268,12 @@ pub async fn run(args: AlsArgs) -> Result<()> {
             )));
         }
     }
-    println!("meshscope bench als");
-    let store = match &args.clickhouse_url {
-        Some(url) => format!("ClickHouse at {url}"),
-        None => "embedded Parquet store".into(),
-    };
-    println!("  store                 {store}");
-    println!(
-        "  entries sent          {sent} over {} streams",
-        args.streams
-    );
-    println!("  calls aggregated      {aggregated}");
-    if args.clickhouse_url.is_some() {
-        println!(
-            "  ClickHouse            {ch_rows} rows in {ch_inserts} inserts, every aggregated call in them (the server's CPU below excludes ClickHouse's)"
-        );
-    }
-    println!(
-        "  wall time             {wall:.2} s  ({:.0} entries/s)",
-        sent as f64 / wall
-    );
-    println!(
-        "  server CPU            {cpu:.2} s  ({:.0} entries per server CPU-second)",
-        sent as f64 / cpu
-    );
-    println!("  server peak RSS       {rss:.1} MiB");
-    println!("  decode-only floor     {floor:.0} entries/s (prost into envoy-types, 1 core)");
-    println!("  field-subset decode   {slim_rate:.0} entries/s (meshscope's proto::als, 1 core)");
-    Ok(())
+    Ok(Run {
+        sent,
+        aggregated,
+        wall,
+        cpu,
+        rss,
+        clickhouse: args.clickhouse_url.as_ref().map(|_| (ch_rows, ch_inserts)),
+    })
 }

@@ -60,7 +60,7 @@ async fn wait_open(server: &Server, want: f64) -> Result<()> {
 
 /// Runs the benchmark and prints what it measured.
 pub async fn run(args: IdleArgs) -> Result<()> {
-    let server = Server::start(args.server.as_ref(), &[]).await?;
+    let server = Server::start(args.server.as_ref(), &[], false).await?;
     let result = measure(&server, &args).await;
     server.stop().await;
     result

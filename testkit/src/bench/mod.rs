@@ -7,6 +7,7 @@ pub mod clickhouse;
 pub mod idle;
 pub mod otlp;
 pub mod query;
+pub mod secured;
 pub mod server;
 
 pub use als::AlsArgs;

@@ -14,11 +14,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tonic::Status;
 
+use super::secured::{Security, label};
 use super::server::{Server, cpu_seconds, peak_rss_mib};
 use crate::error::{During, Error, Result};
 use crate::now_nanos;
 use crate::scrape::metric_sum;
-use crate::sim::{RawCodec, connect};
+use crate::sim::{Peer, RawCodec, connect};
 use crate::traces::{Shop, Spans};
 
 /// Options of `meshscope bench otlp`.
@@ -36,6 +37,10 @@ pub struct OtlpArgs {
     /// The server binary (default: this executable).
     #[arg(long)]
     pub server: Option<PathBuf>,
+    /// Plain text, TLS with tokens on every listener, or both one after the other (their
+    /// cost side by side).
+    #[arg(long, value_enum, default_value = "plain")]
+    pub security: Security,
 }
 
 /// Encoded export requests and their span counts, in rounds of whole traces: a round's
@@ -71,14 +76,14 @@ fn build_rounds(spans: u64, batch: usize) -> (Vec<Vec<(Bytes, u64)>>, u64, usize
 }
 
 /// Sends encoded export requests one after another on one connection.
-async fn export_all(endpoint: String, requests: Vec<Bytes>) -> Result<(), Status> {
-    let mut grpc = connect(&endpoint).await?;
+async fn export_all(peer: Peer, requests: Vec<Bytes>) -> Result<(), Status> {
+    let mut grpc = connect(&peer).await?;
     for r in requests {
         grpc.ready()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         grpc.unary::<Bytes, (), _>(
-            tonic::Request::new(r),
+            peer.authorize(tonic::Request::new(r))?,
             tonic::codegen::http::uri::PathAndQuery::from_static(collector::otlp::METHOD_PATH),
             RawCodec,
         )
@@ -110,17 +115,79 @@ pub async fn run(args: OtlpArgs) -> Result<()> {
     let floor = decoded as f64 / started.elapsed().as_secs_f64();
     eprintln!("decode-only floor: {floor:.0} spans/s (prost into opentelemetry-proto)");
 
-    let server = Server::start(args.server.as_ref(), &[]).await?;
     let connections = args.connections.max(1);
     let mut per_connection: Vec<Vec<Bytes>> = vec![Vec::new(); connections];
     for (i, round) in rounds.into_iter().enumerate() {
         per_connection[i % connections].extend(round.into_iter().map(|(b, _)| b));
     }
+    let mut runs = Vec::new();
+    for &secured in args.security.runs() {
+        runs.push((
+            secured,
+            measure(&args, &per_connection, total, secured).await?,
+        ));
+    }
+
+    println!("meshscope bench otlp");
+    for (secured, run) in &runs {
+        println!("  -- {}", label(*secured));
+        println!(
+            "  spans sent            {total} over {connections} gRPC connections, {} per request",
+            args.batch
+        );
+        println!(
+            "  pairs joined          {}  (unpaired at the end: {})",
+            run.paired, run.unpaired
+        );
+        println!("  calls aggregated      {}", run.aggregated);
+        println!(
+            "  wall time             {:.2} s  ({:.0} spans/s)",
+            run.wall,
+            total as f64 / run.wall
+        );
+        println!(
+            "  server CPU            {:.2} s  ({:.0} spans per server CPU-second)",
+            run.cpu,
+            total as f64 / run.cpu
+        );
+        println!("  server peak RSS       {:.1} MiB", run.rss);
+    }
+    if let [(false, plain), (true, tls)] = runs.as_slice() {
+        println!(
+            "  TLS + tokens cost     {:.1} % fewer spans per server CPU-second ({:.0} vs {:.0})",
+            100.0 * (1.0 - plain.cpu / tls.cpu),
+            total as f64 / tls.cpu,
+            total as f64 / plain.cpu
+        );
+    }
+    println!("  decode-only floor     {floor:.0} spans/s (prost into opentelemetry-proto, 1 core)");
+    Ok(())
+}
+
+/// What one server run measured.
+struct Run {
+    paired: f64,
+    unpaired: f64,
+    aggregated: f64,
+    wall: f64,
+    cpu: f64,
+    rss: f64,
+}
+
+/// Starts a server (secured or not), sends every connection's requests, flushes and checks
+/// that it received all `total` spans and refused none.
+async fn measure(
+    args: &OtlpArgs,
+    per_connection: &[Vec<Bytes>],
+    total: u64,
+    secured: bool,
+) -> Result<Run> {
+    let server = Server::start(args.server.as_ref(), &[], secured).await?;
     let cpu_before = cpu_seconds(server.pid)?;
     let started = Instant::now();
     let tasks: Vec<_> = per_connection
-        .into_iter()
-        .map(|requests| tokio::spawn(export_all(server.endpoint.clone(), requests)))
+        .iter()
+        .map(|requests| tokio::spawn(export_all(server.peer(), requests.clone())))
         .collect();
     for t in tasks {
         t.await?.during("exporting")?;
@@ -132,32 +199,20 @@ pub async fn run(args: OtlpArgs) -> Result<()> {
     let text = server.metrics_text().await?;
     let received = metric_sum(&text, "meshscope_otlp_spans_received_total");
     let rejected = metric_sum(&text, "meshscope_otlp_spans_rejected_total");
-    let paired = metric_sum(&text, "meshscope_otlp_spans_paired_total");
-    let unpaired = metric_sum(&text, "meshscope_otlp_spans_unpaired_total");
-    let aggregated = metric_sum(&text, "meshscope_aggregated_calls_total");
+    let refused = metric_sum(&text, "meshscope_auth_failures_total");
+    let run = Run {
+        paired: metric_sum(&text, "meshscope_otlp_spans_paired_total"),
+        unpaired: metric_sum(&text, "meshscope_otlp_spans_unpaired_total"),
+        aggregated: metric_sum(&text, "meshscope_aggregated_calls_total"),
+        wall,
+        cpu,
+        rss,
+    };
     server.stop().await;
-
-    if received as u64 != total || rejected != 0.0 {
+    if received as u64 != total || rejected != 0.0 || refused != 0.0 {
         return Err(Error::Check(format!(
-            "server received {received} spans ({rejected} rejected) but {total} were sent"
+            "server received {received} spans ({rejected} rejected, {refused} auth failures) but {total} were sent"
         )));
     }
-    println!("meshscope bench otlp");
-    println!(
-        "  spans sent            {total} over {connections} gRPC connections, {} per request",
-        args.batch
-    );
-    println!("  pairs joined          {paired}  (unpaired at the end: {unpaired})");
-    println!("  calls aggregated      {aggregated}");
-    println!(
-        "  wall time             {wall:.2} s  ({:.0} spans/s)",
-        total as f64 / wall
-    );
-    println!(
-        "  server CPU            {cpu:.2} s  ({:.0} spans per server CPU-second)",
-        total as f64 / cpu
-    );
-    println!("  server peak RSS       {rss:.1} MiB");
-    println!("  decode-only floor     {floor:.0} spans/s (prost into opentelemetry-proto, 1 core)");
-    Ok(())
+    Ok(run)
 }

@@ -238,7 +238,7 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         Some(url) => clickhouse::server_env(url, &args.clickhouse_database),
         None => Vec::new(),
     };
-    let server = Server::start_in(args.server.as_ref(), dir, &env).await?;
+    let server = Server::start_in(args.server.as_ref(), dir, &env, false).await?;
     let start = end - args.hours * 3600;
     let (s0, w) = ("svc-000.bench", format!("start={start}&end={end}"));
     let prom = |q: &str| format!("/prometheus/api/v1/query?time={end}&query={}", enc(q));

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use super::secured::Secured;
 use crate::error::{Error, Result, io};
+use crate::sim::Peer;
 
 /// utime + stime of a process in seconds (USER_HZ = 100 on Linux).
 pub fn cpu_seconds(pid: u32) -> Result<f64> {
@@ -49,24 +51,37 @@ fn free_port() -> Result<u16> {
         .map_err(io("finding a free port"))
 }
 
-/// A `meshscope serve` child process on loopback ports with a temporary data dir.
+/// A `meshscope serve` child process on loopback ports with a temporary data dir; with
+/// [`Secured`] files, over TLS with tokens on every listener.
 pub struct Server {
     child: tokio::process::Child,
     pub pid: u32,
-    /// `http://127.0.0.1:PORT` of its HTTP API.
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`) of its HTTP API.
     pub http: String,
-    /// `http://127.0.0.1:PORT` of its gRPC listener.
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT`) of its gRPC listener.
     pub endpoint: String,
+    /// The TLS and token files, when secured.
+    pub secured: Option<Secured>,
+    /// Trusts the server's CA and sends the admin token, when secured.
+    client: reqwest::Client,
     dir: PathBuf,
 }
 
 impl Server {
     /// Starts `exe` (default: this executable) on a fresh temporary data dir with `env`
-    /// set and waits until it is healthy.
-    pub async fn start(exe: Option<&PathBuf>, env: &[(&str, String)]) -> Result<Server> {
-        let dir = std::env::temp_dir().join(format!("meshscope-bench-{}", std::process::id()));
+    /// set and waits until it is healthy; `secured`: over TLS with tokens.
+    pub async fn start(
+        exe: Option<&PathBuf>,
+        env: &[(&str, String)],
+        secured: bool,
+    ) -> Result<Server> {
+        let dir = std::env::temp_dir().join(format!(
+            "meshscope-bench-{}-{}",
+            std::process::id(),
+            if secured { "tls" } else { "plain" }
+        ));
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        Server::start_in(exe, dir, env).await
+        Server::start_in(exe, dir, env, secured).await
     }
 
     /// Starts `exe` on `dir` (removed by [`Server::stop`]) with `env` set and waits until
@@ -75,11 +90,17 @@ impl Server {
         exe: Option<&PathBuf>,
         dir: PathBuf,
         env: &[(&str, String)],
+        secured: bool,
     ) -> Result<Server> {
         let (grpc_port, http_port) = (free_port()?, free_port()?);
         let exe = match exe {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(io("finding this executable"))?,
+        };
+        let secured = if secured {
+            Some(Secured::create(&dir)?)
+        } else {
+            None
         };
         let child = tokio::process::Command::new(&exe)
             .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
@@ -91,6 +112,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&dir)
+            .args(secured.iter().flat_map(Secured::args))
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
@@ -100,10 +122,20 @@ impl Server {
         let pid = child
             .id()
             .ok_or_else(|| Error::Check("the server exited at once".into()))?;
-        let http = format!("http://127.0.0.1:{http_port}");
+        let (scheme, host) = match secured {
+            Some(_) => ("https", "localhost"),
+            None => ("http", "127.0.0.1"),
+        };
+        let client = match &secured {
+            Some(s) => s.http_client()?,
+            None => reqwest::Client::new(),
+        };
+        let http = format!("{scheme}://{host}:{http_port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if reqwest::get(format!("{http}/healthz"))
+            if client
+                .get(format!("{http}/healthz"))
+                .send()
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
@@ -120,14 +152,31 @@ impl Server {
             child,
             pid,
             http,
-            endpoint: format!("http://127.0.0.1:{grpc_port}"),
+            endpoint: format!("{scheme}://{host}:{grpc_port}"),
+            secured,
+            client,
             dir,
         })
     }
 
+    /// Where to send ALS and OTLP: the gRPC listener, with the CA and the ingest token
+    /// when secured.
+    pub fn peer(&self) -> Peer {
+        match &self.secured {
+            Some(s) => s.peer(&self.endpoint),
+            None => Peer::from(&self.endpoint),
+        }
+    }
+
+    /// `GET` on the HTTP API (with the admin token when secured).
+    pub fn get(&self, path_and_query: &str) -> reqwest::RequestBuilder {
+        self.client.get(format!("{}{path_and_query}", self.http))
+    }
+
     /// `POST /api/v1/admin/flush?waiting_spans=record`: everything sent is written.
     pub async fn flush(&self) -> Result<()> {
-        let flush = reqwest::Client::new()
+        let flush = self
+            .client
             .post(format!(
                 "{}/api/v1/admin/flush?waiting_spans=record",
                 self.http
@@ -142,10 +191,11 @@ impl Server {
 
     /// The server's `/metrics` text.
     pub async fn metrics_text(&self) -> Result<String> {
-        Ok(reqwest::get(format!("{}/metrics", self.http))
-            .await?
-            .text()
-            .await?)
+        let resp = self.get("/metrics").send().await?;
+        if !resp.status().is_success() {
+            return Err(Error::Check(format!("/metrics: {}", resp.status())));
+        }
+        Ok(resp.text().await?)
     }
 
     /// SIGTERM, wait, remove the data dir.

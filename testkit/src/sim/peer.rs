@@ -85,3 +85,13 @@ impl Peer {
         Ok(request)
     }
 }
+
+/// The first DNS name a PEM certificate chain's leaf holds (`localhost`, …).
+pub fn first_dns_name(chain_pem: &[u8]) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem)
+        .next()?
+        .ok()?;
+    let cert = webpki::EndEntityCert::try_from(&leaf).ok()?;
+    cert.valid_dns_names().next().map(str::to_string)
+}

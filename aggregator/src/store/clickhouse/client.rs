@@ -6,7 +6,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::store::ClickHouseConfig;
 use crate::{Error, Result};
+
+/// The first line of a password file, without its line end.
+fn read_password(path: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("clickhouse.password_file {}: {e}", path.display())))?;
+    let line = text.lines().next().unwrap_or_default();
+    if line.is_empty() {
+        return Err(Error::Config(format!(
+            "clickhouse.password_file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(line.to_string())
+}
 
 /// Where and as whom to connect.
 #[derive(Clone)]
@@ -37,20 +52,64 @@ pub fn error_code(body: &str) -> Option<u32> {
 }
 
 impl Client {
-    /// `url` like `http://127.0.0.1:8123`.
+    /// A client as `config` says: its URL, user, password (or password file) and CA file.
+    pub fn connect(config: &ClickHouseConfig) -> Result<Client> {
+        let password = match &config.password_file {
+            Some(path) => read_password(path)?,
+            None => config.password.clone(),
+        };
+        let ca = match &config.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Error::Config(format!("clickhouse.ca_file {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Client::with_roots(
+            &config.url,
+            &config.user,
+            &password,
+            config.timeout,
+            ca.as_deref(),
+        )
+    }
+
+    /// `url` like `http://127.0.0.1:8123`; an `https://` URL is checked against the
+    /// system's roots.
     pub fn new(url: &str, user: &str, password: &str, timeout: Duration) -> Result<Client> {
+        Client::with_roots(url, user, password, timeout, None)
+    }
+
+    /// Like [`Client::new`]; `ca_pem`, when given, holds the only CA certificates an
+    /// `https://` server's certificate may chain to.
+    pub fn with_roots(
+        url: &str,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Client> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| Error::Config(format!("ClickHouse url {url:?}: {e}")))?;
         // reqwest's TLS needs a process-wide crypto provider even for plain http URLs;
         // an installed one stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| Error::ClickHouse {
-                code: None,
-                message: format!("building the HTTP client: {e}"),
-            })?;
+        let mut builder = reqwest::Client::builder().timeout(timeout);
+        if let Some(pem) = ca_pem {
+            let roots = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|roots| !roots.is_empty())
+                .ok_or_else(|| {
+                    Error::Config(
+                        "clickhouse.ca_file holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                            .into(),
+                    )
+                })?;
+            builder = builder.tls_certs_only(roots);
+        }
+        let http = builder.build().map_err(|e| Error::ClickHouse {
+            code: None,
+            message: format!("building the HTTP client: {e}"),
+        })?;
         Ok(Client {
             http,
             url,
@@ -90,9 +149,16 @@ impl Client {
             .body(body)
             .send()
             .await
-            .map_err(|e| Error::ClickHouse {
-                code: None,
-                message: format!("{}: {e}", self.url),
+            .map_err(|e| {
+                let message = format!("{}: {}", self.url, causes(&e));
+                if refused_by_tls(&e) {
+                    Error::ClickHouseTls(message)
+                } else {
+                    Error::ClickHouse {
+                        code: None,
+                        message,
+                    }
+                }
             })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| Error::ClickHouse {
@@ -109,6 +175,41 @@ impl Client {
             })
         }
     }
+}
+
+/// An error and its sources, `a: b: c` (reqwest's own text hides a TLS failure's reason).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// Whether rustls ended the connection: an error somewhere in the chain, or wrapped in an
+/// `io::Error` of it (whose `source` skips the error it wraps; reqwest nests them).
+fn refused_by_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut pending: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    while let Some(err) = pending.pop() {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            pending.push(inner);
+        }
+        if let Some(next) = err.source() {
+            pending.push(next);
+        }
+    }
+    false
 }
 
 #[cfg(test)]

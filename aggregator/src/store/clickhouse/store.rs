@@ -104,8 +104,8 @@ impl ClickHouseStore {
         registry: &mut Registry,
     ) -> Result<Self> {
         let db_sql = ident(&config.database)?;
-        let client = Client::new(&config.url, &config.user, &config.password, config.timeout)?;
-        let reads = Client::new(&config.url, &config.user, &config.password, config.timeout)?;
+        let client = Client::connect(config)?;
+        let reads = Client::connect(config)?;
         let target = Arc::new(Target {
             client,
             database: config.database.clone(),
@@ -124,6 +124,8 @@ impl ClickHouseStore {
                 error = message,
                 "ClickHouse does not answer; buffering writes until it does"
             ),
+            // A certificate that does not verify is a setting to fix (like refused
+            // credentials), not an outage to wait out.
             Err(e) => return Err(e),
         }
         let shipper = Shipper::start(
