@@ -16,10 +16,11 @@ test: deps
 		cargo test --workspace --no-fail-fast; \
 	fi
 	python3 dashboards/validate.py
+	python3 docs/snippets/check_snippets.py
 	deploy/validate.sh
 
 # What the tests need besides Rust, when missing: promtool, clickhouse-server, and the
-# Python packages jsonschema, PyYAML and chdb (see .ci/deps; needs root or sudo for apt).
+# Python packages jsonschema, PyYAML, chdb, kubernetes-validate and xds-protos (see .ci/deps; needs root or sudo for apt).
 deps:
 	@.ci/deps
 

@@ -10,10 +10,10 @@ use aggregator::store::{ClickHouseConfig, StoreConfig};
 use anyhow::{Context, bail};
 use collector::CollectorConfig;
 use collector::otlp::OtlpConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Listener addresses and shutdown behaviour (`[server]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// gRPC listener: Envoy ALS and OTLP/gRPC.
@@ -39,7 +39,7 @@ impl Default for ServerConfig {
 }
 
 /// Everything the process reads.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -128,6 +128,13 @@ impl Config {
             .context("invalid configuration")
     }
 
+    /// The configuration as TOML that [`Config::load`] reads back to the same values,
+    /// except secrets, which read `<redacted>` (the ClickHouse password; tokens are never
+    /// in the configuration, only their files' paths).
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        toml::to_string(self).context("writing the configuration as TOML")
+    }
+
     /// Rejects values that parse but cannot work: each section's own checks.
     pub fn validate(&self) -> anyhow::Result<()> {
         self.aggregator.validate()?;
@@ -159,6 +166,34 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("meshscope.example.toml");
         let config = Config::load(Some(&path), []).expect("example config");
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn the_printed_configuration_reads_back_the_same_without_its_secrets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("in.toml");
+        std::fs::write(
+            &file,
+            "[clickhouse]\npassword = \"hunter2-secret\"\n[auth]\nread_tokens_file = \"/run/tokens/read\"\n[tls]\ncert_file = \"/run/tls/tls.crt\"\nkey_file = \"/run/tls/tls.key\"\n[tls.api]\nclient_ca_file = \"/run/tls/ca.crt\"\n[collector.addresses]\n\"10.0.0.1\" = \"db.prod\"\n[dedup.services]\n\"checkout.shop\" = \"trace\"\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&file), []).expect("config");
+        let printed = config.to_toml().expect("toml");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("password = \"<redacted>\""), "{printed}");
+        let again = dir.path().join("out.toml");
+        std::fs::write(&again, &printed).expect("write");
+        let mut back = Config::load(Some(&again), []).expect("the printed config loads");
+        assert_eq!(back.clickhouse.password, "<redacted>");
+        back.clickhouse.password = config.clickhouse.password.clone();
+        assert_eq!(back, config, "{printed}");
+        // The defaults print and read back too.
+        let printed = Config::default().to_toml().expect("toml");
+        std::fs::write(&again, &printed).expect("write");
+        assert_eq!(
+            Config::load(Some(&again), []).expect("loads"),
+            Config::default()
+        );
     }
 
     #[test]
@@ -274,6 +309,20 @@ mod tests {
         assert_eq!(
             config.collector.max_connection_age,
             Duration::from_secs(600)
+        );
+        // The paths the Secret volumes in collector.yaml and api.yaml are mounted at.
+        use std::path::PathBuf;
+        assert_eq!(
+            config.tls.cert_file,
+            Some(PathBuf::from("/etc/meshscope/tls/tls.crt"))
+        );
+        assert_eq!(
+            config.auth.ingest_tokens_file,
+            Some(PathBuf::from("/etc/meshscope/tokens/ingest"))
+        );
+        assert_eq!(
+            config.clickhouse.password_file,
+            Some(PathBuf::from("/etc/meshscope/clickhouse/password"))
         );
     }
 

@@ -38,6 +38,10 @@ enum Command {
         #[arg(long, env = "MESHSCOPE_DEMO_CA")]
         demo_ca: Option<PathBuf>,
     },
+    /// Print the configuration `serve` would run with (defaults, config file, environment,
+    /// flags) as TOML, the ClickHouse password redacted; fails as `serve` would on a bad
+    /// value.
+    Config(ServeArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -352,6 +356,10 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args, None).await,
+            Command::Config(args) => {
+                print!("{}", args.config()?.to_toml()?);
+                Ok(())
+            }
             Command::Demo {
                 serve: args,
                 rate,

@@ -126,3 +126,44 @@ async fn a_flag_mends_a_bad_value_from_the_config_file() {
     common::wait_healthy(&format!("http://127.0.0.1:{http}")).await;
     child.kill().await.expect("kill");
 }
+
+/// `meshscope config` prints the configuration `serve` would use, from every source, with
+/// the ClickHouse password redacted and the token files only as paths; a bad value fails
+/// as `serve` would.
+#[tokio::test]
+async fn config_prints_the_effective_configuration_without_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tokens = dir.path().join("read-tokens");
+    std::fs::write(&tokens, "read-token-value-7f3a\n").expect("write");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope"))
+        .args(["config", "--clickhouse-password", "hunter2-flag"])
+        .arg("--read-tokens-file")
+        .arg(&tokens)
+        .env("MESHSCOPE__AGGREGATOR__FLUSH_INTERVAL", "7s")
+        .env("MESHSCOPE_CLICKHOUSE_USER", "writer")
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for secret in ["hunter2", "read-token-value"] {
+        assert!(!stdout.contains(secret), "{stdout}");
+    }
+    for line in [
+        "password = \"<redacted>\"",
+        "user = \"writer\"",
+        "flush_interval = \"7s\"",
+        &format!("read_tokens_file = \"{}\"", tokens.display()),
+    ] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    refused_naming(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_meshscope")).args([
+            "config",
+            "--tls-cert",
+            "/nowhere/tls.crt",
+        ]),
+        "key",
+    )
+    .await;
+}

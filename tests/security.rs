@@ -719,3 +719,155 @@ async fn the_benchmarks_run_against_a_secured_server() {
         }
     }
 }
+
+/// The Grafana provisioning snippet (`docs/snippets/grafana-datasource-tls.yaml`), read as
+/// Grafana reads it: its `url`, Basic auth from `basicAuthUser` and
+/// `secureJsonData.basicAuthPassword`, and the CA from `tlsCACert` (with `$__file{…}`
+/// expanded from the files Grafana's pod would mount). Grafana's health check and a
+/// dashboard query succeed; a wrong token in the mounted file gets 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_provisioning_snippet_reads_over_tls() {
+    #[derive(serde::Deserialize)]
+    struct Provisioning {
+        datasources: Vec<Datasource>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Datasource {
+        uid: String,
+        url: String,
+        #[serde(default)]
+        basic_auth: bool,
+        basic_auth_user: Option<String>,
+        json_data: JsonData,
+        secure_json_data: Option<SecureJsonData>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct JsonData {
+        #[serde(default, rename = "tlsAuthWithCACert")]
+        tls_auth_with_ca_cert: bool,
+        http_method: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SecureJsonData {
+        basic_auth_password: String,
+        #[serde(rename = "tlsCACert")]
+        tls_ca_cert: String,
+    }
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/snippets/grafana-datasource-tls.yaml");
+    let text = std::fs::read_to_string(&path).expect("the snippet");
+    let provisioning: Provisioning = serde_yaml_ng::from_str(&text).expect("YAML");
+    let source = provisioning
+        .datasources
+        .into_iter()
+        .find(|d| d.uid == "meshscope")
+        .expect("the meshscope data source");
+    let secure = source.secure_json_data.expect("secureJsonData");
+    assert!(source.basic_auth && source.json_data.tls_auth_with_ca_cert);
+    assert_eq!(source.json_data.http_method.as_deref(), Some("POST"));
+
+    // What Grafana's pod mounts: the read token and meshscope's CA, in a temp dir standing
+    // for /etc/grafana/meshscope.
+    let pki = pki();
+    let mounted = tempfile::tempdir().expect("tempdir");
+    write(&mounted.path().join("read-token"), "grafana-read-0c1d\n");
+    write(&mounted.path().join("ca.crt"), &pki.ca_pem);
+    // Grafana's `$__file{path}`: the file's content, trimmed.
+    let expand = |value: &str| -> String {
+        let path = value
+            .strip_prefix("$__file{")
+            .and_then(|v| v.strip_suffix('}'))
+            .unwrap_or_else(|| panic!("expected $__file{{…}}, got {value}"));
+        let local = path
+            .strip_prefix("/etc/grafana/meshscope/")
+            .unwrap_or_else(|| panic!("unexpected mount path {path}"));
+        std::fs::read_to_string(mounted.path().join(local))
+            .expect("mounted file")
+            .trim()
+            .to_string()
+    };
+    let password = expand(&secure.basic_auth_password);
+    let ca = expand(&secure.tls_ca_cert);
+
+    let data = tempfile::tempdir().expect("tempdir");
+    let tokens = data.path().join("read");
+    write(&tokens, "grafana-read-0c1d\n");
+    let mut config = common::config(data.path());
+    config.tls.cert_file = Some(pki.cert.clone());
+    config.tls.key_file = Some(pki.key.clone());
+    config.auth.read_tokens_file = Some(tokens);
+    let stack = common::start(config).await;
+    let grpc = format!("https://localhost:{}", stack.app.grpc_addr.port());
+    let (mesh, hops, start) = scenario(44, 60);
+    sim::send_all(pki.peer(&grpc, None), &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+
+    // The snippet's URL with the test server's address in place of the Service's.
+    let url = reqwest::Url::parse(&source.url).expect("url");
+    let url = format!(
+        "https://localhost:{}{}",
+        stack.app.http_addr.port(),
+        url.path()
+    );
+    let client = Pki::reqwest(&ca);
+    let user = source.basic_auth_user.clone().expect("basicAuthUser");
+    let query = |password: String, form: Vec<(&'static str, String)>| {
+        client
+            .post(format!("{url}/api/v1/query"))
+            .basic_auth(user.clone(), Some(password))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(&form).expect("form"))
+            .send()
+    };
+    // Grafana's "Save & test" for a Prometheus data source runs `1+1`.
+    let health = query(password.clone(), vec![("query", "1+1".into())])
+        .await
+        .expect("health check");
+    assert_eq!(health.status(), 200);
+    let body: Value = health.json().await.expect("json");
+    assert_eq!(body["data"]["result"][1], "2", "{body}");
+    // A dashboard query: the scenario's edges are there.
+    let (edges, _, _) = expected(&mesh, &hops);
+    let answer: Value = query(
+        password.clone(),
+        vec![
+            (
+                "query",
+                "sum by (client, server) (increase(traces_service_graph_request_total[15m]))"
+                    .into(),
+            ),
+            ("time", (start + 600).to_string()),
+        ],
+    )
+    .await
+    .expect("query")
+    .json()
+    .await
+    .expect("json");
+    let got: std::collections::BTreeSet<(String, String)> = answer["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|s| {
+            let label = |k: &str| s["metric"][k].as_str().expect("label").to_string();
+            (label("client"), label("server"))
+        })
+        .collect();
+    let want: std::collections::BTreeSet<(String, String)> = edges
+        .keys()
+        .map(|(c, s, _)| (c.clone(), s.clone()))
+        .collect();
+    assert_eq!(got, want, "{answer}");
+    // A token that is not the server's (the mounted file out of date): 401.
+    let refused = query("grafana-read-stale".into(), vec![("query", "1+1".into())])
+        .await
+        .expect("query");
+    assert_eq!(refused.status(), 401);
+    stack.stop().await;
+}

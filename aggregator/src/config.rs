@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
@@ -11,7 +11,7 @@ fn default_flush_interval() -> Duration {
 }
 
 /// Aggregator settings (`[aggregator]` in the config file).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AggregatorConfig {
     /// Apdex threshold T in milliseconds.

@@ -1,11 +1,11 @@
 //! Collector settings (`[collector]` in the config file).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// Collector settings (`[collector]` in the config file).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorConfig {
     /// Largest accepted gRPC message, in bytes; larger ones are rejected and counted.

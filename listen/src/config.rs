@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[http]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Most connections open at once on one listener; further ones are closed at once
@@ -74,7 +74,7 @@ impl Listener {
 
 /// One listener's TLS files in `[tls.grpc]`, `[tls.otlp_http]` or `[tls.api]`; what is
 /// not set comes from `[tls]`.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenerTlsConfig {
     /// This listener's certificate chain (with `key_file`).
@@ -87,7 +87,7 @@ pub struct ListenerTlsConfig {
 
 /// `[tls]`: PEM files for every listener (`--tls-cert`, `--tls-key`,
 /// `--tls-client-ca`), each listener may override them.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// Certificate chain, leaf first. With `key_file`, every listener serves TLS.
@@ -193,7 +193,7 @@ impl TlsConfig {
 
 /// `[auth]`: token files (`--ingest-tokens-file`, `--read-tokens-file`,
 /// `--admin-tokens-file`), see [`crate::tokens`].
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Tokens the gRPC and OTLP/HTTP listeners require.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use foldhash::HashMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use proto::{Side, Source};
 
@@ -15,7 +15,7 @@ use crate::schema::Key;
 
 /// Which source counts when the mesh and traces both report calls into a service
 /// (`[dedup]` in the config file).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Dedup {
     /// The source preferred for every destination: `mesh` (default) or `trace`.

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
 /// Where rollups are kept.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// Parquet files in the data dir, read with embedded DataFusion (no server).
@@ -49,7 +49,7 @@ impl FromStr for Backend {
 }
 
 /// Store settings (`[store]`).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `parquet` (embedded, the default) or `clickhouse` (see `[clickhouse]`).
@@ -132,8 +132,13 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
     })
 }
 
+/// A secret as `meshscope config` prints it: `<redacted>` unless empty.
+fn redacted<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
+}
+
 /// ClickHouse backend settings (`[clickhouse]`), used with `store.backend = "clickhouse"`.
-#[derive(Clone, Deserialize, PartialEq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// HTTP interface, `http://host:8123` or `https://host:8443`.
@@ -146,7 +151,8 @@ pub struct ClickHouseConfig {
     pub database: String,
     #[serde(deserialize_with = "string_or_number")]
     pub user: String,
-    #[serde(deserialize_with = "string_or_number")]
+    /// Printed as `<redacted>` when set (`meshscope config`).
+    #[serde(deserialize_with = "string_or_number", serialize_with = "redacted")]
     pub password: String,
     /// A file holding the password (its first line; a Kubernetes Secret mounted as a
     /// file), instead of `password`. Read when the store opens.

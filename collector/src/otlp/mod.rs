@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use proto::CallBatch;
 use proto::channel::CallSender;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -48,7 +48,7 @@ pub const SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceServ
 pub const METHOD_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// OTLP settings (`[otlp]` in the config file).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
     /// How long a CLIENT or SERVER span waits for its partner before it is recorded

@@ -82,6 +82,7 @@ impl Secured {
         let (ca_pem, cert_pem, key_pem) =
             certificates().map_err(|e| Error::Check(format!("making certificates: {e}")))?;
         let (ingest_token, admin_token) = (token("ingest")?, token("admin")?);
+        let read_token = token("read")?;
         let mut args = Vec::new();
         for (flag, name, text) in [
             ("--tls-cert", "tls.crt", cert_pem.as_str()),
@@ -92,12 +93,8 @@ impl Secured {
                 ingest_token.as_str(),
             ),
             ("--admin-tokens-file", "admin-tokens", admin_token.as_str()),
-            // Read tokens guard the API; the admin token reads too.
-            (
-                "--read-tokens-file",
-                "read-tokens",
-                "# none: the admin token reads",
-            ),
+            // Read tokens guard the API; the benches read with the admin token.
+            ("--read-tokens-file", "read-tokens", read_token.as_str()),
         ] {
             let path = dir.join(name);
             std::fs::write(&path, format!("{text}\n"))
