@@ -197,6 +197,46 @@ mod tests {
     }
 
     #[test]
+    fn clickhouse_credentials_have_one_place_each() {
+        let load = |pairs: &[(&str, &str)]| {
+            let mut env = vec![(
+                "MESHSCOPE__STORE__BACKEND".to_string(),
+                "clickhouse".to_string(),
+            )];
+            env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Config::load(None, env).map_err(|e| format!("{e:#}"))
+        };
+        let err = load(&[(
+            "MESHSCOPE__CLICKHOUSE__URL",
+            "https://writer:s3cret@ch:8443",
+        )])
+        .expect_err("credentials in the url");
+        assert!(err.contains("clickhouse.url must not hold"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").expect("write");
+        let path = file.display().to_string();
+        let err = load(&[
+            ("MESHSCOPE__CLICKHOUSE__PASSWORD", "x"),
+            ("MESHSCOPE__CLICKHOUSE__PASSWORD_FILE", &path),
+        ])
+        .expect_err("two passwords");
+        assert!(err.contains("given twice"), "{err}");
+        let err = load(&[("MESHSCOPE__CLICKHOUSE__PASSWORD", "<redacted>")])
+            .expect_err("a printed password");
+        assert!(err.contains("<redacted>"), "{err}");
+        let err = load(&[("MESHSCOPE__CLICKHOUSE__PASSWORD_FILE", "/nowhere/pw")])
+            .expect_err("a missing file");
+        assert!(
+            err.contains("clickhouse.password_file /nowhere/pw"),
+            "{err}"
+        );
+        let config = load(&[("MESHSCOPE__CLICKHOUSE__PASSWORD_FILE", &path)]).expect("ok");
+        assert_eq!(config.clickhouse.password().expect("read"), "from-file");
+    }
+
+    #[test]
     fn environment_overrides_file_values() {
         let config = Config::load(
             None,
@@ -303,7 +343,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("meshscope.toml");
         std::fs::write(&file, toml).expect("write");
-        let config = Config::load(Some(&file), []).expect("the example loads");
+        let mut config = Config::load_unchecked(Some(&file), []).expect("the example parses");
         assert_eq!(config.store.backend, Backend::Clickhouse);
         assert_eq!(config.clickhouse.url, "http://clickhouse:8123");
         assert_eq!(
@@ -321,9 +361,15 @@ mod tests {
             Some(PathBuf::from("/etc/meshscope/tokens/ingest"))
         );
         assert_eq!(
-            config.clickhouse.password_file,
+            config
+                .clickhouse
+                .password_file
+                .replace(dir.path().join("password")),
             Some(PathBuf::from("/etc/meshscope/clickhouse/password"))
         );
+        // With the Secret's file in place (here: a temp file), the example passes every check.
+        std::fs::write(dir.path().join("password"), "change-me\n").expect("write");
+        config.validate().expect("the example is valid");
     }
 
     #[test]

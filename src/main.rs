@@ -187,16 +187,11 @@ impl ServeArgs {
                 field.clone_from(v);
             }
         }
-        // A password or password file given as a flag wins over the other one from the
-        // config file; both as flags is an error (`Config::validate`).
-        if self.clickhouse_password.is_some() {
-            ch.password_file = None;
-        }
+        // A password and a password file from any two sources is an error
+        // (`Config::validate`), never a silent choice: a stale password variable must not
+        // outlive a move to a mounted Secret.
         if let Some(f) = &self.clickhouse_password_file {
             ch.password_file = Some(f.clone());
-            if self.clickhouse_password.is_none() {
-                ch.password.clear();
-            }
         }
         if let Some(f) = &self.clickhouse_ca_file {
             ch.ca_file = Some(f.clone());
@@ -245,10 +240,16 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, demo: Option<(u32, Option<PathBuf>)>) -> anyhow::Result<()> {
     let config = args.config()?;
+    // The demo's TLS and token files are read before anything starts, so a bad one stops
+    // nothing half-started.
+    let demo_tls = match &demo {
+        Some((_, ca)) => Some(DemoTls::read(&config, ca.as_deref())?),
+        None => None,
+    };
     let app = App::start(config.clone()).await?;
-    let demo = match demo {
-        Some((rate, ca)) => {
-            let peer = demo_peer(&config, app.grpc_addr.port(), ca.as_deref())?;
+    let demo = match (demo, demo_tls) {
+        (Some((rate, _)), Some(tls)) => {
+            let peer = tls.peer(app.grpc_addr.port());
             let (scheme, ca_hint) = match config.tls.files(listen::Listener::Api) {
                 Some(_) => ("https", " --cacert CA_FILE"),
                 None => ("http", ""),
@@ -271,7 +272,7 @@ async fn serve(args: ServeArgs, demo: Option<(u32, Option<PathBuf>)>) -> anyhow:
             );
             Some(tokio::spawn(testkit::demo::run_traffic(peer, rate)))
         }
-        None => None,
+        _ => None,
     };
     let signal = shutdown_signal().await;
     if let Some(d) = demo {
@@ -282,48 +283,61 @@ async fn serve(args: ServeArgs, demo: Option<(u32, Option<PathBuf>)>) -> anyhow:
     result
 }
 
-/// Where the demo's simulated proxies and exporters send: this process's gRPC listener,
-/// over TLS when it serves TLS (trusting `ca`, or else the certificates of the listener's
-/// own certificate file, under the first DNS name the certificate holds), with the first
-/// ingest token when tokens are needed.
-fn demo_peer(
-    config: &Config,
-    port: u16,
-    ca: Option<&std::path::Path>,
-) -> anyhow::Result<testkit::sim::Peer> {
-    let token = match &config.auth.ingest_tokens_file {
-        Some(file) => listen::tokens::first_in_file(file)?,
-        None => None,
-    };
-    let Some(files) = config.tls.files(listen::Listener::Grpc) else {
-        return Ok(testkit::sim::Peer {
-            endpoint: format!("http://127.0.0.1:{port}"),
+/// What the demo's simulated proxies and exporters need to reach this process's gRPC
+/// listener: its TLS (trusting `--demo-ca`, or else the certificates of the listener's own
+/// certificate file, which then must hold its CA or be self-signed; checked under the first
+/// DNS name the certificate holds) and the first ingest token when tokens are needed.
+struct DemoTls {
+    /// The CA PEM and the server name, when the listener serves TLS.
+    tls: Option<(Vec<u8>, String)>,
+    token: Option<String>,
+}
+
+impl DemoTls {
+    fn read(config: &Config, ca: Option<&std::path::Path>) -> anyhow::Result<DemoTls> {
+        let token = match &config.auth.ingest_tokens_file {
+            Some(file) => listen::tokens::first_in_file(file)?,
+            None => None,
+        };
+        let Some(files) = config.tls.files(listen::Listener::Grpc) else {
+            return Ok(DemoTls { tls: None, token });
+        };
+        if files.client_ca.is_some() {
+            tracing::warn!(
+                "the gRPC listener requires client certificates and the demo traffic has none: it will be refused"
+            );
+        }
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let chain = read(&files.cert)?;
+        let ca_pem = match ca {
+            Some(path) => read(path)?,
+            None => chain.clone(),
+        };
+        let name = testkit::sim::peer::first_dns_name(&chain).unwrap_or_else(|| "localhost".into());
+        Ok(DemoTls {
+            tls: Some((ca_pem, name)),
             token,
-            ..Default::default()
-        });
-    };
-    if files.client_ca.is_some() {
-        tracing::warn!(
-            "the gRPC listener requires client certificates and the demo traffic has none: it will be refused"
-        );
+        })
     }
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-    };
-    let chain = read(&files.cert)?;
-    let ca_pem = match ca {
-        Some(path) => read(path)?,
-        None => chain.clone(),
-    };
-    Ok(testkit::sim::Peer {
-        endpoint: format!("https://127.0.0.1:{port}"),
-        ca_pem: Some(ca_pem),
-        server_name: Some(
-            testkit::sim::peer::first_dns_name(&chain).unwrap_or_else(|| "localhost".into()),
-        ),
-        token,
-        ..Default::default()
-    })
+
+    fn peer(self, port: u16) -> testkit::sim::Peer {
+        match self.tls {
+            None => testkit::sim::Peer {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                token: self.token,
+                ..Default::default()
+            },
+            Some((ca_pem, name)) => testkit::sim::Peer {
+                endpoint: format!("https://127.0.0.1:{port}"),
+                ca_pem: Some(ca_pem),
+                server_name: Some(name),
+                token: self.token,
+                ..Default::default()
+            },
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -101,8 +101,35 @@ def check_envoy(name, doc):
             socket = cluster.get("transport_socket", {})
             if socket.get("name") != "envoy.transport_sockets.tls":
                 problem(name, f"cluster {cluster['name']}: no TLS transport socket")
-            elif "h2" not in socket["typed_config"]["common_tls_context"].get("alpn_protocols", []):
+                continue
+            tls = socket["typed_config"]
+            if "h2" not in tls["common_tls_context"].get("alpn_protocols", []):
                 problem(name, f"cluster {cluster['name']}: TLS without ALPN h2")
+            # The names Envoy checks are ones deploy/kubernetes's certificate holds.
+            names = certificate_names()
+            sans = [
+                m["matcher"]["exact"]
+                for m in tls["common_tls_context"]["validation_context"].get("match_typed_subject_alt_names", [])
+            ]
+            for n in [tls.get("sni"), *sans]:
+                if n not in names:
+                    problem(name, f"cluster {cluster['name']}: {n} is not a name of the certificate in deploy/kubernetes/optional/certificate.yaml")
+
+
+def certificate_names():
+    cert = yaml.safe_load((REPO / "deploy/kubernetes/optional/certificate.yaml").read_text())
+    return set(cert["spec"]["dnsNames"])
+
+
+def service_hosts():
+    """The in-cluster names of deploy/kubernetes's Services."""
+    hosts = set()
+    for f in (REPO / "deploy/kubernetes").glob("*.yaml"):
+        for d in yaml.safe_load_all(f.read_text()):
+            if d and d.get("kind") == "Service":
+                n, ns = d["metadata"]["name"], d["metadata"]["namespace"]
+                hosts |= {f"{n}.{ns}.svc.cluster.local", f"{ns}/{n}.{ns}.svc.cluster.local"}
+    return hosts
 
 
 # --- Istio, the OpenTelemetry Collector, Grafana -----------------------------------
@@ -342,7 +369,13 @@ def check_collector(name, doc):
 
 
 def check_istio(name, doc):
-    """Every provider a Telemetry resource names is one the providers snippet registers."""
+    """Providers send to a Service deploy/kubernetes defines; every provider a Telemetry
+    resource names is one the providers snippet registers."""
+    if doc.get("kind") == "IstioOperator":
+        for p in doc["spec"]["meshConfig"]["extensionProviders"]:
+            service = next(v["service"] for k, v in p.items() if k != "name")
+            if service not in service_hosts():
+                problem(name, f"provider {p['name']}: no Service {service} in deploy/kubernetes")
     if doc.get("kind") != "Telemetry":
         return
     providers = yaml.safe_load((SNIPPETS / "istio-providers.yaml").read_text())
@@ -377,7 +410,7 @@ def check_quotes():
                 problem(doc.name, f"quotes {path}, which does not exist")
             elif target.read_text() != block:
                 problem(doc.name, f"its quote of {path} differs from the file")
-        if "<!-- snippet:" in text and not MARK.search(text):
+        if text.count("<!-- snippet:") != len(MARK.findall(text)):
             problem(doc.name, "a snippet mark not followed by a fenced block")
     return quoted
 

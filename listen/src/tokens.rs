@@ -78,6 +78,13 @@ pub fn first_in_file(path: &Path) -> Result<Option<String>, Error> {
         .map(|t| String::from_utf8_lossy(&t).into_owned()))
 }
 
+/// The example manifests' placeholders (`change-me-…`) are public: say so, loudly.
+fn warn_placeholders(kind: &str, path: &Path, tokens: &[Vec<u8>]) {
+    if tokens.iter().any(|t| t.starts_with(b"change-me")) {
+        warn!(file = %path.display(), "the {kind} token file holds an example placeholder token (change-me…), which anyone can read in meshscope's repository: replace it");
+    }
+}
+
 fn read(kind: &str, path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Tokens(format!("{kind} tokens {}: {e}", path.display())))
 }
@@ -89,6 +96,7 @@ impl TokenFile {
         if tokens.is_empty() {
             warn!(file = %path.display(), "the {kind} token file holds no token: every request needing one is refused");
         }
+        warn_placeholders(kind, path, &tokens);
         Ok(TokenFile {
             kind,
             path: path.to_path_buf(),
@@ -114,6 +122,7 @@ impl TokenFile {
                 if current.0 != bytes {
                     let tokens = parse(&bytes);
                     info!(file = %self.path.display(), tokens = tokens.len(), "{} tokens re-read", self.kind);
+                    warn_placeholders(self.kind, &self.path, &tokens);
                     *current = (bytes, tokens);
                 }
             }

@@ -33,8 +33,8 @@ async fn https_with_a_private_ca_and_a_password_file_keeps_the_figures_exact() {
     stack.flush().await;
     check_topology(&stack, &edges, start).await;
 
-    // The rows are in ClickHouse, read back over the same https port with the CA: the
-    // stored server-side call count is the scenario's.
+    // The rows are in ClickHouse, read back over the same https port with the CA: every
+    // call report the server aggregated is in the service table.
     let client = Client::with_roots(
         &https,
         "default",
@@ -44,10 +44,17 @@ async fn https_with_a_private_ca_and_a_password_file_keeps_the_figures_exact() {
     )
     .expect("client");
     let stored = tsv(client
-        .execute("SELECT count() FROM system.tables WHERE database = 'meshscope'")
+        .execute("SELECT sum(calls) FROM meshscope.service WHERE res = 60 AND side != 'marker'")
         .await
         .expect("query over https"));
-    assert!(stored.trim().parse::<u64>().expect("count") > 0, "{stored}");
+    let aggregated =
+        common::metric_value(&stack.metrics().await, "meshscope_aggregated_calls_total");
+    assert!(aggregated > 0.0);
+    assert_eq!(
+        stored.trim().parse::<f64>().expect("a sum"),
+        aggregated,
+        "{stored}"
+    );
     // Without the password the server refuses; without the CA rustls does.
     let anonymous = Client::with_roots(
         &https,

@@ -96,12 +96,35 @@ impl StoreConfig {
                     ch.url
                 )));
             }
+            if let Some((scheme, rest)) = ch.url.split_once("://")
+                && rest
+                    .split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or_default()
+                    .contains('@')
+            {
+                // It would be logged and printed with the URL: credentials have their own
+                // settings.
+                return Err(Error::Config(format!(
+                    "clickhouse.url must not hold a user or password ({scheme}://…@…): use clickhouse.user and clickhouse.password_file (or clickhouse.password)"
+                )));
+            }
             if !ch.password.is_empty() && ch.password_file.is_some() {
-                return bad("set clickhouse.password or clickhouse.password_file, not both");
+                return bad(
+                    "the ClickHouse password is given twice: clickhouse.password (--clickhouse-password, MESHSCOPE_CLICKHOUSE_PASSWORD, MESHSCOPE__CLICKHOUSE__PASSWORD) and clickhouse.password_file (--clickhouse-password-file, MESHSCOPE_CLICKHOUSE_PASSWORD_FILE); keep one",
+                );
+            }
+            if ch.password == REDACTED {
+                return bad(
+                    "clickhouse.password is \"<redacted>\", as `meshscope config` prints it: put the real password back (or use clickhouse.password_file)",
+                );
             }
             if ch.ca_file.is_some() && !ch.url.starts_with("https://") {
                 return bad("clickhouse.ca_file is for an https:// clickhouse.url");
             }
+            // The files must be readable now, not at the first insert.
+            ch.password()?;
+            ch.ca_pem()?;
             if ch.timeout.is_zero() || ch.full_wait.is_zero() {
                 return bad("clickhouse.timeout and clickhouse.full_wait must be longer than zero");
             }
@@ -132,9 +155,12 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
     })
 }
 
-/// A secret as `meshscope config` prints it: `<redacted>` unless empty.
+/// How `meshscope config` prints a secret that is set.
+const REDACTED: &str = "<redacted>";
+
+/// A secret as `meshscope config` prints it: [`REDACTED`] unless empty.
 fn redacted<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
+    s.serialize_str(if secret.is_empty() { "" } else { REDACTED })
 }
 
 /// ClickHouse backend settings (`[clickhouse]`), used with `store.backend = "clickhouse"`.
@@ -185,6 +211,45 @@ impl Default for ClickHouseConfig {
             spool_bytes: 4 << 30,
             full_wait: Duration::from_secs(30),
         }
+    }
+}
+
+impl ClickHouseConfig {
+    /// The password: the first line of `password_file` when set, else `password`.
+    pub fn password(&self) -> Result<String> {
+        let Some(path) = &self.password_file else {
+            return Ok(self.password.clone());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!("clickhouse.password_file {}: {e}", path.display()))
+        })?;
+        let line = text.lines().next().unwrap_or_default();
+        if line.is_empty() {
+            return Err(Error::Config(format!(
+                "clickhouse.password_file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(line.to_string())
+    }
+
+    /// The PEM text of `ca_file`, when set.
+    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) = &self.ca_file else {
+            return Ok(None);
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Config(format!("clickhouse.ca_file {}: {e}", path.display())))?;
+        if !pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(Error::Config(format!(
+                "clickhouse.ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        Ok(Some(pem))
     }
 }
 

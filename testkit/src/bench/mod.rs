@@ -3,6 +3,7 @@
 //! Numbers are never asserted: they go into BENCHMARKS.md with the command.
 
 pub mod als;
+pub mod backfill;
 pub mod clickhouse;
 pub mod idle;
 pub mod otlp;

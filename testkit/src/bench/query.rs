@@ -1,10 +1,15 @@
-//! `meshscope bench query`: read latency over a day of rollups.
+//! `meshscope bench query`: read latency over a day (or a week) of data.
 //!
-//! Writes `--hours` of per-minute rollup rows for `--services` services straight into an
-//! embedded store (each service: 3 instances, 5 endpoints, 2 outgoing edges, both sides of
+//! `--ingest store` (the default) writes `--hours` of per-minute rollup rows for
+//! `--services` services straight into an embedded store (each service: `--instances`
+//! pods, `--endpoints` endpoints, all busy every minute, 2 outgoing edges, both sides of
 //! every edge reported), one file per table and hour as compaction would leave them, then
-//! starts `meshscope serve` on that data dir and times the JSON API and PromQL queries the
-//! dashboards use: one warm-up, then `--runs` runs each, median and max.
+//! starts `meshscope serve` on that data dir. `--ingest als` starts the server first and
+//! sends it the hours as real Envoy access logs ([`super::backfill`]: every service called
+//! once a minute), checks that it counted every call, and reports its peak RSS while the
+//! data arrived. Either way it then times the JSON API and PromQL queries the dashboards
+//! use (one warm-up, then `--runs` runs each, median and max) and reports the server's peak
+//! RSS during the queries.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,9 +23,11 @@ use aggregator::store::{Backend, ClickHouseConfig, Store, StoreConfig};
 use clap::Args;
 use proto::{Side, Source};
 
+use super::backfill;
 use super::clickhouse;
-use super::server::Server;
+use super::server::{Server, peak_rss_mib};
 use crate::error::{During, Error, Result};
+use crate::scrape::metric_sum;
 
 /// Options of `meshscope bench query`.
 #[derive(Args, Debug, Clone)]
@@ -44,6 +51,25 @@ pub struct QueryArgs {
     /// The ClickHouse database the benchmark uses (dropped and recreated).
     #[arg(long, default_value = "meshscope_bench")]
     pub clickhouse_database: String,
+    /// Pods per service.
+    #[arg(long, default_value_t = 3)]
+    pub instances: usize,
+    /// Endpoints per service.
+    #[arg(long, default_value_t = 5)]
+    pub endpoints: usize,
+    /// How the data gets in: rollup rows written into the store directly, or Envoy access
+    /// logs sent to the running server.
+    #[arg(long, value_enum, default_value = "store")]
+    pub ingest: Ingest,
+}
+
+/// How `bench query` loads its data.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingest {
+    /// Rollup rows straight into the store, every endpoint busy every minute.
+    Store,
+    /// Real Envoy access logs through the server, every service called once a minute.
+    Als,
 }
 
 /// Keys of `table` from `(key, name)` pairs.
@@ -78,20 +104,20 @@ struct Mesh {
 }
 
 impl Mesh {
-    fn new(n: usize) -> Mesh {
+    fn new(n: usize, pods: usize, endpoints: usize) -> Mesh {
         let services: Vec<Arc<str>> = (0..n)
             .map(|i| Arc::from(format!("svc-{i:03}.bench")))
             .collect();
         let instances = (0..n)
             .map(|i| {
-                (0..3)
+                (0..pods)
                     .map(|j| Arc::from(format!("svc-{i:03}-{j}")))
                     .collect()
             })
             .collect();
         let endpoints = (0..n)
             .map(|_| {
-                (0..5)
+                (0..endpoints)
                     .map(|k| Arc::from(format!("GET /api/v1/item{k}")))
                     .collect()
             })
@@ -141,7 +167,7 @@ impl Mesh {
         }
         for (e, (c, s, proto)) in self.edges.iter().enumerate() {
             let (cn, sn) = (&self.services[*c], &self.services[*s]);
-            let pick = (minute / 60) as usize % 3;
+            let pick = (minute / 60) as usize % self.instances[0].len();
             let (ci, si) = (&self.instances[*c][pick], &self.instances[*s][pick]);
             let edge = keys(
                 Table::ServiceRelation,
@@ -195,7 +221,7 @@ async fn open_store(dir: &std::path::Path, args: &QueryArgs) -> Result<Arc<dyn S
 /// `sync` waits until it is inserted); returns rows written.
 async fn load(dir: &std::path::Path, args: &QueryArgs, end_minute: i64) -> Result<u64> {
     let store = open_store(dir, args).await?;
-    let mesh = Mesh::new(args.services);
+    let mesh = Mesh::new(args.services, args.instances, args.endpoints);
     let mut rows = 0u64;
     for h in 0..args.hours {
         let mut tables: Vec<(Table, Vec<Row>)> =
@@ -220,27 +246,80 @@ fn enc(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Resets the process's peak RSS to its current RSS (`/proc/PID/clear_refs`), so the next
+/// [`peak_rss_mib`] covers only what follows.
+fn reset_peak_rss(pid: u32) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .map_err(crate::error::io("resetting the server's peak RSS"))
+}
+
 /// Runs the benchmark and prints a report.
 pub async fn run(args: QueryArgs) -> Result<()> {
-    if args.services < 2 || args.hours < 1 {
+    if args.services < 2 || args.hours < 1 || args.instances < 1 || args.endpoints < 1 {
         return Err(Error::Check(
-            "--services must be at least 2 and --hours at least 1".into(),
+            "--services must be at least 2, --hours, --instances and --endpoints at least 1".into(),
         ));
     }
     let dir = std::env::temp_dir().join(format!("meshscope-bench-query-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(crate::error::io(format!("creating {}", dir.display())))?;
     let end = (crate::now_nanos() / 1_000_000_000).div_euclid(60) * 60;
-    let started = Instant::now();
-    let rows = load(&dir, &args, end).await.during("writing the rollups")?;
-    let load_secs = started.elapsed().as_secs_f64();
-    let env = match &args.clickhouse_url {
+    let mut env = match &args.clickhouse_url {
         Some(url) => clickhouse::server_env(url, &args.clickhouse_database),
         None => Vec::new(),
     };
-    let server = Server::start_in(args.server.as_ref(), dir, &env, false).await?;
+    // Keep every generated hour (and a day more) whatever the default retention.
+    env.push((
+        "MESHSCOPE__STORE__RETENTION_DAYS",
+        (args.hours / 24 + 2).to_string(),
+    ));
+    let started = Instant::now();
+    let (server, loaded, ingest_rss) = match args.ingest {
+        Ingest::Store => {
+            let rows = load(&dir, &args, end).await.during("writing the rollups")?;
+            let server = Server::start_in(args.server.as_ref(), dir, &env, false).await?;
+            (server, format!("{rows} rollup rows"), None)
+        }
+        Ingest::Als => {
+            if let Some(url) = &args.clickhouse_url {
+                clickhouse::drop_database(url, &args.clickhouse_database).await?;
+            }
+            let server = Server::start_in(args.server.as_ref(), dir, &env, false).await?;
+            reset_peak_rss(server.pid)?;
+            let shape = backfill::Shape {
+                services: args.services,
+                instances: args.instances,
+                endpoints: args.endpoints,
+            };
+            let calls = backfill::send(&server.peer(), shape, args.hours, end)
+                .await
+                .during("sending access logs")?;
+            server.flush().await?;
+            let rss = peak_rss_mib(server.pid)?;
+            let text = server.metrics_text().await?;
+            let counted = metric_sum(&text, "meshscope_aggregated_calls_total");
+            // Both sides log every call: the server aggregates each side once.
+            if counted != 2.0 * calls as f64 {
+                return Err(Error::Check(format!(
+                    "the server aggregated {counted} call reports, {} were sent",
+                    2 * calls
+                )));
+            }
+            (
+                server,
+                format!("{calls} calls as Envoy access logs"),
+                Some(rss),
+            )
+        }
+    };
+    let load_secs = started.elapsed().as_secs_f64();
+    reset_peak_rss(server.pid)?;
     let start = end - args.hours * 3600;
-    let (s0, w) = ("svc-000.bench", format!("start={start}&end={end}"));
+    let s0 = match args.ingest {
+        Ingest::Store => "svc-000.bench".to_string(),
+        Ingest::Als => backfill::service_name(0),
+    };
+    let w = format!("start={start}&end={end}");
     let prom = |q: &str| format!("/prometheus/api/v1/query?time={end}&query={}", enc(q));
     let prom_range = |q: &str, from: i64, step: i64| {
         format!(
@@ -249,19 +328,40 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         )
     };
     let hours = args.hours;
-    let queries: Vec<(String, String)> = vec![
+    let mut queries: Vec<(String, String)> = vec![
         (
             format!("topology, {hours} h (JSON)"),
             format!("/api/v1/topology?{w}"),
+        ),
+        (
+            "topology, 1 h (JSON)".into(),
+            format!("/api/v1/topology?start={}&end={end}", end - 3600),
         ),
         (
             "topology, 15 min (JSON)".into(),
             format!("/api/v1/topology?start={}&end={end}", end - 900),
         ),
         (
+            format!("topology around one service, depth 2, {hours} h (JSON)"),
+            format!("/api/v1/topology?service={s0}&depth=2&{w}"),
+        ),
+        (
             format!("services, {hours} h (JSON)"),
             format!("/api/v1/services?{w}"),
         ),
+    ];
+    if hours > 24 {
+        let day = format!("start={}&end={end}", end - 86_400);
+        queries.push((
+            "topology, 24 h (JSON)".into(),
+            format!("/api/v1/topology?{day}"),
+        ));
+        queries.push((
+            "services, 24 h (JSON)".into(),
+            format!("/api/v1/services?{day}"),
+        ));
+    }
+    queries.extend([
         (
             format!("one service's p99 per minute, {hours} h (JSON)"),
             format!("/api/v1/timeseries?entity=service&service={s0}&metric=p99_ms&step=60&{w}"),
@@ -271,9 +371,9 @@ pub async fn run(args: QueryArgs) -> Result<()> {
             prom("sum by (client, server) (rate(traces_service_graph_request_total[1h]))"),
         ),
         (
-            format!("service graph rate [{hours}h] (PromQL instant)"),
+            format!("service graph increase [{hours}h] (PromQL instant)"),
             prom(&format!(
-                "sum by (client, server) (rate(traces_service_graph_request_total[{hours}h]))"
+                "sum by (client, server) (increase(traces_service_graph_request_total[{hours}h]))"
             )),
         ),
         (
@@ -300,7 +400,7 @@ pub async fn run(args: QueryArgs) -> Result<()> {
                 60,
             ),
         ),
-    ];
+    ]);
     let client = reqwest::Client::new();
     println!("meshscope bench query");
     let store = match &args.clickhouse_url {
@@ -308,11 +408,13 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         None => "embedded Parquet store".into(),
     };
     println!(
-        "  data                  {} services, {hours} h, {rows} rollup rows into the {store} in {load_secs:.1} s ({:.0} rows/s)",
-        args.services,
-        rows as f64 / load_secs
+        "  data                  {} services × {} pods × {} endpoints, {hours} h: {loaded} into the {store} in {load_secs:.1} s",
+        args.services, args.instances, args.endpoints
     );
-    println!("  {:<56} {:>10} {:>10}", "query", "median ms", "max ms");
+    if let Some(rss) = ingest_rss {
+        println!("  server peak RSS while the data arrived   {rss:.1} MiB");
+    }
+    println!("  {:<60} {:>10} {:>10}", "query", "median ms", "max ms");
     for (name, path) in &queries {
         let url = format!("{}{path}", server.http);
         let mut times = Vec::with_capacity(args.runs);
@@ -334,8 +436,12 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         times.sort_by(f64::total_cmp);
         let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
         let max = times.last().copied().unwrap_or(f64::NAN);
-        println!("  {name:<56} {median:>10.1} {max:>10.1}");
+        println!("  {name:<60} {median:>10.1} {max:>10.1}");
     }
+    println!(
+        "  server peak RSS during the queries       {:.1} MiB",
+        peak_rss_mib(server.pid)?
+    );
     server.stop().await;
     Ok(())
 }

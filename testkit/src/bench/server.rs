@@ -81,6 +81,9 @@ impl Server {
             if secured { "tls" } else { "plain" }
         ));
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        // The secured server's key and tokens go in here: for this user only.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(io(format!("restricting {}", dir.display())))?;
         Server::start_in(exe, dir, env, secured).await
     }
 

@@ -7,7 +7,7 @@ use tonic::Status;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// A gRPC server to send to.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Peer {
     /// `http://127.0.0.1:4317`, or `https://…` with TLS.
     pub endpoint: String,
@@ -19,6 +19,19 @@ pub struct Peer {
     pub server_name: Option<String>,
     /// Sent as `authorization: Bearer <token>` with every call.
     pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token or the client key.
+        f.debug_struct("Peer")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.ca_pem.is_some())
+            .field("client_certificate", &self.identity.is_some())
+            .field("server_name", &self.server_name)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl From<&str> for Peer {
@@ -86,12 +99,15 @@ impl Peer {
     }
 }
 
-/// The first DNS name a PEM certificate chain's leaf holds (`localhost`, …).
+/// The first DNS name a PEM certificate chain's leaf holds (`localhost`, …), wildcards
+/// (`*.example.com`) skipped: they name no host to connect to.
 pub fn first_dns_name(chain_pem: &[u8]) -> Option<String> {
     use rustls_pki_types::pem::PemObject;
     let leaf = rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem)
         .next()?
         .ok()?;
     let cert = webpki::EndEntityCert::try_from(&leaf).ok()?;
-    cert.valid_dns_names().next().map(str::to_string)
+    cert.valid_dns_names()
+        .find(|n| !n.starts_with('*'))
+        .map(str::to_string)
 }

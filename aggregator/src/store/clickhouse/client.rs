@@ -9,20 +9,6 @@ use bytes::Bytes;
 use crate::store::ClickHouseConfig;
 use crate::{Error, Result};
 
-/// The first line of a password file, without its line end.
-fn read_password(path: &std::path::Path) -> Result<String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Config(format!("clickhouse.password_file {}: {e}", path.display())))?;
-    let line = text.lines().next().unwrap_or_default();
-    if line.is_empty() {
-        return Err(Error::Config(format!(
-            "clickhouse.password_file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(line.to_string())
-}
-
 /// Where and as whom to connect.
 #[derive(Clone)]
 pub struct Client {
@@ -54,22 +40,12 @@ pub fn error_code(body: &str) -> Option<u32> {
 impl Client {
     /// A client as `config` says: its URL, user, password (or password file) and CA file.
     pub fn connect(config: &ClickHouseConfig) -> Result<Client> {
-        let password = match &config.password_file {
-            Some(path) => read_password(path)?,
-            None => config.password.clone(),
-        };
-        let ca = match &config.ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| {
-                Error::Config(format!("clickhouse.ca_file {}: {e}", path.display()))
-            })?),
-            None => None,
-        };
         Client::with_roots(
             &config.url,
             &config.user,
-            &password,
+            &config.password()?,
             config.timeout,
-            ca.as_deref(),
+            config.ca_pem()?.as_deref(),
         )
     }
 
@@ -96,14 +72,13 @@ impl Client {
         let mut builder = reqwest::Client::builder().timeout(timeout);
         if let Some(pem) = ca_pem {
             let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .ok()
-                .filter(|roots| !roots.is_empty())
-                .ok_or_else(|| {
-                    Error::Config(
-                        "clickhouse.ca_file holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-                            .into(),
-                    )
-                })?;
+                .map_err(|e| Error::Config(format!("clickhouse.ca_file: {}", causes(&e))))?;
+            if roots.is_empty() {
+                return Err(Error::Config(
+                    "clickhouse.ca_file holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                        .into(),
+                ));
+            }
             builder = builder.tls_certs_only(roots);
         }
         let http = builder.build().map_err(|e| Error::ClickHouse {
