@@ -28,6 +28,10 @@ pub struct AggregatorConfig {
     /// How often partial rows are written to the store (data is queryable after a flush).
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// Rows accumulated past which the aggregator writes them at once, without waiting for
+    /// `flush_interval`: live traffic fills a few minutes' rows per flush, but a backfill of
+    /// past hours (many minutes per second) would otherwise hold them all until the tick.
+    pub flush_rows: usize,
     /// Calls starting further than this in the future are dropped and counted.
     #[serde(with = "humantime_serde")]
     pub max_future: Duration,
@@ -51,6 +55,7 @@ impl Default for AggregatorConfig {
             max_services: 10_000,
             cap_forget_after: Duration::from_secs(3600),
             flush_interval: default_flush_interval(),
+            flush_rows: 100_000,
             max_future: Duration::from_secs(300),
             maintenance_interval: Duration::from_secs(60),
             channel_capacity: 256,
@@ -71,6 +76,11 @@ impl AggregatorConfig {
             if d.is_zero() {
                 return Err(Error::Config(format!("{name} must be longer than zero")));
             }
+        }
+        if self.flush_rows == 0 {
+            return Err(Error::Config(
+                "aggregator.flush_rows must be at least 1".into(),
+            ));
         }
         if self.channel_capacity == 0 {
             return Err(Error::Config(
