@@ -407,8 +407,14 @@ mod tests {
         let writes = value(&registry, "flush_duration_seconds_count");
         let written = value(&registry, "rows_written_total");
         // 600 minutes × the rows of one call (one per table it touches) in 500-row flushes.
-        assert!(written >= 1000.0, "{written} rows written before the interval");
-        assert!(writes >= (written / 550.0).floor(), "{writes} writes for {written} rows");
+        assert!(
+            written >= 1000.0,
+            "{written} rows written before the interval"
+        );
+        assert!(
+            writes >= (written / 550.0).floor(),
+            "{writes} writes for {written} rows"
+        );
         assert!(most_pending < 600.0, "{most_pending} rows pending at once");
         handle.shutdown().await.expect("shutdown");
         task.await.expect("task").expect("aggregator");
