@@ -364,20 +364,25 @@ mod tests {
             .unwrap_or(0.0)
     }
 
-    /// Calls spread over many minutes (a backfill) are written once `flush_rows` rows have
-    /// accumulated, long before the interval, and nothing is lost or doubled.
-    #[tokio::test]
-    async fn a_backfill_is_written_in_bounded_flushes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = ParquetStore::open(
-            dir.path(),
+    /// A Parquet store that keeps everything and never compacts (each write stays a file).
+    fn uncompacted_store(dir: &std::path::Path) -> ParquetStore {
+        ParquetStore::open(
+            dir,
             ParquetSettings {
                 retention_days: 0,
                 compact_min_files: 1_000_000,
                 delete_grace: Duration::ZERO,
             },
         )
-        .expect("store");
+        .expect("store")
+    }
+
+    /// Calls spread over many minutes (a backfill) are written once `flush_rows` rows have
+    /// accumulated, long before the interval, and nothing is lost or doubled.
+    #[tokio::test]
+    async fn a_backfill_is_written_in_bounded_flushes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = uncompacted_store(dir.path());
         let config = AggregatorConfig {
             flush_interval: Duration::from_secs(3600),
             flush_rows: 500,
@@ -441,15 +446,7 @@ mod tests {
     #[tokio::test]
     async fn flushes_keep_their_interval_while_the_channel_is_never_empty() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = ParquetStore::open(
-            dir.path(),
-            ParquetSettings {
-                retention_days: 0,
-                compact_min_files: 1_000_000,
-                delete_grace: Duration::ZERO,
-            },
-        )
-        .expect("store");
+        let store = uncompacted_store(dir.path());
         let config = AggregatorConfig {
             flush_interval: Duration::from_millis(2),
             channel_capacity: 50_000,
