@@ -17,6 +17,22 @@ fn write(path: &std::path::Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+/// `--ingest-tokens-file INGEST --read-tokens-file READ --data-dir DATA`.
+fn token_and_data_args(
+    ingest: &std::path::Path,
+    read: &std::path::Path,
+    data: &std::path::Path,
+) -> Vec<std::ffi::OsString> {
+    [
+        ("--ingest-tokens-file", ingest),
+        ("--read-tokens-file", read),
+        ("--data-dir", data),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.into(), path.as_os_str().to_owned()])
+    .collect()
+}
+
 /// TLS on the ingest listeners and an ingest token: only the authenticated scenario
 /// counts; the others are refused `UNAUTHENTICATED` and counted by reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,12 +477,7 @@ async fn no_token_reaches_the_log() {
         .args(["serve", "--grpc-addr", &format!("127.0.0.1:{grpc}")])
         .args(["--otlp-http-addr", "127.0.0.1:0"])
         .args(["--http-addr", &format!("127.0.0.1:{http}")])
-        .arg("--ingest-tokens-file")
-        .arg(&ingest)
-        .arg("--read-tokens-file")
-        .arg(&read)
-        .arg("--data-dir")
-        .arg(data.path())
+        .args(token_and_data_args(&ingest, &read, data.path()))
         .env("RUST_LOG", "debug")
         .env("MESHSCOPE__AUTH__RELOAD_INTERVAL", "200ms")
         .stdin(std::process::Stdio::null())
@@ -632,12 +643,7 @@ async fn the_demo_runs_against_a_secured_server() {
         .arg(&pki.key)
         .arg("--demo-ca")
         .arg(&pki.ca)
-        .arg("--ingest-tokens-file")
-        .arg(&ingest)
-        .arg("--read-tokens-file")
-        .arg(&read)
-        .arg("--data-dir")
-        .arg(data.path())
+        .args(token_and_data_args(&ingest, &read, data.path()))
         .env("MESHSCOPE__AGGREGATOR__FLUSH_INTERVAL", "1s")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
