@@ -49,6 +49,21 @@ pub enum Error {
     Bounded { kind: ErrorKind, message: String },
 }
 
+/// An error and its sources, `a: b: c` (reqwest's own text hides a TLS failure's reason).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -124,7 +124,7 @@ impl StoreConfig {
             }
             // The files must be readable now, not at the first insert.
             ch.password()?;
-            ch.ca_pem()?;
+            ch.ca_roots()?;
             if ch.timeout.is_zero() || ch.full_wait.is_zero() {
                 return bad("clickhouse.timeout and clickhouse.full_wait must be longer than zero");
             }
@@ -233,24 +233,27 @@ impl ClickHouseConfig {
         Ok(line.to_string())
     }
 
-    /// The PEM text of `ca_file`, when set.
-    pub fn ca_pem(&self) -> Result<Option<Vec<u8>>> {
+    /// The CA certificates of `ca_file`, when set: the only roots an `https://` server's
+    /// certificate may chain to.
+    pub fn ca_roots(&self) -> Result<Option<Vec<reqwest::Certificate>>> {
         let Some(path) = &self.ca_file else {
             return Ok(None);
         };
         let pem = std::fs::read(path)
             .map_err(|e| Error::Config(format!("clickhouse.ca_file {}: {e}", path.display())))?;
-        if !pem
-            .windows(b"-----BEGIN CERTIFICATE-----".len())
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-        {
-            return Err(Error::Config(format!(
-                "clickhouse.ca_file {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-                path.display()
-            )));
-        }
-        Ok(Some(pem))
+        pem_roots(&pem)
+            .map(Some)
+            .map_err(|m| Error::Config(format!("clickhouse.ca_file {}: {m}", path.display())))
     }
+}
+
+/// The certificates of a PEM bundle; an error says why there are none.
+pub(crate) fn pem_roots(pem: &[u8]) -> std::result::Result<Vec<reqwest::Certificate>, String> {
+    let roots = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| crate::error::chain(&e))?;
+    if roots.is_empty() {
+        return Err("holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into());
+    }
+    Ok(roots)
 }
 
 impl std::fmt::Debug for ClickHouseConfig {

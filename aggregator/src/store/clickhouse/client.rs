@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::error::chain;
 use crate::store::ClickHouseConfig;
+use crate::store::config::pem_roots;
 use crate::{Error, Result};
 
 /// Where and as whom to connect.
@@ -40,19 +42,19 @@ pub fn error_code(body: &str) -> Option<u32> {
 impl Client {
     /// A client as `config` says: its URL, user, password (or password file) and CA file.
     pub fn connect(config: &ClickHouseConfig) -> Result<Client> {
-        Client::with_roots(
+        Client::build(
             &config.url,
             &config.user,
             &config.password()?,
             config.timeout,
-            config.ca_pem()?.as_deref(),
+            config.ca_roots()?,
         )
     }
 
     /// `url` like `http://127.0.0.1:8123`; an `https://` URL is checked against the
     /// system's roots.
     pub fn new(url: &str, user: &str, password: &str, timeout: Duration) -> Result<Client> {
-        Client::with_roots(url, user, password, timeout, None)
+        Client::build(url, user, password, timeout, None)
     }
 
     /// Like [`Client::new`]; `ca_pem`, when given, holds the only CA certificates an
@@ -64,21 +66,27 @@ impl Client {
         timeout: Duration,
         ca_pem: Option<&[u8]>,
     ) -> Result<Client> {
+        let roots = ca_pem
+            .map(pem_roots)
+            .transpose()
+            .map_err(|m| Error::Config(format!("ClickHouse CA certificates: {m}")))?;
+        Client::build(url, user, password, timeout, roots)
+    }
+
+    fn build(
+        url: &str,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+        roots: Option<Vec<reqwest::Certificate>>,
+    ) -> Result<Client> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| Error::Config(format!("ClickHouse url {url:?}: {e}")))?;
         // reqwest's TLS needs a process-wide crypto provider even for plain http URLs;
         // an installed one stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder().timeout(timeout);
-        if let Some(pem) = ca_pem {
-            let roots = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::Config(format!("clickhouse.ca_file: {}", causes(&e))))?;
-            if roots.is_empty() {
-                return Err(Error::Config(
-                    "clickhouse.ca_file holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-                        .into(),
-                ));
-            }
+        if let Some(roots) = roots {
             builder = builder.tls_certs_only(roots);
         }
         let http = builder.build().map_err(|e| Error::ClickHouse {
@@ -125,7 +133,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| {
-                let message = format!("{}: {}", self.url, causes(&e));
+                let message = format!("{}: {}", self.url, chain(&e));
                 if refused_by_tls(&e) {
                     Error::ClickHouseTls(message)
                 } else {
@@ -150,21 +158,6 @@ impl Client {
             })
         }
     }
-}
-
-/// An error and its sources, `a: b: c` (reqwest's own text hides a TLS failure's reason).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = cause.source();
-    }
-    text
 }
 
 /// Whether rustls ended the connection: an error somewhere in the chain, or wrapped in an
