@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{Issuer, KeyPair};
 
 /// A test PKI.
 pub struct Pki {
@@ -22,20 +22,11 @@ pub struct Pki {
 }
 
 fn ca(name: &str) -> (Issuer<'static, KeyPair>, String) {
-    let key = KeyPair::generate().expect("key");
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let cert = params.self_signed(&key).expect("CA");
-    (Issuer::new(params, key), cert.pem())
+    testkit::bench::secured::ca(name).expect("CA")
 }
 
 fn leaf(issuer: &Issuer<'static, KeyPair>, names: &[&str]) -> (String, String) {
-    let key = KeyPair::generate().expect("key");
-    let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-        .expect("params");
-    let cert = params.signed_by(&key, issuer).expect("sign");
-    (cert.pem(), key.serialize_pem())
+    testkit::bench::secured::leaf(issuer, names).expect("certificate")
 }
 
 /// A rustls client configuration trusting the CA certificates in `ca_pem`.

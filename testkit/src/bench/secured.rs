@@ -52,17 +52,31 @@ pub struct Secured {
     args: Vec<OsString>,
 }
 
-fn certificates() -> std::result::Result<(String, String, String), rcgen::Error> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "meshscope bench CA");
-    let ca_pem = ca.self_signed(&ca_key)?.pem();
-    let issuer = Issuer::new(ca, ca_key);
+/// A self-signed CA named `name`: its issuer (to sign leaves) and its PEM certificate.
+pub fn ca(name: &str) -> std::result::Result<(Issuer<'static, KeyPair>, String), rcgen::Error> {
     let key = KeyPair::generate()?;
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])?.signed_by(&key, &issuer)?;
-    Ok((ca_pem, leaf.pem(), key.serialize_pem()))
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let pem = params.self_signed(&key)?.pem();
+    Ok((Issuer::new(params, key), pem))
+}
+
+/// A certificate for `names` signed by `issuer`: its PEM and its key's PEM.
+pub fn leaf(
+    issuer: &Issuer<'static, KeyPair>,
+    names: &[&str],
+) -> std::result::Result<(String, String), rcgen::Error> {
+    let key = KeyPair::generate()?;
+    let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    Ok((params.signed_by(&key, issuer)?.pem(), key.serialize_pem()))
+}
+
+/// The bench's CA and a `localhost` certificate it signed: CA, certificate and key PEM.
+fn certificates() -> std::result::Result<(String, String, String), rcgen::Error> {
+    let (issuer, ca_pem) = ca("meshscope bench CA")?;
+    let (cert, key) = leaf(&issuer, &["localhost"])?;
+    Ok((ca_pem, cert, key))
 }
 
 /// A token of 128 random bits.
