@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 
 use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
 use tokio::sync::mpsc;
 
 use crate::now_nanos;
-use crate::sim::{Generator, Hop, Peer, announce, entries, stream_messages};
+use crate::sim::{Generator, Hop, Peer, announce, entries, send_on, stream_messages};
 use crate::traces::{Exporter, Shop, Spans};
 
 /// Streams live traffic at `rate` user requests per second over long-lived ALS streams,
@@ -99,18 +98,8 @@ async fn stream(peer: Peer, rx: mpsc::Receiver<StreamAccessLogsMessage>) {
             return;
         }
     };
-    let request = peer.authorize(tonic::Request::new(
-        tokio_stream::wrappers::ReceiverStream::new(rx),
-    ));
-    let result = match request {
-        Ok(r) => {
-            AccessLogServiceClient::new(channel)
-                .stream_access_logs(r)
-                .await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
+    let messages = tokio_stream::wrappers::ReceiverStream::new(rx);
+    if let Err(e) = send_on(channel, &peer, messages).await {
         tracing::debug!(error = %e, "demo stream ended");
     }
 }

@@ -9,8 +9,6 @@
 
 use std::time::Instant;
 
-use envoy_types::pb::envoy::service::accesslog::v3::StreamAccessLogsMessage;
-use envoy_types::pb::envoy::service::accesslog::v3::access_log_service_client::AccessLogServiceClient;
 use futures::StreamExt;
 
 use crate::error::{During, Result};
@@ -104,18 +102,6 @@ pub fn minute_hops(shape: Shape, minute: i64) -> Vec<Hop> {
         .collect()
 }
 
-async fn stream(
-    client: AccessLogServiceClient<tonic::transport::Channel>,
-    peer: &Peer,
-    messages: Vec<StreamAccessLogsMessage>,
-) -> Result<()> {
-    let mut client = client;
-    client
-        .stream_access_logs(peer.authorize(tonic::Request::new(futures::stream::iter(messages)))?)
-        .await?;
-    Ok(())
-}
-
 /// Sends `hours` of calls ending at `end_minute` to `peer`, an hour at a time (one stream
 /// per proxy and hour, 64 at once, over one connection); returns the calls sent.
 pub async fn send(peer: &Peer, shape: Shape, hours: i64, end_minute: i64) -> Result<u64> {
@@ -123,8 +109,7 @@ pub async fn send(peer: &Peer, shape: Shape, hours: i64, end_minute: i64) -> Res
     sim::announce(peer, &mesh, 0..mesh.workloads.len())
         .await
         .during("announcing the proxies")?;
-    let client =
-        AccessLogServiceClient::new(peer.channel().await?).max_decoding_message_size(4 << 20);
+    let channel = peer.channel().await?;
     let started = Instant::now();
     let mut calls = 0u64;
     for h in 0..hours {
@@ -133,10 +118,10 @@ pub async fn send(peer: &Peer, shape: Shape, hours: i64, end_minute: i64) -> Res
             .flat_map(|m| minute_hops(shape, hour_start + m * 60))
             .collect();
         calls += hops.len() as u64;
-        let sends = sim::encode(&mesh, &hops)
-            .into_iter()
-            .map(|(_, messages)| stream(client.clone(), peer, messages));
-        let results: Vec<Result<()>> = futures::stream::iter(sends)
+        let sends = sim::encode(&mesh, &hops).into_iter().map(|(_, messages)| {
+            sim::send_on(channel.clone(), peer, futures::stream::iter(messages))
+        });
+        let results: Vec<std::result::Result<(), tonic::Status>> = futures::stream::iter(sends)
             .buffer_unordered(64)
             .collect()
             .await;

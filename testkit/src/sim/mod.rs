@@ -16,4 +16,4 @@ pub use envoy::{ENTRIES_PER_MESSAGE, ProxyLog, encode, entries, stream_messages}
 pub use generator::{Generator, Rng};
 pub use mesh::{Hop, Mesh, Proto, Target, Workload, bookinfo};
 pub use peer::Peer;
-pub use send::{RawCodec, announce, connect, send, send_all, send_raw};
+pub use send::{RawCodec, announce, connect, send, send_all, send_on, send_raw};

@@ -19,9 +19,23 @@ pub async fn send(
     messages: Vec<StreamAccessLogsMessage>,
 ) -> Result<(), Status> {
     let peer = peer.into();
-    let mut client = AccessLogServiceClient::new(peer.channel().await?);
-    client
-        .stream_access_logs(peer.authorize(tonic::Request::new(futures::stream::iter(messages)))?)
+    send_on(
+        peer.channel().await?,
+        &peer,
+        futures::stream::iter(messages),
+    )
+    .await
+}
+
+/// Streams `messages` as one ALS stream over an open `channel` to `peer` (with its token,
+/// if any) and waits for the server's answer: many streams can share one connection.
+pub async fn send_on(
+    channel: tonic::transport::Channel,
+    peer: &Peer,
+    messages: impl futures::Stream<Item = StreamAccessLogsMessage> + Send + 'static,
+) -> Result<(), Status> {
+    AccessLogServiceClient::new(channel)
+        .stream_access_logs(peer.authorize(tonic::Request::new(messages))?)
         .await
         .map(|_| ())
 }
