@@ -258,9 +258,10 @@ async fn compaction_and_many_small_flushes_merge_exactly() {
             .expect("json");
     let files = manifest["files"].as_array().expect("files").len();
     // 5 tables x 10 flushes are 50 files (more where a flush spans minutes of two days);
-    // compaction leaves one per table and day.
+    // maintenance adds them to one hour and one day file per table and day, and
+    // compaction leaves one minute file per table and day beside those.
     assert!(
-        files <= 10,
+        files <= 30,
         "expected compaction to leave few files, found {files}"
     );
     // Replaced files stay until the grace period ends; every live file exists.

@@ -370,6 +370,8 @@ mod tests {
             dir,
             ParquetSettings {
                 retention_days: 0,
+                hour_retention_days: 0,
+                day_retention_days: 0,
                 compact_min_files: 1_000_000,
                 delete_grace: Duration::ZERO,
             },

@@ -57,8 +57,17 @@ pub struct StoreConfig {
     /// Where Parquet files and the manifest live; with ClickHouse, the spool of inserts
     /// it has not taken yet (`clickhouse-spool/`).
     pub data_dir: PathBuf,
-    /// Days of data kept; 0 keeps everything. Calls older than this are dropped at ingest.
+    /// Days of minute rows kept (with ClickHouse: of all rows); 0 keeps everything. Calls
+    /// older than this are dropped at ingest.
     pub retention_days: u32,
+    /// Days of hour rows kept by the embedded store; unset: 30, and never fewer than
+    /// `retention_days`. 0 keeps everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hour_retention_days: Option<u32>,
+    /// Days of day rows kept by the embedded store; unset: 365, and never fewer than the
+    /// hour rows' days. 0 keeps everything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day_retention_days: Option<u32>,
     /// A day partition with this many files is compacted into one.
     pub compact_min_files: usize,
 }
@@ -69,9 +78,29 @@ impl Default for StoreConfig {
             backend: Backend::Parquet,
             data_dir: PathBuf::from("./data"),
             retention_days: 7,
+            hour_retention_days: None,
+            day_retention_days: None,
             compact_min_files: 8,
         }
     }
+}
+
+/// Days each tier is kept, 0 being forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TierRetention {
+    pub minute_days: u32,
+    pub hour_days: u32,
+    pub day_days: u32,
+}
+
+/// `a` keeps at least as long as `b` (0 is forever).
+fn at_least(a: u32, b: u32) -> bool {
+    a == 0 || (b != 0 && a >= b)
+}
+
+/// The longer of two retentions (0 is forever).
+fn longer(a: u32, b: u32) -> u32 {
+    if a == 0 || b == 0 { 0 } else { a.max(b) }
 }
 
 impl StoreConfig {
@@ -81,12 +110,43 @@ impl StoreConfig {
             .then(|| Duration::from_secs(u64::from(self.retention_days) * 86_400))
     }
 
+    /// Days each tier is kept: the settings, or their defaults (hours 30 days, days 365,
+    /// each at least as long as the finer tier).
+    pub fn tier_retention(&self) -> TierRetention {
+        let minute_days = self.retention_days;
+        let hour_days = self
+            .hour_retention_days
+            .unwrap_or_else(|| longer(30, minute_days));
+        let day_days = self
+            .day_retention_days
+            .unwrap_or_else(|| longer(365, hour_days));
+        TierRetention {
+            minute_days,
+            hour_days,
+            day_days,
+        }
+    }
+
     /// Rejects values that parse but cannot work; `clickhouse` only matters with the
     /// ClickHouse backend.
     pub fn validate(&self, clickhouse: &ClickHouseConfig) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(m.to_string()));
         if self.compact_min_files < 2 {
             return bad("store.compact_min_files must be at least 2");
+        }
+        let r = self.tier_retention();
+        if !at_least(r.hour_days, r.minute_days) || !at_least(r.day_days, r.hour_days) {
+            return Err(Error::Config(format!(
+                "store retention must not shorten as rows get coarser (0 is forever): minutes {} days (store.retention_days), hours {} days (store.hour_retention_days), days {} days (store.day_retention_days)",
+                r.minute_days, r.hour_days, r.day_days
+            )));
+        }
+        if self.backend == Backend::Clickhouse
+            && (self.hour_retention_days.is_some() || self.day_retention_days.is_some())
+        {
+            return bad(
+                "store.hour_retention_days and store.day_retention_days are for the embedded store; with ClickHouse every tier is kept for store.retention_days",
+            );
         }
         if self.backend == Backend::Clickhouse {
             let ch = clickhouse;
@@ -283,6 +343,49 @@ impl std::fmt::Debug for ClickHouseConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_tier_keeps_at_least_as_long_as_the_finer_one() {
+        let ch = ClickHouseConfig::default();
+        let with = |minute: u32, hour: Option<u32>, day: Option<u32>| StoreConfig {
+            retention_days: minute,
+            hour_retention_days: hour,
+            day_retention_days: day,
+            ..StoreConfig::default()
+        };
+        let r = |c: &StoreConfig| {
+            let t = c.tier_retention();
+            (t.minute_days, t.hour_days, t.day_days)
+        };
+        assert_eq!(r(&StoreConfig::default()), (7, 30, 365));
+        // Unset tiers follow a longer minute retention, and forever.
+        assert_eq!(r(&with(90, None, None)), (90, 90, 365));
+        assert_eq!(r(&with(0, None, None)), (0, 0, 0));
+        assert_eq!(r(&with(7, Some(0), None)), (7, 0, 0));
+        for ok in [
+            with(7, Some(7), Some(7)),
+            with(7, Some(0), Some(0)),
+            with(3, Some(14), None),
+        ] {
+            ok.validate(&ch).expect("valid");
+        }
+        for bad in [
+            with(7, Some(3), None),
+            with(7, Some(30), Some(10)),
+            with(0, Some(30), None),
+            with(7, Some(0), Some(400)),
+        ] {
+            let e = bad
+                .validate(&ch)
+                .expect_err("shorter coarse retention")
+                .to_string();
+            assert!(e.contains("store.hour_retention_days"), "{e}");
+        }
+        let mut ch_store = with(7, Some(30), None);
+        ch_store.backend = Backend::Clickhouse;
+        let e = ch_store.validate(&ch).expect_err("ClickHouse").to_string();
+        assert!(e.contains("embedded store"), "{e}");
+    }
 
     #[test]
     fn backends_parse_by_their_names() {

@@ -1,10 +1,12 @@
 //! The [`Store`] trait every backend implements, its request type, its configuration
-//! ([`config`]) and [`open`], which builds the configured backend.
+//! ([`config`]), the resolutions both backends keep ([`tiers`]) and [`open`], which builds
+//! the configured backend.
 
 pub mod clickhouse;
 pub mod config;
 mod open;
 pub mod parquet;
+pub mod tiers;
 
 use std::sync::Arc;
 

@@ -19,14 +19,21 @@ pub async fn open(
     registry: &mut Registry,
 ) -> Result<Arc<dyn Store>> {
     Ok(match store.backend {
-        Backend::Parquet => Arc::new(ParquetStore::open(
-            &store.data_dir,
-            ParquetSettings {
-                retention_days: store.retention_days,
-                compact_min_files: store.compact_min_files,
-                ..ParquetSettings::default()
-            },
-        )?),
+        Backend::Parquet => {
+            let retention = store.tier_retention();
+            let parquet = ParquetStore::open(
+                &store.data_dir,
+                ParquetSettings {
+                    retention_days: retention.minute_days,
+                    hour_retention_days: retention.hour_days,
+                    day_retention_days: retention.day_days,
+                    compact_min_files: store.compact_min_files,
+                    ..ParquetSettings::default()
+                },
+            )?;
+            parquet.register_metrics(registry);
+            Arc::new(parquet)
+        }
         Backend::Clickhouse => Arc::new(
             ClickHouseStore::open(
                 clickhouse,

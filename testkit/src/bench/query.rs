@@ -246,6 +246,39 @@ fn enc(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the server's store reports no file awaiting the tiers or compaction
+/// (`meshscope_store_files_awaiting_*`), printing progress, so the queries are timed on a
+/// settled store rather than beside its maintenance. Returns the seconds waited, or
+/// `None` when the server does not report them (ClickHouse, or an older meshscope).
+async fn settle(server: &Server) -> Result<Option<f64>> {
+    let started = Instant::now();
+    let mut last_print = Instant::now();
+    loop {
+        let text = server.metrics_text().await?;
+        if !text.contains("meshscope_store_files_awaiting_tiers") {
+            return Ok(None);
+        }
+        let tiers = metric_sum(&text, "meshscope_store_files_awaiting_tiers");
+        let compaction = metric_sum(&text, "meshscope_store_files_awaiting_compaction");
+        if tiers == 0.0 && compaction == 0.0 {
+            return Ok(Some(started.elapsed().as_secs_f64()));
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            return Err(Error::Check(format!(
+                "the store did not settle in an hour: {tiers} files awaiting the tiers, {compaction} awaiting compaction"
+            )));
+        }
+        if last_print.elapsed() > Duration::from_secs(30) {
+            println!(
+                "  … store maintenance: {tiers} files awaiting the tiers, {compaction} awaiting compaction ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Resets the process's peak RSS to its current RSS (`/proc/PID/clear_refs`), so the next
 /// [`peak_rss_mib`] covers only what follows.
 fn reset_peak_rss(pid: u32) -> Result<()> {
@@ -313,6 +346,8 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         }
     };
     let load_secs = started.elapsed().as_secs_f64();
+    let settled = settle(&server).await?;
+    let settle_rss = peak_rss_mib(server.pid)?;
     reset_peak_rss(server.pid)?;
     let start = end - args.hours * 3600;
     let s0 = match args.ingest {
@@ -413,6 +448,14 @@ pub async fn run(args: QueryArgs) -> Result<()> {
     );
     if let Some(rss) = ingest_rss {
         println!("  server peak RSS while the data arrived   {rss:.1} MiB");
+    }
+    match settled {
+        Some(secs) => println!(
+            "  store maintenance (tiers, compaction) settled {secs:.1} s later; peak RSS meanwhile {settle_rss:.1} MiB"
+        ),
+        None => println!(
+            "  store maintenance not reported by this server: queries may run beside it (peak RSS so far {settle_rss:.1} MiB)"
+        ),
     }
     println!("  {:<60} {:>10} {:>10}", "query", "median ms", "max ms");
     for (name, path) in &queries {

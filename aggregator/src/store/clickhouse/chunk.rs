@@ -14,14 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use crate::row::{Row, RowBatch, RowKey, RowMerger};
+use crate::row::{Row, RowBatch, RowMerger};
 use crate::schema::{COUNTER_COLUMNS, Table};
 use crate::store::day_start;
-
-/// Resolutions written: minutes, hours, days (seconds).
-pub const MINUTE: u32 = 60;
-pub const HOUR: u32 = 3600;
-pub const DAY: u32 = 86_400;
+use crate::store::tiers::Tier;
 
 /// Rows per chunk at most, minute rows and their tiers together; well under ClickHouse's
 /// `max_insert_block_size` (1 048 576), so one chunk is one block and one part.
@@ -106,7 +102,11 @@ fn encode_row(out: &mut String, res: u32, r: &Row) {
 }
 
 fn encode_marker(out: &mut String, t: Table, token: &str, minute: i64) {
-    let _ = write!(out, "{MINUTE}\t{minute}\tmarker\tmesh\t{token}");
+    let _ = write!(
+        out,
+        "{}\t{minute}\tmarker\tmesh\t{token}",
+        Tier::Minute.seconds()
+    );
     for _ in 1..t.keys().len() {
         out.push('\t');
     }
@@ -119,17 +119,10 @@ fn encode_marker(out: &mut String, t: Table, token: &str, minute: i64) {
 }
 
 /// `rows` (one table, one day) merged to `res`-second periods, in key order.
-fn tier(rows: &[&Row], res: i64) -> Vec<Row> {
+fn tier(rows: &[&Row], tier: Tier) -> Vec<Row> {
     let mut merger = RowMerger::default();
     for r in rows {
-        merger.add(Row {
-            key: RowKey {
-                minute: r.key.minute.div_euclid(res) * res,
-                ..r.key.clone()
-            },
-            flags: r.flags,
-            metrics: r.metrics.clone(),
-        });
+        merger.add(tier.roll(r));
     }
     let mut merged = merger.finish();
     merged.sort_by(|a, b| a.key.cmp(&b.key));
@@ -159,11 +152,11 @@ fn encode_chunk(table: Table, rows: &[&Row]) -> Chunk {
     let minute = rows.iter().map(|r| r.key.minute).min().unwrap_or(0);
     let mut out = String::with_capacity(rows.len() * 3 * 160);
     for r in rows {
-        encode_row(&mut out, MINUTE, r);
+        encode_row(&mut out, Tier::Minute.seconds(), r);
     }
-    for res in [HOUR, DAY] {
-        for r in tier(rows, i64::from(res)) {
-            encode_row(&mut out, res, &r);
+    for t in [Tier::Hour, Tier::Day] {
+        for r in tier(rows, t) {
+            encode_row(&mut out, t.seconds(), &r);
         }
     }
     encode_marker(&mut out, table, &token, minute);
@@ -188,6 +181,7 @@ mod tests {
     use super::*;
     use crate::histogram::Histogram;
     use crate::metrics::Metrics;
+    use crate::row::RowKey;
     use proto::{Side, Source};
     use std::sync::Arc;
 

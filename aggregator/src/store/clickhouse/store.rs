@@ -18,10 +18,11 @@ use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::row::{Keys, Row, RowBatch, RowKey, no_key};
 use crate::schema::{COUNTER_COLUMNS, Table};
+use crate::store::tiers::{Tier, TierPlan};
 use crate::store::{ClickHouseConfig, SECONDS_PER_DAY, ScanRequest, Store, retention_cutoff};
 use crate::{Error, Result};
 
-use super::chunk::{self, DAY, HOUR, MINUTE};
+use super::chunk;
 use super::client::Client;
 use super::schema::Dialect;
 use super::shipper::{Shipper, ShipperSettings};
@@ -226,33 +227,22 @@ fn settle(exact: u64, approx: f64) -> u64 {
 }
 
 /// The rows a merged read over minutes `[start, end)` takes: whole UTC days from day
-/// rows, whole hours from hour rows, the rest from minute rows (a `WHERE` condition).
+/// rows, whole hours from hour rows, the rest from minute rows ([`TierPlan`]), as a
+/// `WHERE` condition.
 fn tier_condition(start: i64, end: i64) -> String {
-    let (hour, day) = (i64::from(HOUR), i64::from(DAY));
-    let up = |t: i64, p: i64| t.div_euclid(p) * p + if t.rem_euclid(p) == 0 { 0 } else { p };
-    let down = |t: i64, p: i64| t.div_euclid(p) * p;
-    let range = |res: u32, ranges: &[(i64, i64)]| -> Option<String> {
-        let parts: Vec<String> = ranges
-            .iter()
-            .filter(|(a, b)| a < b)
-            .map(|(a, b)| format!("(minute >= toDateTime({a}) AND minute < toDateTime({b}))"))
-            .collect();
-        (!parts.is_empty()).then(|| format!("(res = {res} AND ({}))", parts.join(" OR ")))
-    };
-    let (h0, h1) = (up(start, hour), down(end, hour));
-    let mut parts = Vec::new();
-    if h0 >= h1 {
-        parts.extend(range(MINUTE, &[(start, end)]));
-    } else {
-        parts.extend(range(MINUTE, &[(start, h0), (h1, end)]));
-        let (d0, d1) = (up(h0, day), down(h1, day));
-        if d0 >= d1 {
-            parts.extend(range(HOUR, &[(h0, h1)]));
-        } else {
-            parts.extend(range(HOUR, &[(h0, d0), (d1, h1)]));
-            parts.extend(range(DAY, &[(d0, d1)]));
-        }
-    }
+    let plan = TierPlan::of(start, end);
+    let parts: Vec<String> = Tier::ALL
+        .into_iter()
+        .filter(|t| !plan.ranges(*t).is_empty())
+        .map(|t| {
+            let ranges: Vec<String> = plan
+                .ranges(t)
+                .iter()
+                .map(|(a, b)| format!("(minute >= toDateTime({a}) AND minute < toDateTime({b}))"))
+                .collect();
+            format!("(res = {} AND ({}))", t.seconds(), ranges.join(" OR "))
+        })
+        .collect();
     format!("({})", parts.join(" OR "))
 }
 
@@ -309,7 +299,8 @@ impl Store for ClickHouseStore {
         }
         let mut filter = if request.by_minute {
             format!(
-                "res = {MINUTE} AND minute >= toDateTime({start}) AND minute < toDateTime({end})"
+                "res = {} AND minute >= toDateTime({start}) AND minute < toDateTime({end})",
+                Tier::Minute.seconds()
             )
         } else {
             tier_condition(start, end)

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
-use super::chunk::{Chunk, MINUTE};
+use super::chunk::Chunk;
 use super::client::Client;
 use super::schema::{self, Dialect};
 use super::sql::quote;
 use crate::schema::Table;
+use crate::store::tiers::Tier;
 use crate::{Error, Result};
 
 /// What the store needs from the shipper's side of the schema.
@@ -110,10 +111,11 @@ impl Target {
     /// Whether the chunk's marker row is in ClickHouse (its insert landed).
     pub async fn landed(&self, c: &Chunk) -> Result<bool> {
         let marker = schema::marker_column(c.table);
+        let minute_res = Tier::Minute.seconds();
         let answer = self
             .client
             .execute(&format!(
-                "SELECT count() FROM {} WHERE res = {MINUTE} AND minute = toDateTime({}) AND side = 'marker' AND `{marker}` = {} FORMAT TSV",
+                "SELECT count() FROM {} WHERE res = {minute_res} AND minute = toDateTime({}) AND side = 'marker' AND `{marker}` = {} FORMAT TSV",
                 self.table(c.table),
                 c.minute,
                 quote(&c.token)

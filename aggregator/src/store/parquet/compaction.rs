@@ -1,39 +1,53 @@
-//! Tiered compaction: a day's small files of one level become one file of the next, swapped
-//! in with one manifest update; the replaced files wait out a grace period.
+//! Leveled compaction: within a table, UTC day and tier, a day's small files of one level
+//! become one file of the next, swapped in with one manifest update; the replaced files
+//! wait out a grace period. The merge streams: files are sorted by minute, so it takes
+//! one minute at a time from every input, and holds that minute's rows and one decoded
+//! batch per input, never the day.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::manifest::{FileEntry, day_dir_name, io_err};
+use super::manifest::{FileEntry, FileKind, day_dir_name, io_err};
+use super::read::RowCursor;
 use super::store::{Inner, blocking, lock};
+use super::writer::FileWriter;
 use crate::Result;
-use crate::row::Row;
+use crate::row::RowMerger;
 use crate::schema::Table;
+use crate::store::tiers::Tier;
+
+/// Files merged in one go at most (more wait for the next round).
+const MAX_INPUTS: usize = 16;
+
+/// A group of files compacted together: table, day, tier, level.
+type Group = (String, i64, Tier, u32);
 
 impl Inner {
-    /// Tiered compaction: within a table and day, once `compact_min_files` files of one
-    /// level exist they are merged into one file of the next level, so each row is
-    /// rewritten about log(files) times rather than on every round.
+    /// Leveled compaction: within a table, day and tier, once `compact_min_files` files of
+    /// one level exist they are merged into one file of the next level, so each row is
+    /// rewritten about log(files) times rather than on every round. Minute files not in
+    /// the tiers yet wait until they are.
     pub async fn compact(self: &Arc<Self>) -> Result<()> {
         // A bounded number of rounds: each round can promote a level.
         for _ in 0..8 {
-            if !self.compact_round().await? {
+            let this = self.clone();
+            if !blocking(move || this.compact_round()).await? {
                 break;
             }
         }
         Ok(())
     }
 
-    async fn compact_round(self: &Arc<Self>) -> Result<bool> {
-        let groups: Vec<((String, i64, u32), Vec<FileEntry>)> = {
+    fn compact_round(&self) -> Result<bool> {
+        let groups: Vec<(Group, Vec<FileEntry>)> = {
             let m = lock(&self.manifest);
-            let mut g: BTreeMap<(String, i64, u32), Vec<FileEntry>> = BTreeMap::new();
-            for f in &m.files {
-                g.entry((f.table.clone(), f.day, f.level))
+            let mut g: BTreeMap<Group, Vec<FileEntry>> = BTreeMap::new();
+            for f in m.files.iter().filter(|f| f.in_tiers) {
+                g.entry((f.table.clone(), f.day, f.res, f.level))
                     .or_default()
                     .push(f.clone());
             }
@@ -42,48 +56,63 @@ impl Inner {
                 .collect()
         };
         let compacted = !groups.is_empty();
-        for ((table_name, day, level), inputs) in groups {
+        // A group that fails (a damaged file) is logged and left; the others go on.
+        let mut first_error = None;
+        for ((table_name, day, res, level), files) in groups {
             let Some(table) = Table::parse(&table_name) else {
                 continue;
             };
-            let started = Instant::now();
-            let paths = inputs
-                .iter()
-                .map(|f| self.dir.join(&f.path).to_string_lossy().into_owned())
-                .collect();
-            let rows = self.read_rows(table, paths, None, None).await?;
-            let this = self.clone();
-            let n_inputs = inputs.len();
-            let swapped =
-                blocking(move || this.swap_compacted(table, day, level + 1, &rows, &inputs))
-                    .await?;
-            if let Some(output_rows) = swapped {
-                debug!(
-                    table = table.name(),
-                    day = day_dir_name(day),
-                    inputs = n_inputs,
-                    rows = output_rows,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "compacted"
-                );
+            for inputs in files.chunks(MAX_INPUTS).filter(|c| c.len() >= 2) {
+                let kind = FileKind {
+                    table,
+                    day,
+                    res,
+                    level: level + 1,
+                    in_tiers: true,
+                };
+                if let Err(e) = self.merge(kind, inputs) {
+                    warn!(table = table.name(), day = day_dir_name(day), error = %e, "compaction failed; the files stay as they are");
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(compacted)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(compacted),
+        }
     }
 
-    /// Writes the merged rows of `inputs` as one file and swaps it in for them in one
-    /// manifest update. Returns the output row count, or `None` when the partition changed
-    /// meanwhile (the output is then discarded and compaction retried next round).
-    fn swap_compacted(
-        &self,
-        table: Table,
-        day: i64,
-        level: u32,
-        rows: &[Row],
-        inputs: &[FileEntry],
-    ) -> Result<Option<u64>> {
-        let rows: Vec<&Row> = rows.iter().collect();
-        let output = self.write_file(table, day, level, &rows)?;
+    /// Merges `inputs` into one file of `kind` and swaps it in for them.
+    fn merge(&self, kind: FileKind, inputs: &[FileEntry]) -> Result<()> {
+        let started = Instant::now();
+        let mut cursors = inputs
+            .iter()
+            .map(|f| RowCursor::open(kind.table, &self.dir.join(&f.path)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = self.create_file(kind)?;
+        if let Err(e) = merge_into(&mut cursors, &mut out) {
+            out.abandon();
+            return Err(e);
+        }
+        let output = out.finish()?;
+        if let Some(output_rows) = self.swap(&output, inputs)? {
+            debug!(
+                table = kind.table.name(),
+                day = day_dir_name(kind.day),
+                res = kind.res.seconds(),
+                inputs = inputs.len(),
+                rows = output_rows,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "compacted"
+            );
+        }
+        Ok(())
+    }
+
+    /// Swaps `output` in for `inputs` in one manifest update. Returns the output row
+    /// count, or `None` when the inputs changed meanwhile (the output is then deleted and
+    /// compaction retried next round).
+    fn swap(&self, output: &FileEntry, inputs: &[FileEntry]) -> Result<Option<u64>> {
         let replaced: HashSet<&str> = inputs.iter().map(|f| f.path.as_str()).collect();
         let mut m = lock(&self.manifest);
         let mut next = m.clone();
@@ -102,6 +131,28 @@ impl Inner {
         let now = Instant::now();
         lock(&self.pending_delete).extend(inputs.iter().map(|f| (self.dir.join(&f.path), now)));
         Ok(Some(output.rows))
+    }
+}
+
+/// The k-way merge: the earliest minute left in any input, all of that minute's rows from
+/// every input merged per key, written, and on to the next.
+fn merge_into(cursors: &mut [RowCursor], out: &mut FileWriter) -> Result<()> {
+    loop {
+        let mut next: Option<i64> = None;
+        for c in cursors.iter_mut() {
+            if let Some(m) = c.peek_minute()? {
+                next = Some(next.map_or(m, |n| n.min(m)));
+            }
+        }
+        let Some(minute) = next else {
+            return Ok(());
+        };
+        let mut merger = RowMerger::default();
+        for c in cursors.iter_mut() {
+            c.take_minute(minute, &mut merger)?;
+        }
+        let rows = merger.finish();
+        out.push(&mut rows.iter().collect::<Vec<_>>())?;
     }
 }
 
@@ -131,8 +182,9 @@ mod tests {
         }
         assert_eq!(store.file_count(), 5 * 2 * 3);
         store.maintain().await.expect("maintain");
-        // Old day gone; today's three files per table compacted into one.
-        assert_eq!(store.file_count(), 5);
+        // Old day gone; today's three minute files per table in the tiers (one hour file
+        // and one day file) and compacted into one.
+        assert_eq!(store.file_count(), 5 * 3);
         let rows = store.scan(&scan_all(Table::Endpoint)).await.expect("scan");
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].key.minute, 0);
@@ -149,6 +201,6 @@ mod tests {
             .flatten()
             .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
             .count();
-        assert_eq!(on_disk, 1);
+        assert_eq!(on_disk, 3);
     }
 }

@@ -9,7 +9,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use crate::schema::Table;
 use crate::store::SECONDS_PER_DAY;
+use crate::store::tiers::Tier;
 use crate::{Error, Result};
 
 /// The manifest's file name in the store directory.
@@ -30,6 +32,62 @@ pub(super) struct FileEntry {
     /// 0 for flushed files; compacting files of level n gives one file of level n + 1.
     #[serde(default)]
     pub level: u32,
+    /// The resolution of the file's rows (`res` in seconds; files written before tiers
+    /// are minute files).
+    #[serde(default = "minute_tier")]
+    pub res: Tier,
+    /// Whether the file's rows are also in the table's hour and day files. A flush writes
+    /// minute files without; maintenance adds their rows to the tiers and sets it, in one
+    /// manifest update. Tier files always have it.
+    #[serde(default)]
+    pub in_tiers: bool,
+}
+
+fn minute_tier() -> Tier {
+    Tier::Minute
+}
+
+/// Which files of a table a read takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Files {
+    /// The files of one tier.
+    Tier(Tier),
+    /// Minute files whose rows are not in the tiers yet: a tiered read adds them.
+    NotInTiers,
+}
+
+impl FileEntry {
+    /// Whether a read of `which` takes this file.
+    pub fn is(&self, which: Files) -> bool {
+        match which {
+            Files::Tier(t) => self.res == t,
+            Files::NotInTiers => self.res == Tier::Minute && !self.in_tiers,
+        }
+    }
+}
+
+/// What a new file is: its table, day, tier and compaction level, and whether its rows are
+/// also in the tiers above it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct FileKind {
+    pub table: Table,
+    pub day: i64,
+    pub res: Tier,
+    pub level: u32,
+    pub in_tiers: bool,
+}
+
+impl FileKind {
+    /// A flush's file: minute rows, not in the tiers yet.
+    pub fn flushed(table: Table, day: i64) -> FileKind {
+        FileKind {
+            table,
+            day,
+            res: Tier::Minute,
+            level: 0,
+            in_tiers: false,
+        }
+    }
 }
 
 /// The live files and the next file sequence number.

@@ -4,17 +4,26 @@
 //! of live files ([`manifest`]). A file counts only once the manifest names it, and the
 //! manifest is replaced atomically (write, fsync, rename), so a crash at any point neither
 //! loses a committed flush nor doubles one: files the manifest does not name are deleted at
-//! start ([`store`]). [`codec`] is the Arrow shape of the files; [`read`] scans them;
-//! [`compaction`] merges a day's small files into one and swaps them in one manifest
-//! update; [`retention`] drops expired days and deletes replaced files after a grace
-//! period, so running queries can finish.
+//! start ([`store`]). [`codec`] is the Arrow shape of the files; [`writer`] writes one;
+//! [`read`] scans them.
+//!
+//! Rows are kept at three resolutions ([`crate::store::tiers`]): a flush writes minute
+//! files; [`tiering`] adds their rows to hour and day files and marks them so, in one
+//! manifest update; a merged read takes whole days and hours from those and the window's
+//! ragged ends from minutes (plus any minute file not in the tiers yet). [`compaction`]
+//! merges a day's small files of one tier into one, streaming, and swaps them in one
+//! manifest update; [`retention`] drops each tier's expired days and deletes replaced
+//! files after a grace period, so running queries can finish.
 
 mod codec;
 mod compaction;
+mod gauges;
 mod manifest;
 mod read;
 mod retention;
 mod store;
+mod tiering;
+mod writer;
 
 pub use codec::arrow_schema;
 pub use read::rows_of_file;
@@ -88,6 +97,8 @@ mod test_support {
     pub fn settings(retention_days: u32) -> ParquetSettings {
         ParquetSettings {
             retention_days,
+            hour_retention_days: retention_days,
+            day_retention_days: retention_days,
             compact_min_files: 2,
             delete_grace: Duration::ZERO,
         }

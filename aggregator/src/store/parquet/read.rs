@@ -1,47 +1,58 @@
-//! Reads: the manifest's files of a table and minute range, scanned by DataFusion with the
-//! request's minute range and key filters as typed literals, merged per row key as the
-//! record batches stream in.
+//! Reads: the manifest's files of a table, tier and minute ranges, scanned by DataFusion
+//! with the minute ranges and key filters as typed literals, merged per row key as the
+//! record batches stream in; and one file's rows batch by batch, for maintenance.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::arrow::arrow_reader::{
+    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder,
+};
 use datafusion::prelude::{ParquetReadOptions, col, lit};
 use futures::{FutureExt, StreamExt};
 
 use super::codec::{arrow_schema, from_record_batch};
+use super::manifest::{Files, io_err};
 use super::store::{Inner, lock};
 use crate::row::{Row, RowMerger, no_key};
-use crate::schema::{self, Table};
-use crate::store::ScanRequest;
+use crate::schema::{self, Key, Table};
 use crate::{Error, Result};
 
 impl Inner {
-    /// The live files of `table` that may hold minutes in `[start, end)`.
-    pub fn files_for(&self, table: Table, start: i64, end: i64) -> Vec<String> {
+    /// The live files of `table` chosen by `which` that may hold minutes in one of
+    /// `ranges` (half-open).
+    pub fn files_for(&self, table: Table, which: Files, ranges: &[(i64, i64)]) -> Vec<String> {
         lock(&self.manifest)
             .files
             .iter()
-            .filter(|f| f.table == table.name() && f.max_minute >= start && f.min_minute < end)
+            .filter(|f| f.table == table.name() && f.is(which))
+            .filter(|f| {
+                ranges
+                    .iter()
+                    .any(|&(a, b)| f.max_minute >= a && f.min_minute < b)
+            })
             .map(|f| self.dir.join(&f.path).to_string_lossy().into_owned())
             .collect()
     }
 
-    /// Reads `paths` through DataFusion, applying the request's minute range and key
-    /// filters, and merges rows per `(minute, side, keys)` batch by batch, so memory follows
-    /// the number of distinct result rows rather than the rows scanned. With
-    /// `collapse_minutes` every row is put at `collapse_to` first (whole-window merge).
+    /// Reads `paths` through DataFusion, keeping rows whose minute is in one of `ranges`
+    /// (all rows with `None`) and that match `filters`, and merges rows per `(minute,
+    /// side, keys)` batch by batch, so memory follows the number of distinct result rows
+    /// rather than the rows scanned. With `collapse_to` every row is put at that minute
+    /// first (a whole-window merge).
     pub async fn read_rows(
         &self,
         table: Table,
         paths: Vec<String>,
-        request: Option<&ScanRequest>,
+        ranges: Option<&[(i64, i64)]>,
+        filters: &[(Key, String)],
         collapse_to: Option<i64>,
     ) -> Result<Vec<Row>> {
-        if paths.is_empty() {
+        if paths.is_empty() || ranges.is_some_and(|r| r.is_empty()) {
             return Ok(Vec::new());
         }
         let schema = arrow_schema(table);
@@ -52,18 +63,30 @@ impl Inner {
             .catch_unwind()
             .await
             .map_err(|_| decoder_panicked(table))??;
-        if let Some(r) = request {
-            let mut predicate = col(schema::MINUTE)
-                .gt_eq(lit(r.start_minute))
-                .and(col(schema::MINUTE).lt(lit(r.end_minute)));
-            for (k, v) in &r.filters {
-                if !table.has(*k) {
-                    return Err(Error::Request(no_key(table, *k)));
-                }
-                // `lit` makes the value a typed literal: it never becomes query text.
-                predicate = predicate.and(col(k.column()).eq(lit(v.as_str())));
+        let mut predicate = None;
+        if let Some(ranges) = ranges {
+            predicate = ranges
+                .iter()
+                .map(|&(a, b)| {
+                    col(schema::MINUTE)
+                        .gt_eq(lit(a))
+                        .and(col(schema::MINUTE).lt(lit(b)))
+                })
+                .reduce(|x, y| x.or(y));
+        }
+        for (k, v) in filters {
+            if !table.has(*k) {
+                return Err(Error::Request(no_key(table, *k)));
             }
-            df = df.filter(predicate)?;
+            // `lit` makes the value a typed literal: it never becomes query text.
+            let eq = col(k.column()).eq(lit(v.as_str()));
+            predicate = Some(match predicate {
+                Some(p) => p.and(eq),
+                None => eq,
+            });
+        }
+        if let Some(p) = predicate {
+            df = df.filter(p)?;
         }
         // The Parquet decoder asserts on some damaged files (found by fuzzing). DataFusion
         // answers the panics of the tasks it spawns with an error; one raised in the task
@@ -87,6 +110,81 @@ impl Inner {
             }
         }
         Ok(merged.finish())
+    }
+}
+
+/// Rows a [`RowCursor`] decodes at a time.
+const CURSOR_BATCH_ROWS: usize = 2048;
+
+/// One store file's rows in file order, a record batch at a time, decoded by the Parquet
+/// reader without DataFusion (maintenance reads files whole and in order, and holds one
+/// batch per open file). A damaged file is an error, never a panic.
+pub(super) struct RowCursor {
+    table: Table,
+    reader: ParquetRecordBatchReader,
+    interner: HashSet<Arc<str>>,
+    buffered: VecDeque<Row>,
+}
+
+impl RowCursor {
+    pub fn open(table: Table, path: &Path) -> Result<RowCursor> {
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
+        let reader = std::panic::catch_unwind(|| {
+            ParquetRecordBatchReaderBuilder::try_new(file)
+                .and_then(|b| b.with_batch_size(CURSOR_BATCH_ROWS).build())
+        })
+        .map_err(|_| decoder_panicked(table))??;
+        Ok(RowCursor {
+            table,
+            reader,
+            interner: HashSet::new(),
+            buffered: VecDeque::new(),
+        })
+    }
+
+    /// Decodes the next batch when nothing is buffered; false at the end of the file.
+    fn fill(&mut self) -> Result<bool> {
+        while self.buffered.is_empty() {
+            let reader = &mut self.reader;
+            let next = std::panic::catch_unwind(AssertUnwindSafe(|| reader.next()))
+                .map_err(|_| decoder_panicked(self.table))?;
+            let Some(batch) = next else {
+                return Ok(false);
+            };
+            self.buffered
+                .extend(from_record_batch(self.table, &batch?, &mut self.interner)?);
+        }
+        Ok(true)
+    }
+
+    /// The next rows of the file (one batch), or `None` at its end.
+    pub fn next_rows(&mut self) -> Result<Option<Vec<Row>>> {
+        Ok(self.fill()?.then(|| self.buffered.drain(..).collect()))
+    }
+
+    /// The minute of the next row, or `None` at the end of the file.
+    pub fn peek_minute(&mut self) -> Result<Option<i64>> {
+        Ok(if self.fill()? {
+            self.buffered.front().map(|r| r.key.minute)
+        } else {
+            None
+        })
+    }
+
+    /// Moves the rows from here on whose minute is `minute` into `merger`, up to the first
+    /// row of another minute (in a file sorted by minute: all of that minute's rows).
+    pub fn take_minute(&mut self, minute: i64, merger: &mut RowMerger) -> Result<()> {
+        while self.fill()? {
+            match self.buffered.front() {
+                Some(r) if r.key.minute == minute => {
+                    if let Some(r) = self.buffered.pop_front() {
+                        merger.add(r);
+                    }
+                }
+                _ => break,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -135,6 +233,7 @@ mod tests {
     use crate::store::Store;
     use crate::store::parquet::ParquetStore;
     use crate::store::parquet::test_support::{batch, scan_all, settings};
+    use crate::store::tiers::Tier;
 
     #[tokio::test]
     async fn filters_and_minute_ranges_select_rows() {
@@ -205,7 +304,11 @@ mod tests {
                 .write(Arc::new(batch(&[60, 120, 180], 3)))
                 .await
                 .expect("write");
-            let files = store.inner.files_for(table, 0, 1_000);
+            let files = store.inner.files_for(
+                table,
+                crate::store::parquet::manifest::Files::Tier(Tier::Minute),
+                &[(0, 1_000)],
+            );
             let path = files.first().expect("a file");
             std::fs::write(path, damaged).expect("damage the file");
             let scanned = store.scan(&scan_all(table)).await;

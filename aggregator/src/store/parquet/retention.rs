@@ -1,5 +1,7 @@
-//! Retention: whole UTC days past `retention_days` leave the manifest, and replaced files
-//! (compacted or expired) are deleted once the grace period has passed.
+//! Retention: each tier's whole UTC days past its retention (`retention_days` for
+//! minutes, `hour_retention_days`, `day_retention_days`) leave the manifest, and replaced
+//! files (compacted or expired) are deleted once the grace period has passed. A minute
+//! file leaves only once its rows are in the tiers.
 
 use std::fs;
 use std::time::Instant;
@@ -11,20 +13,39 @@ use super::store::{Inner, lock};
 use crate::Result;
 use crate::schema::Table;
 use crate::store::retention_cutoff;
+use crate::store::tiers::Tier;
 
 impl Inner {
-    /// Drops every file of a day before the retention cutoff from the manifest.
+    /// The first day `tier` keeps, or `None` when it keeps everything.
+    fn cutoff(&self, tier: Tier) -> Option<i64> {
+        let s = &self.settings;
+        retention_cutoff(match tier {
+            Tier::Minute => s.retention_days,
+            Tier::Hour => s.hour_retention_days,
+            Tier::Day => s.day_retention_days,
+        })
+    }
+
+    /// Whether `f` is past its tier's retention (a minute file not in the tiers yet
+    /// waits for them).
+    fn expired(&self, f: &FileEntry) -> bool {
+        self.cutoff(f.res).is_some_and(|c| f.day < c) && (f.in_tiers || f.res != Tier::Minute)
+    }
+
+    /// Drops every file of a day before its tier's retention cutoff from the manifest.
     pub fn apply_retention(&self) -> Result<()> {
-        let Some(cutoff) = retention_cutoff(self.settings.retention_days) else {
-            return Ok(());
-        };
         let mut m = lock(&self.manifest);
-        let expired: Vec<FileEntry> = m.files.iter().filter(|f| f.day < cutoff).cloned().collect();
+        let expired: Vec<FileEntry> = m
+            .files
+            .iter()
+            .filter(|f| self.expired(f))
+            .cloned()
+            .collect();
         if expired.is_empty() {
             return Ok(());
         }
         let mut next = m.clone();
-        next.files.retain(|f| f.day >= cutoff);
+        next.files.retain(|f| !self.expired(f));
         self.persist_manifest(&next)?;
         *m = next;
         drop(m);
@@ -51,9 +72,14 @@ impl Inner {
                 }
             }
         });
-        // Folders of days past retention are removed once empty. Newer day folders stay:
-        // a flush may be about to write into one it has just created.
-        let Some(cutoff) = retention_cutoff(self.settings.retention_days) else {
+        // Folders of days past the longest retention are removed once empty. Newer day
+        // folders stay: a flush or roll-up may be about to write into one it has just
+        // created.
+        let Some(cutoff) = Tier::ALL
+            .into_iter()
+            .map(|t| self.cutoff(t))
+            .try_fold(i64::MAX, |a, c| c.map(|c| a.min(c)))
+        else {
             return;
         };
         let cutoff = day_dir_name(cutoff);

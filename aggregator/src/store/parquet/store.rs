@@ -10,25 +10,26 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use datafusion::execution::context::SessionContext;
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
-use datafusion::parquet::file::properties::WriterProperties;
+use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-use super::codec::to_record_batch;
-use super::manifest::{
-    FileEntry, MANIFEST, Manifest, day_dir_name, fsync_dir, io_err, write_atomic,
-};
-use crate::row::{Row, RowBatch};
+use super::gauges::StoreGauges;
+use super::manifest::{FileKind, Files, MANIFEST, Manifest, io_err};
+use crate::row::{Row, RowBatch, RowMerger};
 use crate::schema::Table;
+use crate::store::tiers::{Tier, TierPlan};
 use crate::store::{ScanRequest, Store, day_start};
 use crate::{Error, Result};
 
 /// Settings of the Parquet store.
 #[derive(Debug, Clone)]
 pub struct ParquetSettings {
-    /// Days of data to keep; 0 keeps everything.
+    /// Days of minute rows to keep; 0 keeps everything.
     pub retention_days: u32,
+    /// Days of hour rows to keep (at least `retention_days`); 0 keeps everything.
+    pub hour_retention_days: u32,
+    /// Days of day rows to keep (at least `hour_retention_days`); 0 keeps everything.
+    pub day_retention_days: u32,
     /// A day partition with at least this many files is compacted into one.
     pub compact_min_files: usize,
     /// How long replaced files stay on disk for queries that may still read them.
@@ -39,16 +40,13 @@ impl Default for ParquetSettings {
     fn default() -> Self {
         ParquetSettings {
             retention_days: 7,
+            hour_retention_days: 30,
+            day_retention_days: 365,
             compact_min_files: 8,
             delete_grace: Duration::from_secs(60),
         }
     }
 }
-
-/// Rows per Parquet row group. Files are written sorted by minute, so each row group
-/// covers a narrow span of minutes and a read of a short window skips the others by their
-/// statistics (a day of a 1 000-service mesh is ~180 groups of ~8 minutes).
-const ROW_GROUP_ROWS: usize = 16_384;
 
 /// Parquet + DataFusion implementation of [`Store`]. Cheap to clone.
 #[derive(Clone)]
@@ -67,6 +65,7 @@ pub(super) struct Inner {
     /// Files replaced by compaction or retention, deleted after the grace period.
     pub pending_delete: Mutex<Vec<(PathBuf, Instant)>>,
     maintenance: tokio::sync::Mutex<()>,
+    gauges: StoreGauges,
 }
 
 impl std::fmt::Debug for ParquetStore {
@@ -118,6 +117,7 @@ impl ParquetStore {
             manifest: Mutex::new(manifest),
             pending_delete: Mutex::new(Vec::new()),
             maintenance: tokio::sync::Mutex::new(()),
+            gauges: StoreGauges::default(),
         };
         store.remove_orphans()?;
         let m = lock(&store.manifest);
@@ -131,6 +131,12 @@ impl ParquetStore {
     /// The directory the store lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    /// Exports the store's gauges (files per tier, files awaiting maintenance).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.inner.gauges.register(registry);
+        self.inner.publish();
     }
 
     /// Number of live data files.
@@ -179,61 +185,10 @@ impl Inner {
         m.persist(&self.dir.join(MANIFEST))
     }
 
-    fn next_path(&self, table: Table, day: i64) -> Result<(PathBuf, String)> {
-        let seq = {
-            let mut m = lock(&self.manifest);
-            let s = m.next_seq;
-            m.next_seq += 1;
-            s
-        };
-        let rel = format!("{}/{}/{seq:010}.parquet", table.name(), day_dir_name(day));
-        let abs = self.dir.join(&rel);
-        if let Some(day_dir) = abs.parent()
-            && !day_dir.is_dir()
-        {
-            fs::create_dir_all(day_dir).map_err(io_err(day_dir))?;
-            // Make the new folders themselves durable before a manifest names files in them.
-            if let Some(table_dir) = day_dir.parent() {
-                fsync_dir(table_dir)?;
-            }
-            fsync_dir(&self.dir)?;
-        }
-        Ok((abs, rel))
-    }
-
-    /// Writes one file of rows (all of one table and day) and returns its entry; the
-    /// manifest is not touched.
-    pub fn write_file(
-        &self,
-        table: Table,
-        day: i64,
-        level: u32,
-        rows: &[&Row],
-    ) -> Result<FileEntry> {
-        let (abs, rel) = self.next_path(table, day)?;
-        let mut sorted = rows.to_vec();
-        sorted.sort_by_key(|r| r.key.minute);
-        let batch = to_record_batch(table, &sorted)?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))?;
-        w.write(&batch)?;
-        w.close()?;
-        write_atomic(&abs, &buf)?;
-        let min_minute = rows.iter().map(|r| r.key.minute).min().unwrap_or(day);
-        let max_minute = rows.iter().map(|r| r.key.minute).max().unwrap_or(day);
-        Ok(FileEntry {
-            table: table.name().to_string(),
-            day,
-            path: rel,
-            min_minute,
-            max_minute,
-            rows: rows.len() as u64,
-            level,
-        })
+    /// Sets the gauges from the live manifest.
+    fn publish(&self) {
+        let m = lock(&self.manifest);
+        self.gauges.publish(&m, self.settings.compact_min_files);
     }
 
     fn write_blocking(&self, batch: &RowBatch) -> Result<()> {
@@ -244,7 +199,7 @@ impl Inner {
                 by_day.entry(day_start(r.key.minute)).or_default().push(r);
             }
             for (day, rows) in by_day {
-                entries.push(self.write_file(*table, day, 0, &rows)?);
+                entries.push(self.write_file(FileKind::flushed(*table, day), &rows)?);
             }
         }
         if entries.is_empty() {
@@ -255,6 +210,8 @@ impl Inner {
         next.files.extend(entries);
         self.persist_manifest(&next)?;
         *m = next;
+        drop(m);
+        self.publish();
         Ok(())
     }
 }
@@ -269,26 +226,64 @@ impl Store for ParquetStore {
         blocking(move || inner.write_blocking(&batch)).await
     }
 
+    /// A per-minute read takes minute rows. A merged read takes each part of the window
+    /// from the coarsest tier that covers it ([`TierPlan`]), plus, for the parts read from
+    /// hours and days, the minute files not added to the tiers yet.
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
         let inner = &self.inner;
-        let paths = inner.files_for(request.table, request.start_minute, request.end_minute);
-        let collapse = (!request.by_minute).then_some(request.start_minute);
-        inner
-            .read_rows(request.table, paths, Some(request), collapse)
-            .await
+        let (table, filters) = (request.table, request.filters.as_slice());
+        let window = [(request.start_minute, request.end_minute)];
+        if request.by_minute {
+            let paths = inner.files_for(table, Files::Tier(Tier::Minute), &window);
+            return inner
+                .read_rows(table, paths, Some(&window), filters, None)
+                .await;
+        }
+        let plan = TierPlan::of(request.start_minute, request.end_minute);
+        let coarse: Vec<(i64, i64)> = [plan.ranges(Tier::Hour), plan.ranges(Tier::Day)].concat();
+        let parts = [
+            (Files::Tier(Tier::Minute), plan.ranges(Tier::Minute)),
+            (Files::Tier(Tier::Hour), plan.ranges(Tier::Hour)),
+            (Files::Tier(Tier::Day), plan.ranges(Tier::Day)),
+            (Files::NotInTiers, coarse.as_slice()),
+        ];
+        let reads = parts.iter().map(|(which, ranges)| {
+            let paths = inner.files_for(table, *which, ranges);
+            inner.read_rows(
+                table,
+                paths,
+                Some(ranges),
+                filters,
+                Some(request.start_minute),
+            )
+        });
+        let mut merged = RowMerger::default();
+        for rows in futures::future::try_join_all(reads).await? {
+            for row in rows {
+                merged.add(row);
+            }
+        }
+        Ok(merged.finish())
     }
 
+    /// Tiering, retention, compaction, then deleting replaced files: every step runs
+    /// even when an earlier one failed (a damaged file must not stop retention), and the
+    /// first failure is returned.
     async fn maintain(&self) -> Result<()> {
         let _guard = self.inner.maintenance.lock().await;
         let inner = self.inner.clone();
-        blocking(move || inner.apply_retention()).await?;
-        self.inner.compact().await?;
+        let tiered = blocking(move || inner.add_to_tiers()).await;
         let inner = self.inner.clone();
-        blocking(move || {
+        let retained = blocking(move || inner.apply_retention()).await;
+        let compacted = self.inner.compact().await;
+        let inner = self.inner.clone();
+        let deleted = blocking(move || {
             inner.delete_pending(false);
+            inner.publish();
             Ok(())
         })
-        .await
+        .await;
+        tiered.and(retained).and(compacted).and(deleted)
     }
 }
 
@@ -342,7 +337,7 @@ mod tests {
         let refs: Vec<&crate::row::Row> = rows.iter().collect();
         let entry = store
             .inner
-            .write_file(Table::Service, 0, 0, &refs)
+            .write_file(FileKind::flushed(Table::Service, 0), &refs)
             .expect("write");
         let file = std::fs::File::open(dir.path().join(&entry.path)).expect("open file");
         let reader = SerializedFileReader::new(file).expect("parquet");
