@@ -20,7 +20,7 @@ use crate::store::tiers::Tier;
 
 /// Minute files rolled up in one go at most (the rest wait for the next round), which
 /// bounds the hour rows held: a day's distinct keys × its hours at worst.
-const MAX_FILES_PER_ROLLUP: usize = 64;
+const MAX_FILES_PER_ROLLUP: usize = 16;
 
 impl Inner {
     /// Adds every minute file not in the tiers yet to them, a table and day at a time.
