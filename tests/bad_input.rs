@@ -121,7 +121,7 @@ async fn hostile_api_parameters_get_clear_errors() {
         "reviews.default' --",
         "ü%2F..%2F",
     ] {
-        let enc: String = url_escape(name);
+        let enc: String = common::enc(name);
         let json = stack.ok(&format!("/api/v1/services/{enc}/endpoints")).await;
         assert_eq!(json["endpoints"], serde_json::json!([]), "{name}");
         let (status, json) = stack.get(&format!("/api/v1/topology?service={enc}")).await;
@@ -163,13 +163,4 @@ async fn hostile_api_parameters_get_clear_errors() {
     let (status, _) = stack.get("/api/v1/nope").await;
     assert_eq!(status, 404);
     stack.stop().await;
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

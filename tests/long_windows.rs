@@ -43,23 +43,6 @@ fn edges(from: i64, to: i64) -> BTreeMap<(String, String), u64> {
     out
 }
 
-fn topology_edges(topo: &Value) -> BTreeMap<(String, String), u64> {
-    topo["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| {
-            (
-                (
-                    e["source"].as_str().expect("source").to_string(),
-                    e["target"].as_str().expect("target").to_string(),
-                ),
-                e["calls"].as_u64().expect("calls"),
-            )
-        })
-        .collect()
-}
-
 fn services(want: &BTreeMap<(String, String), u64>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for ((_, server), n) in want {
@@ -98,7 +81,11 @@ async fn check(stack: &common::Stack, end: i64, when: &str) {
         let topo = stack
             .ok(&format!("/api/v1/topology?start={from}&end={to}"))
             .await;
-        assert_eq!(topology_edges(&topo), want, "{when}: topology over {name}");
+        assert_eq!(
+            common::truth::edge_calls(&topo),
+            want,
+            "{when}: topology over {name}"
+        );
 
         let list = stack
             .ok(&format!("/api/v1/services?start={from}&end={to}"))
@@ -125,7 +112,7 @@ async fn check(stack: &common::Stack, end: i64, when: &str) {
         let answer = stack
             .ok(&format!(
                 "/prometheus/api/v1/query?time={t}&query={}",
-                urlencode(&q)
+                common::enc(&q)
             ))
             .await;
         let got: BTreeMap<(String, String), u64> = answer["data"]["result"]
@@ -154,15 +141,6 @@ async fn check(stack: &common::Stack, end: i64, when: &str) {
             "{when}: increase[{range_h}h] at {t}"
         );
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

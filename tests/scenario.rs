@@ -144,21 +144,7 @@ async fn generated_mesh_gives_exact_topology_services_and_endpoints() {
             window(start)
         ))
         .await;
-    let got: BTreeMap<(String, String), u64> = inst["edges"]
-        .as_array()
-        .expect("edges")
-        .iter()
-        .map(|e| {
-            (
-                (
-                    e["source"].as_str().expect("source").to_string(),
-                    e["target"].as_str().expect("target").to_string(),
-                ),
-                e["calls"].as_u64().expect("calls"),
-            )
-        })
-        .collect();
-    assert_eq!(got, pods, "{inst}");
+    assert_eq!(common::truth::edge_calls(&inst), pods, "{inst}");
 
     // Focus on ratings with depth 1: its callers and its database, nothing else.
     let focus = stack

@@ -22,6 +22,16 @@ pub struct Stack {
     pub otlp_http: String,
 }
 
+/// `s` percent-encoded for a URL's query (every byte but letters, digits and `.-_`).
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn config(dir: &Path) -> Config {
     let mut c = Config::default();
     c.server.grpc_addr = "127.0.0.1:0".into();

@@ -203,3 +203,21 @@ pub fn check_all_edges(topo: &Value, edges: &BTreeMap<EdgeKey, Expect>) {
         );
     }
 }
+
+/// Calls per `(source, target)` edge of a JSON answer's `edges`.
+pub fn edge_calls(answer: &Value) -> BTreeMap<(String, String), u64> {
+    answer["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                (
+                    e["source"].as_str().expect("source").to_string(),
+                    e["target"].as_str().expect("target").to_string(),
+                ),
+                e["calls"].as_u64().expect("calls"),
+            )
+        })
+        .collect()
+}

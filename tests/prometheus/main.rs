@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use testkit::sim::{self, Generator, Hop, Target};
 
+use common::enc;
 use common::truth::{Expect, Expected, expected};
 
 async fn prom_get(stack: &common::Stack, path_and_query: &str) -> (u16, Value) {
@@ -31,10 +32,6 @@ fn strings(v: &Value) -> BTreeSet<String> {
         .iter()
         .map(|s| s.as_str().expect("string").to_string())
         .collect()
-}
-
-fn enc(s: &str) -> String {
-    serde_urlencoded::to_string([("x", s)]).expect("encode")[2..].to_string()
 }
 
 /// One series of a query result: labels (`__name__` included when kept) and value.
