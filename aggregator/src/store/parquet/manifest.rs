@@ -16,7 +16,10 @@ use crate::{Error, Result};
 
 /// The manifest's file name in the store directory.
 pub(super) const MANIFEST: &str = "manifest.json";
-const MANIFEST_VERSION: u32 = 1;
+/// 2 added tiers (`res`, `in_tiers`): a version-1 manifest loads as untiered minute files
+/// and is written back as 2, which an older meshscope refuses rather than reading hour
+/// and day files as minutes.
+const MANIFEST_VERSION: u32 = 2;
 
 /// One live data file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -103,17 +106,18 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         match fs::read(path) {
             Ok(bytes) => {
-                let m: Manifest =
+                let mut m: Manifest =
                     serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
                         path: path.to_path_buf(),
                         source,
                     })?;
-                if m.version != MANIFEST_VERSION {
+                if m.version != MANIFEST_VERSION && m.version != 1 {
                     return Err(Error::Schema(format!(
-                        "manifest version {} is not {MANIFEST_VERSION}",
+                        "manifest version {} is not {MANIFEST_VERSION} (a newer meshscope wrote it?)",
                         m.version
                     )));
                 }
+                m.version = MANIFEST_VERSION;
                 Ok(m)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
@@ -190,6 +194,24 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
     use crate::store::day_start;
+
+    #[test]
+    fn a_version_1_manifest_loads_as_untiered_minute_files_and_a_newer_one_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(MANIFEST);
+        fs::write(
+            &path,
+            r#"{"version":1,"next_seq":3,"files":[{"table":"service","day":0,"path":"service/1970-01-01/0000000001.parquet","min_minute":60,"max_minute":120,"rows":2,"level":1}]}"#,
+        )
+        .expect("write");
+        let m = Manifest::load(&path).expect("load");
+        assert_eq!(m.version, MANIFEST_VERSION);
+        assert_eq!(m.files[0].res, Tier::Minute);
+        assert!(!m.files[0].in_tiers);
+        fs::write(&path, r#"{"version":3,"next_seq":1,"files":[]}"#).expect("write");
+        let e = Manifest::load(&path).expect_err("newer").to_string();
+        assert!(e.contains("manifest version 3"), "{e}");
+    }
 
     #[test]
     fn day_names_are_civil_dates() {
