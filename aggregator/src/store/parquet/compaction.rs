@@ -4,7 +4,7 @@
 //! one minute at a time from every input, and holds that minute's rows and one decoded
 //! batch per input, never the day.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,13 +18,9 @@ use super::writer::FileWriter;
 use crate::Result;
 use crate::row::RowMerger;
 use crate::schema::Table;
-use crate::store::tiers::Tier;
 
 /// Files merged in one go at most (more wait for the next round).
 const MAX_INPUTS: usize = 16;
-
-/// A group of files compacted together: table, day, tier, level.
-type Group = (String, i64, Tier, u32);
 
 impl Inner {
     /// Leveled compaction: within a table, day and tier, once `compact_min_files` files of
@@ -43,35 +39,28 @@ impl Inner {
     }
 
     fn compact_round(&self) -> Result<bool> {
-        let groups: Vec<(Group, Vec<FileEntry>)> = {
-            let m = lock(&self.manifest);
-            let mut g: BTreeMap<Group, Vec<FileEntry>> = BTreeMap::new();
-            for f in m.files.iter().filter(|f| f.in_tiers) {
-                g.entry((f.table.clone(), f.day, f.res, f.level))
-                    .or_default()
-                    .push(f.clone());
-            }
-            g.into_iter()
-                .filter(|(_, files)| files.len() >= self.settings.compact_min_files.max(2))
-                .collect()
-        };
-        let compacted = !groups.is_empty();
-        // A group that fails (a damaged file) is logged and left; the others go on.
-        let mut first_error = None;
-        for ((table_name, day, res, level), files) in groups {
-            let Some(table) = Table::parse(&table_name) else {
-                continue;
-            };
-            for inputs in files.chunks(MAX_INPUTS).filter(|c| c.len() >= 2) {
+        // Each group with the kind of file it becomes (the next level).
+        let groups: Vec<(FileKind, Vec<FileEntry>)> = lock(&self.manifest)
+            .compaction_groups(self.settings.compact_min_files)
+            .into_iter()
+            .filter_map(|((table, day, res, level), files)| {
                 let kind = FileKind {
-                    table,
+                    table: Table::parse(table)?,
                     day,
                     res,
                     level: level + 1,
                     in_tiers: true,
                 };
+                Some((kind, files.into_iter().cloned().collect()))
+            })
+            .collect();
+        let compacted = !groups.is_empty();
+        // A group that fails (a damaged file) is logged and left; the others go on.
+        let mut first_error = None;
+        for (kind, files) in groups {
+            for inputs in files.chunks(MAX_INPUTS).filter(|c| c.len() >= 2) {
                 if let Err(e) = self.merge(kind, inputs) {
-                    warn!(table = table.name(), day = day_dir_name(day), error = %e, "compaction failed; the files stay as they are");
+                    warn!(table = kind.table.name(), day = day_dir_name(kind.day), error = %e, "compaction failed; the files stay as they are");
                     first_error.get_or_insert(e);
                 }
             }

@@ -2,8 +2,6 @@
 //! maintenance still has to add to the tiers or compact), published after every manifest
 //! change: how an operator, or a benchmark, knows the store has settled.
 
-use std::collections::BTreeMap;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -57,12 +55,9 @@ impl StoreGauges {
     pub fn publish(&self, m: &Manifest, min_files: usize) {
         let mut by_tier = [0i64; 3];
         let mut awaiting_tiers = 0i64;
-        let mut groups: BTreeMap<(&str, i64, Tier, u32), i64> = BTreeMap::new();
         for f in &m.files {
             by_tier[f.res.index()] += 1;
-            if f.in_tiers {
-                *groups.entry((&f.table, f.day, f.res, f.level)).or_default() += 1;
-            } else {
+            if !f.in_tiers {
                 awaiting_tiers += 1;
             }
         }
@@ -72,8 +67,12 @@ impl StoreGauges {
                 .set(by_tier[t.index()]);
         }
         self.awaiting_tiers.set(awaiting_tiers);
-        let min = i64::try_from(min_files.max(2)).unwrap_or(i64::MAX);
+        let awaiting: usize = m
+            .compaction_groups(min_files)
+            .iter()
+            .map(|(_, files)| files.len())
+            .sum();
         self.awaiting_compaction
-            .set(groups.values().filter(|n| **n >= min).sum());
+            .set(i64::try_from(awaiting).unwrap_or(i64::MAX));
     }
 }

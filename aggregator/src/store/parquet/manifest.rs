@@ -2,6 +2,7 @@
 //! file counts only once the manifest names it. Also the file-system steps every write
 //! takes: atomic replacement and folder fsyncs, and the day folder names.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -57,6 +58,27 @@ pub(super) enum Files {
     Tier(Tier),
     /// Minute files whose rows are not in the tiers yet: a tiered read adds them.
     NotInTiers,
+}
+
+/// A group of files compacted together: table, day, tier, level.
+pub(super) type Group<'a> = (&'a str, i64, Tier, u32);
+
+impl Manifest {
+    /// The groups the next compaction merges: files in the tiers, by table, day, tier and
+    /// level, where a group holds at least `min_files` (never fewer than 2).
+    pub fn compaction_groups(&self, min_files: usize) -> Vec<(Group<'_>, Vec<&FileEntry>)> {
+        let mut groups: BTreeMap<Group<'_>, Vec<&FileEntry>> = BTreeMap::new();
+        for f in self.files.iter().filter(|f| f.in_tiers) {
+            groups
+                .entry((f.table.as_str(), f.day, f.res, f.level))
+                .or_default()
+                .push(f);
+        }
+        groups
+            .into_iter()
+            .filter(|(_, files)| files.len() >= min_files.max(2))
+            .collect()
+    }
 }
 
 impl FileEntry {
@@ -178,7 +200,12 @@ pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
-    fs::rename(&tmp, path).map_err(io_err(path))?;
+    rename_durably(&tmp, path)
+}
+
+/// Renames the fsynced file `tmp` to `path`, then fsyncs the folder.
+pub(super) fn rename_durably(tmp: &Path, path: &Path) -> Result<()> {
+    fs::rename(tmp, path).map_err(io_err(path))?;
     // The rename has happened: from here on the new content is what readers see, so a
     // failing folder fsync must not turn into an error (the caller would retry and
     // double the data); it only weakens durability against power loss.

@@ -40,7 +40,7 @@ impl Inner {
     }
 
     /// Reads `paths` through DataFusion, keeping rows whose minute is in one of `ranges`
-    /// (all rows with `None`) and that match `filters`, and merges rows per `(minute,
+    /// and that match `filters`, and merges rows per `(minute,
     /// side, keys)` batch by batch, so memory follows the number of distinct result rows
     /// rather than the rows scanned. With `collapse_to` every row is put at that minute
     /// first (a whole-window merge).
@@ -48,11 +48,11 @@ impl Inner {
         &self,
         table: Table,
         paths: Vec<String>,
-        ranges: Option<&[(i64, i64)]>,
+        ranges: &[(i64, i64)],
         filters: &[(Key, String)],
         collapse_to: Option<i64>,
     ) -> Result<Vec<Row>> {
-        if paths.is_empty() || ranges.is_some_and(|r| r.is_empty()) {
+        if paths.is_empty() || ranges.is_empty() {
             return Ok(Vec::new());
         }
         let schema = arrow_schema(table);
@@ -63,27 +63,19 @@ impl Inner {
             .catch_unwind()
             .await
             .map_err(|_| decoder_panicked(table))??;
-        let mut predicate = None;
-        if let Some(ranges) = ranges {
-            predicate = ranges
-                .iter()
-                .map(|&(a, b)| {
-                    col(schema::MINUTE)
-                        .gt_eq(lit(a))
-                        .and(col(schema::MINUTE).lt(lit(b)))
-                })
-                .reduce(|x, y| x.or(y));
-        }
+        let minute = |&(a, b): &(i64, i64)| {
+            col(schema::MINUTE)
+                .gt_eq(lit(a))
+                .and(col(schema::MINUTE).lt(lit(b)))
+        };
+        let mut predicate = ranges.iter().map(minute).reduce(|x, y| x.or(y));
         for (k, v) in filters {
             if !table.has(*k) {
                 return Err(Error::Request(no_key(table, *k)));
             }
             // `lit` makes the value a typed literal: it never becomes query text.
             let eq = col(k.column()).eq(lit(v.as_str()));
-            predicate = Some(match predicate {
-                Some(p) => p.and(eq),
-                None => eq,
-            });
+            predicate = predicate.map(|p| p.and(eq));
         }
         if let Some(p) = predicate {
             df = df.filter(p)?;

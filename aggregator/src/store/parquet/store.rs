@@ -235,9 +235,7 @@ impl Store for ParquetStore {
         let window = [(request.start_minute, request.end_minute)];
         if request.by_minute {
             let paths = inner.files_for(table, Files::Tier(Tier::Minute), &window);
-            return inner
-                .read_rows(table, paths, Some(&window), filters, None)
-                .await;
+            return inner.read_rows(table, paths, &window, filters, None).await;
         }
         let plan = TierPlan::of(request.start_minute, request.end_minute);
         let coarse: Vec<(i64, i64)> = [plan.ranges(Tier::Hour), plan.ranges(Tier::Day)].concat();
@@ -249,13 +247,7 @@ impl Store for ParquetStore {
         ];
         let reads = parts.iter().map(|(which, ranges)| {
             let paths = inner.files_for(table, *which, ranges);
-            inner.read_rows(
-                table,
-                paths,
-                Some(ranges),
-                filters,
-                Some(request.start_minute),
-            )
+            inner.read_rows(table, paths, ranges, filters, Some(request.start_minute))
         });
         let mut merged = RowMerger::default();
         for rows in futures::future::try_join_all(reads).await? {

@@ -10,7 +10,7 @@ use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
 
 use super::codec::{arrow_schema, to_record_batch};
-use super::manifest::{FileEntry, FileKind, day_dir_name, fsync_dir, io_err};
+use super::manifest::{FileEntry, FileKind, day_dir_name, fsync_dir, io_err, rename_durably};
 use super::store::{Inner, lock};
 use crate::Result;
 use crate::row::Row;
@@ -78,10 +78,7 @@ impl FileWriter {
         let file = writer.into_inner()?;
         file.sync_all().map_err(io_err(&tmp))?;
         drop(file);
-        fs::rename(&tmp, &abs).map_err(io_err(&abs))?;
-        if let Some(dir) = abs.parent() {
-            fsync_dir(dir)?;
-        }
+        rename_durably(&tmp, &abs)?;
         let (min_minute, max_minute) = if rows == 0 {
             (kind.day, kind.day)
         } else {
