@@ -143,6 +143,21 @@ async fn check(stack: &common::Stack, end: i64, when: &str) {
     }
 }
 
+/// `meshscope_store_files_awaiting_tiers` on the stack's `/metrics`.
+async fn awaiting_tiers(stack: &common::Stack) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", stack.http))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains("meshscope_store_files_awaiting_tiers"),
+        "{text}"
+    );
+    testkit::scrape::metric_sum(&text, "meshscope_store_files_awaiting_tiers")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_days_read_exactly_from_minutes_hours_and_days() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -164,8 +179,10 @@ async fn three_days_read_exactly_from_minutes_hours_and_days() {
     assert_eq!(sent, (SHAPE.services as u64) * (HOURS as u64) * 60);
     stack.flush().await;
     check(&stack, end, "before maintenance").await;
+    assert!(awaiting_tiers(&stack).await > 0.0);
 
     stack.app.aggregator.maintain().await.expect("maintenance");
+    assert_eq!(awaiting_tiers(&stack).await, 0.0);
     let manifest: Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("manifest"))
             .expect("json");
