@@ -141,6 +141,54 @@ async fn check(stack: &common::Stack, end: i64, when: &str) {
             "{when}: increase[{range_h}h] at {t}"
         );
     }
+    // Range queries read their counters in parts cut at the steps: hourly steps over two
+    // days off the minute grid (parts of whole hours, read from hour rows once there),
+    // and 5-minute steps with overlapping 10-minute ranges over six hours.
+    let hour = end.div_euclid(3600) * 3600;
+    check_range(stack, (hour - 47 * 3600 + 30, hour - 30, 3600), 3600).await;
+    check_range(stack, (end - 6 * 3600 - 17, end - 17, 300), 600).await;
+}
+
+/// A PromQL range query of `increase(traces_service_graph_request_total[range])` per
+/// edge from `start` to `end` every `step` (seconds): at each step `t` it counts the
+/// calls of the minutes in `[⌊t⌋ − range, ⌊t⌋)` (`⌊t⌋` the minute of `t`), as the
+/// generator says; steps where an edge counts nothing have no point or a 0.
+async fn check_range(stack: &common::Stack, (start, end, step): (i64, i64, i64), range: i64) {
+    let q =
+        format!("sum by (client, server) (increase(traces_service_graph_request_total[{range}s]))");
+    let answer = stack
+        .ok(&format!(
+            "/prometheus/api/v1/query_range?start={start}&end={end}&step={step}&query={}",
+            common::enc(&q)
+        ))
+        .await;
+    let mut got: BTreeMap<i64, BTreeMap<(String, String), u64>> = BTreeMap::new();
+    for s in answer["data"]["result"].as_array().expect("result") {
+        let edge = (
+            s["metric"]["client"].as_str().expect("client").to_string(),
+            s["metric"]["server"].as_str().expect("server").to_string(),
+        );
+        for p in s["values"].as_array().expect("values") {
+            let t = p[0].as_f64().expect("time") as i64;
+            let v: f64 = p[1].as_str().expect("value").parse().expect("number");
+            assert_eq!(v.fract(), 0.0, "{q} at {t}: {v}");
+            if v > 0.0 {
+                got.entry(t).or_default().insert(edge.clone(), v as u64);
+            }
+        }
+    }
+    let mut t = start;
+    while t <= end {
+        let minute = t.div_euclid(60) * 60;
+        let want = edges(minute - range, minute);
+        assert_eq!(
+            got.remove(&t).unwrap_or_default(),
+            want,
+            "{q} from {start} every {step} s, at {t}"
+        );
+        t += step;
+    }
+    assert!(got.is_empty(), "{q}: points off the steps: {got:?}");
 }
 
 /// `meshscope_store_files_awaiting_tiers` on the stack's `/metrics`.

@@ -432,7 +432,8 @@ mod tests {
                 start_minute: 0,
                 end_minute: i64::MAX / 2,
                 filters: vec![],
-                by_minute: true,
+                resolution: crate::store::Resolution::Minute,
+                histograms: true,
             })
             .await
             .expect("scan");

@@ -24,7 +24,7 @@ use aggregator::store::clickhouse::ClickHouseStore;
 use aggregator::store::clickhouse::client::Client;
 use aggregator::store::clickhouse::schema::{self, Dialect, LATEST};
 use aggregator::store::clickhouse::sql::quote;
-use aggregator::store::{ClickHouseConfig, ScanRequest, Store};
+use aggregator::store::{ClickHouseConfig, Resolution, ScanRequest, Store};
 use prometheus_client::registry::Registry;
 use testkit::sim::{self, Hop, Mesh};
 

@@ -167,7 +167,8 @@ async fn a_table_or_database_dropped_while_running_is_recreated() {
         start_minute: now - 3 * 86_400,
         end_minute: now + 86_400,
         filters: vec![],
-        by_minute: true,
+        resolution: Resolution::Minute,
+        histograms: true,
     };
     // What a store holding `batches` returns.
     let expected = |batches: Vec<Arc<RowBatch>>, table| async move {

@@ -35,7 +35,14 @@ async fn same_as_parquet(store: &dyn Store) {
                 Table::Service | Table::Instance | Table::Endpoint => Key::Service,
                 Table::ServiceRelation | Table::InstanceRelation => Key::Client,
             };
-            for by_minute in [true, false] {
+            // Per minute, merged, and split in parts that take hours and minutes (and,
+            // in the long window, days) from each store's tiers.
+            let resolutions = [
+                Resolution::Minute,
+                Resolution::Window,
+                Resolution::parts(start, end, [midnight - 1800, midnight, midnight + 300]),
+            ];
+            for resolution in &resolutions {
                 for filters in [
                     vec![],
                     vec![(first, "it's \"quoted\"".to_string())],
@@ -47,7 +54,8 @@ async fn same_as_parquet(store: &dyn Store) {
                         start_minute: start,
                         end_minute: end,
                         filters,
-                        by_minute,
+                        resolution: resolution.clone(),
+                        histograms: true,
                     };
                     let want = sort(parquet.scan(&req).await.expect("parquet scan"));
                     let got = sort(
@@ -92,7 +100,8 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
         start_minute: boundary - 3600,
         end_minute: boundary + 3600,
         filters: vec![],
-        by_minute: true,
+        resolution: Resolution::Minute,
+        histograms: true,
     };
     let minutes = |rows: Vec<aggregator::row::Row>| {
         let mut m: Vec<i64> = rows.iter().map(|r| r.key.minute).collect();

@@ -25,7 +25,8 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
         start_minute: now - 86_400,
         end_minute: now + 86_400,
         filters: vec![],
-        by_minute: true,
+        resolution: Resolution::Minute,
+        histograms: true,
     };
     let before = store.scan(&request(Table::Endpoint)).await.expect("scan");
     store.close().await.expect("close");
@@ -131,7 +132,8 @@ async fn while_clickhouse_fails_new_batches_wait_on_disk() {
             start_minute: now - 3 * 86_400,
             end_minute: now + 86_400,
             filters: vec![],
-            by_minute: true,
+            resolution: Resolution::Minute,
+            histograms: true,
         };
         let sorted = |mut rows: Vec<aggregator::row::Row>| {
             rows.sort_by(|x, y| x.key.cmp(&y.key));

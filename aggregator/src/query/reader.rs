@@ -20,7 +20,7 @@ use crate::Result;
 use crate::metrics::Metrics;
 use crate::row::{Keys, Row};
 use crate::schema::{Key, Table};
-use crate::store::{ScanRequest, Store};
+use crate::store::{Resolution, ScanRequest, Store};
 
 /// Counts the rows a request reads; an `Err` from it ends the request with that error.
 pub trait RowMeter: Send + Sync {
@@ -63,6 +63,32 @@ impl KeyMinutes {
             &self.client
         } else {
             &self.server
+        }
+    }
+}
+
+/// How finely a read keeps minutes apart, and whether it needs latency histograms.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Read {
+    pub resolution: Resolution,
+    /// Without, histograms may come back empty (and the store reads less).
+    pub histograms: bool,
+}
+
+impl Read {
+    /// The whole window merged.
+    pub fn merged(histograms: bool) -> Read {
+        Read {
+            resolution: Resolution::Window,
+            histograms,
+        }
+    }
+
+    /// Every minute apart, histograms included.
+    pub fn minutes() -> Read {
+        Read {
+            resolution: Resolution::Minute,
+            histograms: true,
         }
     }
 }
@@ -138,8 +164,8 @@ impl<'a> Reader<'a> {
         self.window
     }
 
-    fn request(&self, table: Table, filters: &[(Key, String)], by_minute: bool) -> ScanRequest {
-        self.request_in(self.window, table, filters, by_minute)
+    fn request(&self, table: Table, filters: &[(Key, String)], read: &Read) -> ScanRequest {
+        self.request_in(self.window, table, filters, read)
     }
 
     fn request_in(
@@ -147,14 +173,15 @@ impl<'a> Reader<'a> {
         window: Window,
         table: Table,
         filters: &[(Key, String)],
-        by_minute: bool,
+        read: &Read,
     ) -> ScanRequest {
         ScanRequest {
             table,
             start_minute: window.start_minute,
             end_minute: window.end_minute,
             filters: filters.to_vec(),
-            by_minute,
+            resolution: read.resolution.clone(),
+            histograms: read.histograms,
         }
     }
 
@@ -162,7 +189,9 @@ impl<'a> Reader<'a> {
     async fn services(&self) -> Result<&(Vec<Row>, Arc<SourceChoice>)> {
         self.services
             .get_or_try_init(|| async {
-                let rows = self.scan(&self.request(Table::Service, &[], false)).await?;
+                let rows = self
+                    .scan(&self.request(Table::Service, &[], &Read::merged(true)))
+                    .await?;
                 let choice = Arc::new(SourceChoice::from_service_rows(&rows, self.dedup));
                 Ok((rows, choice))
             })
@@ -187,7 +216,9 @@ impl<'a> Reader<'a> {
             }
             // A destination written after the choice was made: choose again from the
             // table as it is now, so that its calls count from the source that heard it.
-            let rows = self.scan(&self.request(Table::Service, &[], false)).await?;
+            let rows = self
+                .scan(&self.request(Table::Service, &[], &Read::merged(false)))
+                .await?;
             return Ok(Arc::new(SourceChoice::from_service_rows(&rows, self.dedup)));
         }
         let destination = table.destination();
@@ -199,26 +230,26 @@ impl<'a> Reader<'a> {
         }
         let filter = [(Key::Service, service.clone())];
         let rows = self
-            .scan(&self.request(Table::Service, &filter, false))
+            .scan(&self.request(Table::Service, &filter, &Read::merged(false)))
             .await?;
         let choice = Arc::new(SourceChoice::from_service_rows(&rows, self.dedup));
         lock(&self.destinations).insert(service.clone(), choice.clone());
         Ok(choice)
     }
 
-    /// Rows of `table` matching `filters` (per minute with `by_minute`) and the source
-    /// choice that applies to them; the caller keeps the rows of the chosen source.
+    /// Rows of `table` matching `filters` as `read` asks and the source choice that
+    /// applies to them; the caller keeps the rows of the chosen source.
     async fn read(
         &self,
         table: Table,
         filters: &[(Key, String)],
-        by_minute: bool,
+        read: &Read,
     ) -> Result<(Cow<'_, [Row]>, Arc<SourceChoice>)> {
-        if table == Table::Service && filters.is_empty() && !by_minute {
+        if table == Table::Service && filters.is_empty() && read.resolution == Resolution::Window {
             let (rows, choice) = self.services().await?;
             return Ok((Cow::Borrowed(rows), choice.clone()));
         }
-        let rows = self.scan(&self.request(table, filters, by_minute)).await?;
+        let rows = self.scan(&self.request(table, filters, read)).await?;
         let choice = self.choice(table, filters, &rows).await?;
         Ok((Cow::Owned(rows), choice))
     }
@@ -226,7 +257,7 @@ impl<'a> Reader<'a> {
     /// Entities of `table` matching `filters`, one per key, source and side rules applied.
     /// Sorted by key.
     pub async fn entities(&self, table: Table, filters: &[(Key, String)]) -> Result<Vec<Entity>> {
-        let (rows, choice) = self.read(table, filters, false).await?;
+        let (rows, choice) = self.read(table, filters, &Read::merged(true)).await?;
         let destination = table.destination();
         let mut by_key: HashMap<&Keys, Sides> = HashMap::default();
         for row in rows
@@ -282,7 +313,19 @@ impl<'a> Reader<'a> {
         table: Table,
         filters: &[(Key, String)],
     ) -> Result<Vec<KeyMinutes>> {
-        let (rows, choice) = self.read(table, filters, true).await?;
+        self.key_parts(table, filters, &Read::minutes()).await
+    }
+
+    /// [`Reader::key_minutes`] as `read` asks: with [`Resolution::Parts`], each entry
+    /// sums a part of the window and carries the part's start (summing a key's entries
+    /// over any run of whole parts gives what summing its minutes does).
+    pub async fn key_parts(
+        &self,
+        table: Table,
+        filters: &[(Key, String)],
+        read: &Read,
+    ) -> Result<Vec<KeyMinutes>> {
+        let (rows, choice) = self.read(table, filters, read).await?;
         let destination = table.destination();
         let mut by_key: HashMap<Keys, KeyMinutes> = HashMap::default();
         for r in rows.into_owned() {
@@ -335,6 +378,7 @@ impl<'a> Reader<'a> {
         part: Window,
         filters: &[(Key, String)],
         side: Option<Side>,
+        histograms: bool,
     ) -> Result<Vec<KeyTotal>> {
         let window = self.window;
         // The part and the rest of the window (before and after it), read at once, then the
@@ -353,11 +397,12 @@ impl<'a> Reader<'a> {
         .into_iter()
         .filter(|w| w.end_minute > w.start_minute)
         .collect();
-        let part_request = self.request_in(part, table, filters, false);
+        let merged = Read::merged(histograms);
+        let part_request = self.request_in(part, table, filters, &merged);
         let (part_rows, rest_rows) = tokio::try_join!(self.scan(&part_request), async {
             let mut rows = Vec::new();
             for w in &rests {
-                let request = self.request_in(*w, table, filters, false);
+                let request = self.request_in(*w, table, filters, &merged);
                 rows.extend(self.scan(&request).await?);
             }
             Ok(rows)
@@ -505,7 +550,7 @@ mod tests {
             let dedup = &dedup;
             async move {
                 Reader::new(store, dedup, window)
-                    .key_totals(Table::ServiceRelation, part, &[], side)
+                    .key_totals(Table::ServiceRelation, part, &[], side, true)
                     .await
                     .expect("key_totals")
             }

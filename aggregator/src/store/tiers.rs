@@ -120,6 +120,45 @@ impl TierPlan {
         plan
     }
 
+    /// Minute rows only, for `[start, end)`.
+    pub fn minutes(start: i64, end: i64) -> TierPlan {
+        TierPlan {
+            minute: if start < end {
+                vec![(start, end)]
+            } else {
+                Vec::new()
+            },
+            ..TierPlan::default()
+        }
+    }
+
+    /// The plans of consecutive parts `[a, b)` (in time order) together, a tier's ranges
+    /// that meet joined into one.
+    pub fn of_parts(parts: impl IntoIterator<Item = (i64, i64)>) -> TierPlan {
+        let mut plan = TierPlan::default();
+        for (a, b) in parts {
+            let part = TierPlan::of(a, b);
+            for tier in Tier::ALL {
+                let ranges = plan.ranges_mut(tier);
+                for &(from, to) in part.ranges(tier) {
+                    match ranges.last_mut() {
+                        Some(last) if last.1 == from => last.1 = to,
+                        _ => ranges.push((from, to)),
+                    }
+                }
+            }
+        }
+        plan
+    }
+
+    fn ranges_mut(&mut self, tier: Tier) -> &mut Vec<(i64, i64)> {
+        match tier {
+            Tier::Minute => &mut self.minute,
+            Tier::Hour => &mut self.hour,
+            Tier::Day => &mut self.day,
+        }
+    }
+
     /// The ranges `tier` answers.
     pub fn ranges(&self, tier: Tier) -> &[(i64, i64)] {
         match tier {

@@ -45,7 +45,7 @@ pub async fn instant_query(
 ) -> PromResult {
     let expr = parse_query(&p).await?;
     let t = to_ms(time_param(&p, "time")?.unwrap_or_else(now));
-    let ev = Evaluator::load(&state, expr, t, t, budget).await?;
+    let ev = Evaluator::load(&state, expr, (t, t, 0), budget).await?;
     let value = blocking(move || ev.eval_at(t)).await?;
     success(match value {
         eval::Value::Scalar(v) => QueryData::Scalar(Point::at(t, v)),
@@ -99,7 +99,7 @@ pub async fn range_query(
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
         ));
     }
-    let ev = Evaluator::load(&state, expr, start, end, budget).await?;
+    let ev = Evaluator::load(&state, expr, (start, end, step), budget).await?;
     let result = blocking(move || {
         let mut series: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
         let mut points = 0usize;

@@ -16,10 +16,12 @@ use proto::{Side, Source};
 
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
-use crate::row::{Keys, Row, RowBatch, RowKey, no_key};
+use crate::row::{Keys, Row, RowBatch, RowKey, RowMerger, no_key};
 use crate::schema::{COUNTER_COLUMNS, Table};
 use crate::store::tiers::{Tier, TierPlan};
-use crate::store::{ClickHouseConfig, SECONDS_PER_DAY, ScanRequest, Store, retention_cutoff};
+use crate::store::{
+    ClickHouseConfig, Resolution, SECONDS_PER_DAY, ScanRequest, Store, retention_cutoff,
+};
 use crate::{Error, Result};
 
 use super::chunk;
@@ -226,11 +228,10 @@ fn settle(exact: u64, approx: f64) -> u64 {
     }
 }
 
-/// The rows a merged read over minutes `[start, end)` takes: whole UTC days from day
-/// rows, whole hours from hour rows, the rest from minute rows ([`TierPlan`]), as a
+/// The rows a read takes by `plan` (a merged read over minutes `[start, end)`: whole UTC
+/// days from day rows, whole hours from hour rows, the rest from minute rows), as a
 /// `WHERE` condition.
-fn tier_condition(start: i64, end: i64) -> String {
-    let plan = TierPlan::of(start, end);
+fn tier_condition(plan: &TierPlan) -> String {
     let parts: Vec<String> = Tier::ALL
         .into_iter()
         .filter(|t| !plan.ranges(*t).is_empty())
@@ -280,8 +281,11 @@ impl Store for ClickHouseStore {
             .iter()
             .map(|k| format!("`{}`", k.column()))
             .collect();
+        // A per-minute or split read groups by the stored row's minute (the start of its
+        // minute, hour or day); the rows are then summed into their parts here.
+        let by_row_minute = request.resolution != Resolution::Window;
         let mut group: Vec<String> = Vec::new();
-        if request.by_minute {
+        if by_row_minute {
             group.push("toUInt32(minute)".into());
         }
         group.extend(["side".to_string(), "source".to_string()]);
@@ -297,14 +301,7 @@ impl Store for ClickHouseStore {
         for c in COUNTER_COLUMNS {
             select.push(format!("sum(toFloat64(`{c}`))"));
         }
-        let mut filter = if request.by_minute {
-            format!(
-                "res = {} AND minute >= toDateTime({start}) AND minute < toDateTime({end})",
-                Tier::Minute.seconds()
-            )
-        } else {
-            tier_condition(start, end)
-        };
+        let mut filter = tier_condition(&request.resolution.plan(start, end));
         filter.push_str(" AND side != 'marker'");
         for (k, v) in &request.filters {
             if !t.has(*k) {
@@ -319,12 +316,25 @@ impl Store for ClickHouseStore {
             group.join(", ")
         );
         let text = self.reads.execute(&sql).await?;
-        Self::decode(
+        let rows = Self::decode(
             t,
-            request.by_minute,
+            by_row_minute,
             request.start_minute,
             &String::from_utf8_lossy(&text),
-        )
+        )?;
+        Ok(match &request.resolution {
+            Resolution::Parts(_) => {
+                let mut merged = RowMerger::default();
+                for mut row in rows {
+                    row.key.minute = request
+                        .resolution
+                        .place(request.start_minute, row.key.minute);
+                    merged.add(row);
+                }
+                merged.finish()
+            }
+            Resolution::Window | Resolution::Minute => rows,
+        })
     }
 
     async fn maintain(&self) -> Result<()> {
@@ -416,7 +426,7 @@ mod tests {
         let day = 1_700_006_400; // a UTC midnight
         // Under an hour: minutes only.
         assert_eq!(
-            tier_condition(day + 60, day + 600),
+            tier_condition(&TierPlan::of(day + 60, day + 600)),
             format!(
                 "((res = 60 AND ((minute >= toDateTime({}) AND minute < toDateTime({})))))",
                 day + 60,
@@ -424,7 +434,7 @@ mod tests {
             )
         );
         // 00:10 to 03:20: minutes 00:10-01:00 and 03:00-03:20, hours 01:00-03:00.
-        let c = tier_condition(day + 600, day + 3 * 3600 + 1200);
+        let c = tier_condition(&TierPlan::of(day + 600, day + 3 * 3600 + 1200));
         assert!(c.contains(&format!("res = 60 AND ((minute >= toDateTime({}) AND minute < toDateTime({})) OR (minute >= toDateTime({}) AND minute < toDateTime({})))", day + 600, day + 3600, day + 3 * 3600, day + 3 * 3600 + 1200)), "{c}");
         assert!(
             c.contains(&format!(
@@ -436,7 +446,7 @@ mod tests {
         );
         assert!(!c.contains("86400"), "{c}");
         // 23:00 the day before to 01:30 two days on: one whole day in between.
-        let c = tier_condition(day - 3600, day + 2 * 86_400 + 5400);
+        let c = tier_condition(&TierPlan::of(day - 3600, day + 2 * 86_400 + 5400));
         assert!(
             c.contains(&format!(
                 "res = 86400 AND ((minute >= toDateTime({day}) AND minute < toDateTime({})))",
@@ -452,6 +462,6 @@ mod tests {
             "{c}"
         );
         // Aligned ends need no minutes.
-        assert!(!tier_condition(day, day + 86_400).contains("res = 60"));
+        assert!(!tier_condition(&TierPlan::of(day, day + 86_400)).contains("res = 60"));
     }
 }

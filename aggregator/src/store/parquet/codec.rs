@@ -98,7 +98,8 @@ pub(super) fn to_record_batch(table: Table, rows: &[&Row]) -> Result<RecordBatch
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn column(batch: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef> {
+/// The column `name` of `batch` as `ty` (cast when the file stored another type).
+pub(super) fn column(batch: &RecordBatch, name: &str, ty: &DataType) -> Result<ArrayRef> {
     let c = batch
         .column_by_name(name)
         .ok_or_else(|| Error::Schema(format!("missing column {name}")))?;

@@ -5,7 +5,7 @@
 //! manifest is replaced atomically (write, fsync, rename), so a crash at any point neither
 //! loses a committed flush nor doubles one: files the manifest does not name are deleted at
 //! start ([`store`]). [`codec`] is the Arrow shape of the files; [`writer`] writes one;
-//! [`read`] scans them.
+//! [`read`] scans them, summing rows into a [`fold`] as they stream in.
 //!
 //! Rows are kept at three resolutions ([`crate::store::tiers`]): a flush writes minute
 //! files; [`tiering`] adds their rows to hour and day files and marks them so, in one
@@ -17,6 +17,7 @@
 
 mod codec;
 mod compaction;
+mod fold;
 mod gauges;
 mod manifest;
 mod read;
@@ -42,7 +43,7 @@ mod test_support {
     use crate::rollup::{RollupSettings, Rollups};
     use crate::row::RowBatch;
     use crate::schema::Table;
-    use crate::store::ScanRequest;
+    use crate::store::{Resolution, ScanRequest};
 
     pub fn batch(minutes: &[i64], calls_per_minute: u64) -> RowBatch {
         sourced_batch(minutes, calls_per_minute, false)
@@ -90,7 +91,8 @@ mod test_support {
             start_minute: 0,
             end_minute: i64::MAX / 2,
             filters: vec![],
-            by_minute: false,
+            resolution: Resolution::Window,
+            histograms: true,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Reads: the manifest's files of a table, tier and minute ranges, scanned by DataFusion
-//! with the minute ranges and key filters as typed literals, merged per row key as the
-//! record batches stream in; and one file's rows batch by batch, for maintenance.
+//! with the minute ranges and key filters as typed literals and only the columns needed,
+//! folded into result rows as the record batches stream in ([`Fold`]); and one file's rows
+//! batch by batch, for maintenance.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
@@ -16,6 +17,7 @@ use datafusion::prelude::{ParquetReadOptions, col, lit};
 use futures::{FutureExt, StreamExt};
 
 use super::codec::{arrow_schema, from_record_batch};
+use super::fold::{Fold, columns};
 use super::manifest::{Files, io_err};
 use super::store::{Inner, lock};
 use crate::row::{Row, RowMerger, no_key};
@@ -39,21 +41,20 @@ impl Inner {
             .collect()
     }
 
-    /// Reads `paths` through DataFusion, keeping rows whose minute is in one of `ranges`
-    /// and that match `filters`, and merges rows per `(minute,
-    /// side, keys)` batch by batch, so memory follows the number of distinct result rows
-    /// rather than the rows scanned. With `collapse_to` every row is put at that minute
-    /// first (a whole-window merge).
-    pub async fn read_rows(
+    /// Reads `paths` through DataFusion into `fold`: only the columns it needs, only rows
+    /// whose minute is in one of `ranges` and that match `filters` (both pushed down to
+    /// the Parquet scan, which skips row groups by their statistics), summed as the record
+    /// batches stream in.
+    pub async fn read_into(
         &self,
+        fold: &mut Fold,
         table: Table,
         paths: Vec<String>,
         ranges: &[(i64, i64)],
         filters: &[(Key, String)],
-        collapse_to: Option<i64>,
-    ) -> Result<Vec<Row>> {
+    ) -> Result<()> {
         if paths.is_empty() || ranges.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let schema = arrow_schema(table);
         let options = ParquetReadOptions::default().schema(&schema);
@@ -80,6 +81,7 @@ impl Inner {
         if let Some(p) = predicate {
             df = df.filter(p)?;
         }
+        df = df.select_columns(&columns(table, fold.histograms()))?;
         // The Parquet decoder asserts on some damaged files (found by fuzzing). DataFusion
         // answers the panics of the tasks it spawns with an error; one raised in the task
         // polling the stream becomes an error here, never a panic of the request's task.
@@ -87,21 +89,14 @@ impl Inner {
             .catch_unwind()
             .await
             .map_err(|_| decoder_panicked(table))??;
-        let mut interner: HashSet<Arc<str>> = HashSet::new();
-        let mut merged = RowMerger::default();
         while let Some(batch) = AssertUnwindSafe(stream.next())
             .catch_unwind()
             .await
             .map_err(|_| decoder_panicked(table))?
         {
-            for mut row in from_record_batch(table, &batch?, &mut interner)? {
-                if let Some(m) = collapse_to {
-                    row.key.minute = m;
-                }
-                merged.add(row);
-            }
+            fold.add(&batch?)?;
         }
-        Ok(merged.finish())
+        Ok(())
     }
 }
 
@@ -238,7 +233,7 @@ mod tests {
         let mut req = scan_all(Table::ServiceRelation);
         req.start_minute = 120;
         req.end_minute = 180;
-        req.by_minute = true;
+        req.resolution = crate::store::Resolution::Minute;
         let rows = store.scan(&req).await.expect("scan");
         assert_eq!(
             rows.iter().map(|r| r.key.minute).collect::<Vec<_>>(),

@@ -13,11 +13,12 @@ use datafusion::execution::context::SessionContext;
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
+use super::fold::Fold;
 use super::gauges::StoreGauges;
 use super::manifest::{FileKind, Files, MANIFEST, Manifest, io_err};
-use crate::row::{Row, RowBatch, RowMerger};
+use crate::row::{Row, RowBatch};
 use crate::schema::Table;
-use crate::store::tiers::{Tier, TierPlan};
+use crate::store::tiers::Tier;
 use crate::store::{ScanRequest, Store, day_start};
 use crate::{Error, Result};
 
@@ -226,18 +227,15 @@ impl Store for ParquetStore {
         blocking(move || inner.write_blocking(&batch)).await
     }
 
-    /// A per-minute read takes minute rows. A merged read takes each part of the window
-    /// from the coarsest tier that covers it ([`TierPlan`]), plus, for the parts read from
-    /// hours and days, the minute files not added to the tiers yet.
+    /// Each part of the window is read from the coarsest tier that covers it (per-minute
+    /// reads take minute rows only: [`Resolution::plan`](crate::store::Resolution::plan)), plus, for the parts read from
+    /// hours and days, the minute files not added to the tiers yet; every row read is
+    /// summed into its part as it streams in ([`Fold`]).
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
         let inner = &self.inner;
         let (table, filters) = (request.table, request.filters.as_slice());
-        let window = [(request.start_minute, request.end_minute)];
-        if request.by_minute {
-            let paths = inner.files_for(table, Files::Tier(Tier::Minute), &window);
-            return inner.read_rows(table, paths, &window, filters, None).await;
-        }
-        let plan = TierPlan::of(request.start_minute, request.end_minute);
+        let (start, end) = (request.start_minute, request.end_minute);
+        let plan = request.resolution.plan(start, end);
         let coarse: Vec<(i64, i64)> = [plan.ranges(Tier::Hour), plan.ranges(Tier::Day)].concat();
         let parts = [
             (Files::Tier(Tier::Minute), plan.ranges(Tier::Minute)),
@@ -245,17 +243,14 @@ impl Store for ParquetStore {
             (Files::Tier(Tier::Day), plan.ranges(Tier::Day)),
             (Files::NotInTiers, coarse.as_slice()),
         ];
-        let reads = parts.iter().map(|(which, ranges)| {
-            let paths = inner.files_for(table, *which, ranges);
-            inner.read_rows(table, paths, ranges, filters, Some(request.start_minute))
-        });
-        let mut merged = RowMerger::default();
-        for rows in futures::future::try_join_all(reads).await? {
-            for row in rows {
-                merged.add(row);
-            }
+        let mut fold = Fold::new(table, start, request.resolution.clone(), request.histograms);
+        for (which, ranges) in parts {
+            let paths = inner.files_for(table, which, ranges);
+            inner
+                .read_into(&mut fold, table, paths, ranges, filters)
+                .await?;
         }
-        Ok(merged.finish())
+        Ok(fold.finish())
     }
 
     /// Tiering, retention, compaction, then deleting replaced files: every step runs

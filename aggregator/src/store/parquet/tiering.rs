@@ -202,7 +202,11 @@ mod tests {
             .collect()
     }
 
-    fn scenario() -> impl Strategy<Value = (Vec<Gen>, Vec<usize>, Vec<(i64, i64)>)> {
+    /// Rows, flush cuts, windows, and where reads in parts cut their windows (minutes after
+    /// `START`, some on the hour).
+    type Scenario = (Vec<Gen>, Vec<usize>, Vec<(i64, i64)>, Vec<(i64, bool)>);
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
         let gen_row = (
             0..MINUTES,
             0u8..4,
@@ -218,6 +222,7 @@ mod tests {
             prop::collection::vec(0usize..120, 0..6),
             // Windows: start minute (some before the data) and length (some past it).
             prop::collection::vec((-90i64..MINUTES, 1i64..(MINUTES + 200)), 1..6),
+            prop::collection::vec((0i64..(MINUTES + 200), any::<bool>()), 0..8),
         )
     }
 
@@ -226,9 +231,11 @@ mod tests {
 
         /// Whatever the flushes, the maintenance in between and the window (within an
         /// hour, across hours, across days, ragged ends), a merged read over the tiers
-        /// answers exactly the sums of the generated rows in the window.
+        /// answers exactly the sums of the generated rows in the window; so does each
+        /// part of a read split at random minutes and hours, and a read without
+        /// histograms gives the same counters.
         #[test]
-        fn tiered_reads_equal_the_minute_rows((rows, cuts, windows) in scenario()) {
+        fn tiered_reads_equal_the_minute_rows((rows, cuts, windows, splits) in scenario()) {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -262,11 +269,34 @@ mod tests {
                         start_minute: a,
                         end_minute: b,
                         filters: vec![],
-                        by_minute: false,
+                        resolution: crate::store::Resolution::Window,
+                        histograms: true,
                     };
                     let got = store.scan(&request).await.expect("scan");
                     prop_assert!(got.iter().all(|r| r.key.minute == a));
                     prop_assert_eq!(answered(&got), expected(&rows, a, b), "window {}..{}", start, start + len);
+                    let lean = ScanRequest { histograms: false, ..request.clone() };
+                    let mut want = expected(&rows, a, b);
+                    want.values_mut().for_each(|v| v[3] = 0);
+                    prop_assert_eq!(answered(&store.scan(&lean).await.expect("scan")), want);
+                    // In parts: each returned at its start, each the sums of its minutes.
+                    let at = splits.iter().map(|&(m, hour)| START + if hour { m / 60 * 3600 } else { m * 60 });
+                    let resolution = crate::store::Resolution::parts(a, b, at);
+                    let bounds: Vec<i64> = match &resolution {
+                        crate::store::Resolution::Parts(c) => std::iter::once(a).chain(c.iter().copied()).chain([b]).collect(),
+                        _ => vec![a, b],
+                    };
+                    let split = ScanRequest { resolution, ..request.clone() };
+                    let got = store.scan(&split).await.expect("scan");
+                    let mut by_part: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
+                    for r in got {
+                        by_part.entry(r.key.minute).or_default().push(r);
+                    }
+                    for w in bounds.windows(2) {
+                        let got = by_part.remove(&w[0]).unwrap_or_default();
+                        prop_assert_eq!(answered(&got), expected(&rows, w[0], w[1]), "part {}..{}", w[0], w[1]);
+                    }
+                    prop_assert!(by_part.is_empty(), "rows outside the parts: {:?}", by_part.keys());
                 }
                 Ok(())
             })?;
@@ -317,7 +347,8 @@ mod tests {
                         start_minute: a,
                         end_minute: b,
                         filters: vec![],
-                        by_minute: false,
+                        resolution: crate::store::Resolution::Window,
+                        histograms: true,
                     })
                     .await
                     .expect("scan");
@@ -348,7 +379,8 @@ mod tests {
                 start_minute: days_ago(41),
                 end_minute: today,
                 filters: vec![],
-                by_minute: true,
+                resolution: crate::store::Resolution::Minute,
+                histograms: true,
             })
             .await
             .expect("scan");

@@ -1,12 +1,14 @@
 //! [`Fetcher`]: loads the series of a query's selectors through one reader, each
-//! table/filter pair read once; for instant `rate`/`increase`, merged totals instead of
-//! every minute.
+//! table/filter pair read once; for selectors only `rate`/`increase` read, the window in
+//! parts cut at the times they read at instead of every minute; for instant
+//! `rate`/`increase`, merged totals.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use aggregator::query::{KeyMinutes, KeyTotal, Reader, Window};
+use aggregator::query::{KeyMinutes, KeyTotal, Read, Reader, Window};
 use aggregator::schema::{Key, Table};
+use aggregator::store::Resolution;
 use promql_parser::parser::VectorSelector;
 use proto::Side;
 
@@ -19,13 +21,17 @@ use crate::prom::error::PromError;
 /// A table read with bound equality filters `(key, value)`.
 type Scan = (Table, Vec<(Key, String)>);
 
-/// A merged read: the scan, the side counted (`None`: the side rule) and the part.
-type TotalScan = (Scan, Option<Side>, Window);
+/// A table read with its filters, as finely as it asks.
+type PartsScan = (Scan, Read);
+
+/// A merged read: the scan, the side counted (`None`: the side rule), the part and
+/// whether histograms are read.
+type TotalScan = (Scan, Option<Side>, Window, bool);
 
 /// Loads series for selectors over one window, reading each table/filter pair once.
 pub struct Fetcher<'a> {
     reader: Reader<'a>,
-    cache: HashMap<Scan, Arc<Vec<KeyMinutes>>>,
+    cache: HashMap<PartsScan, Arc<Vec<KeyMinutes>>>,
     totals: HashMap<TotalScan, Arc<Vec<KeyTotal>>>,
     samples: usize,
 }
@@ -45,18 +51,29 @@ impl<'a> Fetcher<'a> {
         &mut self,
         table: Table,
         filters: Vec<(Key, String)>,
+        read: Read,
     ) -> Result<Arc<Vec<KeyMinutes>>, PromError> {
-        let key = (table, filters);
+        let key = ((table, filters), read);
         if let Some(rows) = self.cache.get(&key) {
             return Ok(rows.clone());
         }
-        let rows = Arc::new(self.reader.key_minutes(key.0, &key.1).await?);
+        let rows = Arc::new(self.reader.key_parts(key.0.0, &key.0.1, &key.1).await?);
         self.cache.insert(key, rows.clone());
         Ok(rows)
     }
 
     /// Every series one of the selector's matcher sets accepts.
-    pub async fn select(&mut self, vs: &VectorSelector) -> Result<Vec<Series>, PromError> {
+    ///
+    /// With `cuts` (unix seconds, minute-aligned), the caller promises to read counters
+    /// only as [`Series::total_at`] and [`Series::present`] at those times (and between
+    /// them): their points are then one per part of the window between two cuts, which a
+    /// store with hour rows answers mostly from those. Gauges are loaded per minute.
+    pub async fn select(
+        &mut self,
+        vs: &VectorSelector,
+        cuts: Option<&[i64]>,
+    ) -> Result<Vec<Series>, PromError> {
+        let window = self.reader.window();
         let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
         for set in matcher_sets(vs) {
             for f in FAMILIES {
@@ -64,7 +81,23 @@ impl<'a> Fetcher<'a> {
                 if picked.is_empty() {
                     continue;
                 }
-                let rows = self.rows(f.table, key_filters(f, &set)).await?;
+                let all_picks = || picked.iter().flat_map(|(_, p)| p.iter().map(|(_, p)| *p));
+                let gauge = all_picks().any(|p| matches!(p, Pick::Quantile(_)));
+                let read = Read {
+                    resolution: match cuts {
+                        Some(cuts) if !gauge => Resolution::parts(
+                            window.start_minute,
+                            window.end_minute,
+                            cuts.iter().copied(),
+                        ),
+                        _ => Resolution::Minute,
+                    },
+                    histograms: all_picks().any(Pick::needs_histograms),
+                };
+                let end = |start: i64| read.resolution.part_end(start, window.end_minute) * 1000;
+                let rows = self
+                    .rows(f.table, key_filters(f, &set), read.clone())
+                    .await?;
                 for km in rows.iter() {
                     let minutes = match f.reports {
                         Reports::Chosen => km.chosen(),
@@ -80,7 +113,7 @@ impl<'a> Fetcher<'a> {
                             let Some(labels) = new_labels(&base, extra, &set, &out) else {
                                 continue;
                             };
-                            let (kind, points) = build(*pick, minutes);
+                            let (kind, points) = build(*pick, minutes, end);
                             if points.is_empty() {
                                 continue;
                             }
@@ -113,14 +146,15 @@ impl Fetcher<'_> {
         scan: Scan,
         side: Option<Side>,
         part: Window,
+        histograms: bool,
     ) -> Result<Arc<Vec<KeyTotal>>, PromError> {
-        let key = (scan, side, part);
+        let key = (scan, side, part, histograms);
         if let Some(rows) = self.totals.get(&key) {
             return Ok(rows.clone());
         }
         let rows = Arc::new(
             self.reader
-                .key_totals(key.0.0, part, &key.0.1, side)
+                .key_totals(key.0.0, part, &key.0.1, side, histograms)
                 .await?,
         );
         self.totals.insert(key, rows.clone());
@@ -172,8 +206,12 @@ impl Fetcher<'_> {
                 Reports::Server => Some(Side::Server),
                 Reports::Client => Some(Side::Client),
             };
+            // Bucket counts (`le`) need the histograms; nothing else read here does.
+            let histograms = picked
+                .iter()
+                .any(|(_, p)| p.iter().any(|(_, pick)| pick.needs_histograms()));
             let totals = self
-                .totals((f.table, key_filters(f, set)), side, part)
+                .totals((f.table, key_filters(f, set)), side, part, histograms)
                 .await?;
             for kt in totals.iter() {
                 for (name, picks) in picked {

@@ -56,6 +56,13 @@ pub enum Pick {
 }
 
 /// One series of a key: its extra label (`le`, `quantile`) if any, and what it reads.
+impl Pick {
+    /// Whether it reads latency histograms.
+    pub fn needs_histograms(self) -> bool {
+        matches!(self, Pick::Quantile(_) | Pick::Counter(Count::AtMost(_)))
+    }
+}
+
 pub type Picked = (Option<(&'static str, String)>, Pick);
 
 /// The series a family gives one key under `name`, before label matching: the extra
@@ -82,8 +89,14 @@ pub fn picks(f: &Family, name: &str) -> Vec<Picked> {
     }
 }
 
-pub fn build(pick: Pick, minutes: &[(i64, Metrics)]) -> (SeriesKind, Vec<(i64, f64)>) {
-    let end = |m: i64| (m + 60) * 1000;
+/// One series' points from a key's `(start, metrics)` entries in time order (minutes, or
+/// parts of the window): each stamped at `end(start)` in ms, a counter's as the running
+/// total after it, a gauge's as its own value.
+pub fn build(
+    pick: Pick,
+    minutes: &[(i64, Metrics)],
+    end: impl Fn(i64) -> i64,
+) -> (SeriesKind, Vec<(i64, f64)>) {
     match pick {
         Pick::Quantile(q) => (
             SeriesKind::Gauge,

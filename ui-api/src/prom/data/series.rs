@@ -40,7 +40,9 @@ pub struct Series {
     /// How its points are read.
     pub kind: SeriesKind,
     /// `(minute end in ms, value)` per minute with data, in time order: a counter's running
-    /// total after that minute, a gauge's value for it.
+    /// total after that minute, a gauge's value for it. A counter loaded in parts (see
+    /// [`super::Fetcher::select`]) has one point per part with data instead, at the part's
+    /// end: its totals, presence and samples are then right only at the cuts.
     pub points: Vec<(i64, f64)>,
 }
 

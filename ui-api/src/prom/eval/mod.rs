@@ -23,6 +23,13 @@
 //! increase is rounded once instead of as the difference of two running totals, and that
 //! these loads are not bounded by the sample limit (they load no samples).
 //!
+//! A selector read only by `rate`/`increase` in a range query (the common graph panel:
+//! `sum by (service) (rate(x[5m]))`) needs its counters' running totals only at the two
+//! ends of its ranges at each step: it loads them in parts of the window cut at those
+//! times (`Fetcher::select` with cuts) rather than per minute — a part that spans whole
+//! hours is read from hour rows — and gets the same answers. A selector whose sample
+//! values are read anywhere in the query, or that matches a gauge, loads every minute.
+//!
 //! - [`selectors`]: the selectors of an expression, the times they read at, the bounds;
 //! - [`functions`], [`aggregate`], [`binary`]: function calls, aggregations, operators;
 //! - [`histogram`]: `histogram_quantile` as Prometheus computes it;
@@ -86,13 +93,13 @@ impl Evaluator {
         }
     }
 
-    /// Takes the query and loads every selector of it for evaluation at times in
-    /// `[start, end]` (ms), within `budget`.
+    /// Takes the query and loads every selector of it for evaluation at `start`, and then
+    /// every `step` up to `end` (ms; a `step` of 0 evaluates at `start` only), within
+    /// `budget`.
     pub async fn load(
         state: &ApiState,
         expr: Expr,
-        start: i64,
-        end: i64,
+        (start, end, step): (i64, i64, i64),
         budget: Budget,
     ) -> Result<Evaluator, PromError> {
         let expr = Box::new(expr);
@@ -134,6 +141,28 @@ impl Evaluator {
             && sels
                 .iter()
                 .all(|(vs, _, raw)| !raw && read_time(vs, start, start, end) == hi);
+        // A selector read only by `rate`/`increase` needs its counters' totals only at the
+        // two ends of its ranges at each step: it loads them in parts of the window cut
+        // there (a long window mostly from hour rows) instead of every minute. One whose
+        // sample values are read anywhere loads every minute.
+        let steps = if step > 0 { (end - start) / step } else { 0 };
+        let mut cuts: HashMap<String, Option<Vec<i64>>> = HashMap::new();
+        for (vs, range, raw) in &sels {
+            let entry = cuts
+                .entry(vs.to_string())
+                .or_insert_with(|| Some(Vec::new()));
+            match entry {
+                Some(_) if *raw => *entry = None,
+                Some(c) => {
+                    for i in 0..=steps {
+                        // i·step ≤ end − start: no overflow.
+                        let at = read_time(vs, start + i * step, start, end);
+                        c.extend([minute(at), minute(at.saturating_sub(*range))]);
+                    }
+                }
+                None => {}
+            }
+        }
         // Series depend only on the matchers (the window is the query's), and merged
         // totals on the range too: equal selectors share one load.
         let mut fetcher = Fetcher::new(state.reader(window));
@@ -167,7 +196,8 @@ impl Evaluator {
                 None => match general.get(&text) {
                     Some(at) => *at,
                     None => {
-                        loaded.push(fetcher.select(vs).await?);
+                        let cuts = cuts.get(&text).and_then(|c| c.as_deref());
+                        loaded.push(fetcher.select(vs, cuts).await?);
                         general.insert(text, loaded.len() - 1);
                         loaded.len() - 1
                     }

@@ -1,0 +1,275 @@
+//! [`Fold`]: a scan's result rows summed straight from the Arrow columns as record batches
+//! stream in. Each stored row is put in its part of the window ([`Resolution::place`]) and
+//! added to its group (part, side, source, keys); names are interned once per read and a
+//! group is a few integers, so no [`Row`] is built per stored row and memory follows the
+//! number of result rows, not of rows scanned.
+
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, ListArray, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Int64Type, UInt8Type, UInt16Type, UInt64Type};
+use datafusion::arrow::record_batch::RecordBatch;
+use foldhash::HashMap;
+use proto::{Side, Source};
+
+use super::codec::column;
+use crate::histogram::Histogram;
+use crate::metrics::Metrics;
+use crate::row::{Keys, Row, RowKey};
+use crate::schema::{self, COUNTER_COLUMNS, MAX_KEYS, Table};
+use crate::store::Resolution;
+use crate::{Error, Result};
+
+/// The columns a fold reads: all but the histograms unless they are needed.
+pub(super) fn columns(table: Table, histograms: bool) -> Vec<&'static str> {
+    let mut names = vec![schema::MINUTE, schema::SIDE, schema::SOURCE];
+    names.extend(table.keys().iter().map(|k| k.column()));
+    names.push(schema::FLAGS);
+    names.extend(COUNTER_COLUMNS);
+    if histograms {
+        names.extend([schema::HIST_INDEX, schema::HIST_COUNT]);
+    }
+    names
+}
+
+/// One result row's identity: its part's start, side, source and interned key values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Group {
+    minute: i64,
+    side: Side,
+    source: Source,
+    keys: [u32; MAX_KEYS],
+}
+
+/// One result row's sums.
+#[derive(Debug, Default)]
+struct Sums {
+    flags: u8,
+    counters: [u64; COUNTER_COLUMNS.len()],
+    histogram: Histogram,
+}
+
+/// Distinct names of one read; id 0 is the empty value.
+#[derive(Debug)]
+struct Names {
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Option<Arc<str>>>,
+}
+
+impl Names {
+    fn new() -> Names {
+        Names {
+            ids: HashMap::default(),
+            names: vec![None],
+        }
+    }
+
+    /// The id of `v`; `last` is the id this column gave the previous row (rows of one key
+    /// often follow one another), checked first.
+    fn id(&mut self, v: &str, last: &mut u32) -> Result<u32> {
+        if v.is_empty() {
+            return Ok(0);
+        }
+        if let Some(Some(name)) = self.names.get(*last as usize)
+            && **name == *v
+        {
+            return Ok(*last);
+        }
+        let id = match self.ids.get(v) {
+            Some(id) => *id,
+            None => {
+                let id = u32::try_from(self.names.len())
+                    .map_err(|_| Error::Schema("more than 2³² names in one read".into()))?;
+                let name: Arc<str> = Arc::from(v);
+                self.names.push(Some(name.clone()));
+                self.ids.insert(name, id);
+                id
+            }
+        };
+        *last = id;
+        Ok(id)
+    }
+}
+
+/// The result rows of one scan, summed as batches arrive.
+#[derive(Debug)]
+pub(super) struct Fold {
+    table: Table,
+    /// The window's start, where [`Resolution::Window`] puts every row.
+    start: i64,
+    resolution: Resolution,
+    histograms: bool,
+    names: Names,
+    groups: HashMap<Group, usize>,
+    sums: Vec<Sums>,
+}
+
+impl Fold {
+    /// An empty fold of `table` rows of the window starting at `start`.
+    pub fn new(table: Table, start: i64, resolution: Resolution, histograms: bool) -> Fold {
+        Fold {
+            table,
+            start,
+            resolution,
+            histograms,
+            names: Names::new(),
+            groups: HashMap::default(),
+            sums: Vec::new(),
+        }
+    }
+
+    /// Whether the fold reads histograms.
+    pub fn histograms(&self) -> bool {
+        self.histograms
+    }
+
+    /// Adds a record batch holding (at least) [`columns`] of a `table` file.
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let minute = column(batch, schema::MINUTE, &DataType::Int64)?;
+        let minute = minute.as_primitive::<Int64Type>();
+        let side = column(batch, schema::SIDE, &DataType::Utf8)?;
+        let side = side.as_string::<i32>();
+        let source = match batch.column_by_name(schema::SOURCE) {
+            Some(_) => Some(column(batch, schema::SOURCE, &DataType::Utf8)?),
+            None => None,
+        };
+        let source = source.as_ref().map(|s| s.as_string::<i32>());
+        let keys = self
+            .table
+            .keys()
+            .iter()
+            .map(|k| column(batch, k.column(), &DataType::Utf8))
+            .collect::<Result<Vec<_>>>()?;
+        let keys: Vec<&StringArray> = keys.iter().map(|k| k.as_string::<i32>()).collect();
+        let flags = column(batch, schema::FLAGS, &DataType::UInt8)?;
+        let flags = flags.as_primitive::<UInt8Type>();
+        let counters = COUNTER_COLUMNS
+            .iter()
+            .map(|c| column(batch, c, &DataType::UInt64))
+            .collect::<Result<Vec<_>>>()?;
+        let counters: Vec<&UInt64Array> = counters.iter().map(|a| a.as_primitive()).collect();
+        let histograms = if self.histograms {
+            Some(Histograms::of(batch)?)
+        } else {
+            None
+        };
+        let mut last = [0u32; MAX_KEYS];
+        let mut ids = [0u32; MAX_KEYS];
+        for i in 0..batch.num_rows() {
+            let side = Side::parse(side.value(i))
+                .ok_or_else(|| Error::Schema(format!("bad side {:?}", side.value(i))))?;
+            let source = match source {
+                Some(s) if s.is_valid(i) => Source::parse(s.value(i))
+                    .ok_or_else(|| Error::Schema(format!("bad source {:?}", s.value(i))))?,
+                _ => Source::Mesh,
+            };
+            for (k, values) in keys.iter().enumerate() {
+                ids[k] = self.names.id(values.value(i), &mut last[k])?;
+            }
+            let group = Group {
+                minute: self.resolution.place(self.start, minute.value(i)),
+                side,
+                source,
+                keys: ids,
+            };
+            let at = match self.groups.entry(group) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => {
+                    self.sums.push(Sums::default());
+                    *e.insert(self.sums.len() - 1)
+                }
+            };
+            let sums = &mut self.sums[at];
+            sums.flags |= flags.value(i);
+            for (sum, values) in sums.counters.iter_mut().zip(&counters) {
+                *sum = sum.saturating_add(values.value(i));
+            }
+            if let Some(h) = &histograms {
+                h.add_to(i, &mut sums.histogram);
+            }
+        }
+        Ok(())
+    }
+
+    /// The result rows, in no particular order.
+    pub fn finish(self) -> Vec<Row> {
+        let Fold {
+            table,
+            names,
+            groups,
+            mut sums,
+            ..
+        } = self;
+        let nkeys = table.keys().len();
+        groups
+            .into_iter()
+            .map(|(g, at)| {
+                let s = std::mem::take(&mut sums[at]);
+                let keys = g.keys[..nkeys]
+                    .iter()
+                    .map(|id| names.names.get(*id as usize).cloned().flatten());
+                Row {
+                    key: RowKey {
+                        minute: g.minute,
+                        side: g.side,
+                        source: g.source,
+                        keys: Keys::from_columns(table, keys),
+                    },
+                    flags: s.flags,
+                    metrics: Metrics {
+                        histogram: s.histogram,
+                        ..Metrics::from_counters(s.counters)
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// A batch's histogram columns: per row, a list of bucket indexes and one of counts.
+struct Histograms<'b> {
+    index: &'b ListArray,
+    count: &'b ListArray,
+    index_values: &'b [u16],
+    count_values: &'b [u64],
+}
+
+impl<'b> Histograms<'b> {
+    fn of(batch: &'b RecordBatch) -> Result<Histograms<'b>> {
+        let list = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_list_opt::<i32>())
+                .ok_or_else(|| Error::Schema(format!("column {name} is missing or not a list")))
+        };
+        let (index, count) = (list(schema::HIST_INDEX)?, list(schema::HIST_COUNT)?);
+        let (Some(i), Some(c)) = (
+            index.values().as_primitive_opt::<UInt16Type>(),
+            count.values().as_primitive_opt::<UInt64Type>(),
+        ) else {
+            return Err(Error::Schema("histogram columns of the wrong type".into()));
+        };
+        Ok(Histograms {
+            index,
+            count,
+            index_values: i.values(),
+            count_values: c.values(),
+        })
+    }
+
+    /// Adds row `i`'s buckets to `h` (pairs past the shorter of its two lists are ignored,
+    /// as when rows are decoded whole).
+    fn add_to(&self, i: usize, h: &mut Histogram) {
+        let range = |l: &ListArray| {
+            let o = l.value_offsets();
+            let (a, b) = (o[i], o[i + 1]);
+            usize::try_from(a).unwrap_or(0)..usize::try_from(b).unwrap_or(0)
+        };
+        let indexes = self.index_values.get(range(self.index)).unwrap_or(&[]);
+        let counts = self.count_values.get(range(self.count)).unwrap_or(&[]);
+        for (index, count) in indexes.iter().zip(counts) {
+            h.add(*index, *count);
+        }
+    }
+}
