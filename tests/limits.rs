@@ -57,7 +57,8 @@ async fn hostile_queries_are_answered_and_counting_stays_exact() {
 }
 
 /// A query past `api.query_timeout` gets 503 `timeout`; one over `api.query_max_samples`
-/// 422 naming the setting; both are counted by reason.
+/// 422 naming the setting, and so does a JSON view or a PromQL query whose reads would
+/// hold more than `api.query_max_rows` rows; each is counted by reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_stop_at_their_deadline_and_sample_budget() {
     let (mesh, hops, start) = scenario(5, 200);
@@ -67,8 +68,7 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = common::config(dir.path());
     config.api.query_max_samples = 50;
-    config.api.query_max_rows = 3;
-    let stack = common::start(config).await;
+    let stack = common::start(config.clone()).await;
     sim::send_all(&stack.grpc, &mesh, &hops)
         .await
         .expect("send");
@@ -97,7 +97,23 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
         1.0,
         "{text}"
     );
-    // A JSON view reading more stored rows than api.query_max_rows: 422 naming it.
+    stack.stop().await;
+
+    // A JSON view reading more stored rows than api.query_max_rows: 422 naming it; the
+    // same for a PromQL query's loads (the scan stops reading past the bound).
+    let dir = tempfile::tempdir().expect("tempdir");
+    config.api.query_max_samples = 50_000_000;
+    config.api.query_max_rows = 3;
+    config.store.data_dir = dir.path().to_path_buf();
+    let stack = common::start(config).await;
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let (status, body) = stack.post_form(&url, &[("query", q)]).await;
+    assert_eq!(status, 422, "{body}");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("api.query_max_rows"), "{error}");
     let (status, body) = stack
         .get(&format!("/api/v1/topology?{}", window(start)))
         .await;
@@ -114,7 +130,7 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
             &text,
             "meshscope_api_queries_refused_total{reason=\"rows\"}"
         ),
-        1.0,
+        2.0,
         "{text}"
     );
     stack.stop().await;

@@ -43,6 +43,9 @@ pub enum Error {
     /// A read asked for something the tables cannot answer (a key a table lacks).
     #[error("bad request: {0}")]
     Request(String),
+    /// A scan whose answer would hold more rows than its request's `max_rows`.
+    #[error("the read would return more than {0} rows")]
+    TooManyRows(usize),
     /// A read stopped by one of its bounds (rows, deadline); the message names the
     /// setting.
     #[error("{message}")]
@@ -92,6 +95,7 @@ impl Error {
         match self {
             Error::Request(_) => ErrorKind::BadRequest,
             Error::Bounded { kind, .. } => *kind,
+            Error::TooManyRows(_) => ErrorKind::TooLarge,
             Error::Stopped | Error::Backlog(_) => ErrorKind::Unavailable,
             // No code: ClickHouse did not answer (connection refused, reset, timed out).
             Error::ClickHouse { code: None, .. } | Error::ClickHouseTls(_) => {

@@ -434,6 +434,7 @@ mod tests {
                 filters: vec![],
                 resolution: crate::store::Resolution::Minute,
                 histograms: true,
+                max_rows: None,
             })
             .await
             .expect("scan");

@@ -169,6 +169,7 @@ async fn a_table_or_database_dropped_while_running_is_recreated() {
         filters: vec![],
         resolution: Resolution::Minute,
         histograms: true,
+        max_rows: None,
     };
     // What a store holding `batches` returns.
     let expected = |batches: Vec<Arc<RowBatch>>, table| async move {

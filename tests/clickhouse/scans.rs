@@ -56,6 +56,7 @@ async fn same_as_parquet(store: &dyn Store) {
                         filters,
                         resolution: resolution.clone(),
                         histograms: true,
+                        max_rows: None,
                     };
                     let want = sort(parquet.scan(&req).await.expect("parquet scan"));
                     let got = sort(
@@ -102,6 +103,7 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
         filters: vec![],
         resolution: Resolution::Minute,
         histograms: true,
+        max_rows: None,
     };
     let minutes = |rows: Vec<aggregator::row::Row>| {
         let mut m: Vec<i64> = rows.iter().map(|r| r.key.minute).collect();

@@ -27,6 +27,7 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
         filters: vec![],
         resolution: Resolution::Minute,
         histograms: true,
+        max_rows: None,
     };
     let before = store.scan(&request(Table::Endpoint)).await.expect("scan");
     store.close().await.expect("close");
@@ -134,6 +135,7 @@ async fn while_clickhouse_fails_new_batches_wait_on_disk() {
             filters: vec![],
             resolution: Resolution::Minute,
             histograms: true,
+            max_rows: None,
         };
         let sorted = |mut rows: Vec<aggregator::row::Row>| {
             rows.sort_by(|x, y| x.key.cmp(&y.key));

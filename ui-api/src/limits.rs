@@ -182,7 +182,7 @@ impl Budget {
         self.check()
     }
 
-    /// Spends `n` stored rows of a JSON view's budget, then checks the deadline.
+    /// Spends `n` stored rows of the read's budget, then checks the deadline.
     pub fn spend_rows(&self, n: usize) -> Result<(), Stop> {
         let before = self.inner.rows.fetch_add(n, Ordering::Relaxed);
         if before.saturating_add(n) > self.inner.max_rows {
@@ -214,7 +214,7 @@ impl Budget {
                 self.inner.max_samples
             ),
             Stop::Rows => format!(
-                "the view would read more than {} stored rows (api.query_max_rows); use a shorter window or a narrower filter",
+                "the read would hold more than {} stored rows (api.query_max_rows); use a shorter window, a narrower filter or a larger step",
                 self.inner.max_rows
             ),
         }
@@ -226,8 +226,8 @@ impl Budget {
     }
 }
 
-/// A JSON view's reader counts its rows here: past the row budget it answers 422, past
-/// the deadline 503.
+/// A read (a JSON view, a PromQL query's loads) counts its rows here: past the row budget
+/// it answers 422, past the deadline 503.
 impl aggregator::query::RowMeter for Budget {
     fn spend(&self, rows: usize) -> aggregator::Result<()> {
         self.spend_rows(rows)
@@ -238,6 +238,12 @@ impl aggregator::query::RowMeter for Budget {
                 },
                 message: self.message(stop),
             })
+    }
+
+    fn remaining(&self) -> usize {
+        self.inner
+            .max_rows
+            .saturating_sub(self.inner.rows.load(Ordering::Relaxed))
     }
 }
 

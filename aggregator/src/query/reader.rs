@@ -16,16 +16,19 @@ use tokio::sync::OnceCell;
 
 use super::source::{Dedup, SourceChoice};
 use super::window::Window;
-use crate::Result;
 use crate::metrics::Metrics;
 use crate::row::{Keys, Row};
 use crate::schema::{Key, Table};
 use crate::store::{Resolution, ScanRequest, Store};
+use crate::{Error, Result};
 
 /// Counts the rows a request reads; an `Err` from it ends the request with that error.
 pub trait RowMeter: Send + Sync {
     /// `rows` more rows were read.
     fn spend(&self, rows: usize) -> Result<()>;
+
+    /// How many more rows may be read: a scan stops reading past it.
+    fn remaining(&self) -> usize;
 }
 
 /// One entity's merged metrics over a window.
@@ -150,12 +153,26 @@ impl<'a> Reader<'a> {
         self
     }
 
-    /// One scan of the store, metered.
+    /// One scan of the store, metered: it may return only the rows left in the meter, and
+    /// stops reading past them (with the meter's error).
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
-        let rows = self.store.scan(request).await?;
-        if let Some(meter) = self.meter {
-            meter.spend(rows.len())?;
-        }
+        let Some(meter) = self.meter else {
+            return self.store.scan(request).await;
+        };
+        let left = meter.remaining();
+        let request = ScanRequest {
+            max_rows: Some(left),
+            ..request.clone()
+        };
+        let rows = match self.store.scan(&request).await {
+            Err(Error::TooManyRows(_)) => {
+                // The meter names the bound and its setting.
+                meter.spend(left.saturating_add(1))?;
+                return Err(Error::TooManyRows(left));
+            }
+            rows => rows?,
+        };
+        meter.spend(rows.len())?;
         Ok(rows)
     }
 
@@ -182,6 +199,7 @@ impl<'a> Reader<'a> {
             filters: filters.to_vec(),
             resolution: read.resolution.clone(),
             histograms: read.histograms,
+            max_rows: None,
         }
     }
 
@@ -327,27 +345,42 @@ impl<'a> Reader<'a> {
     ) -> Result<Vec<KeyMinutes>> {
         let (rows, choice) = self.read(table, filters, read).await?;
         let destination = table.destination();
-        let mut by_key: HashMap<Keys, KeyMinutes> = HashMap::default();
+        let mut out: Vec<KeyMinutes> = Vec::new();
+        let mut index: HashMap<Keys, usize> = HashMap::default();
+        // A store's rows of one key usually come together (the embedded store's always
+        // do): the key's source and entry are looked up when the key changes.
+        let mut run: Option<(Keys, Source, Option<usize>)> = None;
         for r in rows.into_owned() {
-            let source = choice.of(r.key.keys.get(destination));
-            if r.key.source != source {
+            if run.as_ref().is_none_or(|(keys, ..)| *keys != r.key.keys) {
+                let source = choice.of(r.key.keys.get(destination));
+                run = Some((r.key.keys.clone(), source, None));
+            }
+            let Some((keys, source, at)) = run.as_mut() else {
+                continue;
+            };
+            if r.key.source != *source {
                 continue;
             }
-            let k = by_key
-                .entry(r.key.keys.clone())
-                .or_insert_with(|| KeyMinutes {
-                    source,
-                    keys: r.key.keys,
-                    client: Vec::new(),
-                    server: Vec::new(),
-                });
+            let i = *at.get_or_insert_with(|| {
+                *index.entry(keys.clone()).or_insert_with(|| {
+                    out.push(KeyMinutes {
+                        source: *source,
+                        keys: keys.clone(),
+                        client: Vec::new(),
+                        server: Vec::new(),
+                    });
+                    out.len() - 1
+                })
+            });
+            let Some(k) = out.get_mut(i) else {
+                continue;
+            };
             let side = match r.key.side {
                 Side::Client => &mut k.client,
                 Side::Server => &mut k.server,
             };
             side.push((r.key.minute, r.metrics));
         }
-        let mut out: Vec<KeyMinutes> = by_key.into_values().collect();
         for k in &mut out {
             for side in [&mut k.client, &mut k.server] {
                 side.sort_by_key(|(m, _)| *m);

@@ -37,6 +37,9 @@ pub struct ScanRequest {
     /// Whether the rows need their latency histograms; without, a store may leave them
     /// empty and read less.
     pub histograms: bool,
+    /// Most rows the answer may hold: a store that would return more stops reading and
+    /// fails with [`crate::Error::TooManyRows`] (the read's memory stays bounded).
+    pub max_rows: Option<usize>,
 }
 
 /// How finely a scan keeps the minutes of its window apart. Each row it returns sums the

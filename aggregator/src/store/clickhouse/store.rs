@@ -309,8 +309,16 @@ impl Store for ClickHouseStore {
             }
             let _ = write!(filter, " AND `{}` = {}", k.column(), quote(v));
         }
+        // A bound on the answer's rows: ClickHouse stops one row past it (rows of a split
+        // read are checked once summed into their parts, below).
+        let limit = match (request.max_rows, &request.resolution) {
+            (Some(max), Resolution::Window | Resolution::Minute) => {
+                format!(" LIMIT {}", max.saturating_add(1))
+            }
+            _ => String::new(),
+        };
         let sql = format!(
-            "SELECT {} FROM {} WHERE {filter} GROUP BY {} FORMAT TabSeparated",
+            "SELECT {} FROM {} WHERE {filter} GROUP BY {}{limit} FORMAT TabSeparated",
             select.join(", "),
             self.target.table(t),
             group.join(", ")
@@ -322,7 +330,7 @@ impl Store for ClickHouseStore {
             request.start_minute,
             &String::from_utf8_lossy(&text),
         )?;
-        Ok(match &request.resolution {
+        let rows = match &request.resolution {
             Resolution::Parts(_) => {
                 let mut merged = RowMerger::default();
                 for mut row in rows {
@@ -334,7 +342,11 @@ impl Store for ClickHouseStore {
                 merged.finish()
             }
             Resolution::Window | Resolution::Minute => rows,
-        })
+        };
+        match request.max_rows {
+            Some(max) if rows.len() > max => Err(Error::TooManyRows(max)),
+            _ => Ok(rows),
+        }
     }
 
     async fn maintain(&self) -> Result<()> {

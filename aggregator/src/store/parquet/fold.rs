@@ -1,8 +1,9 @@
 //! [`Fold`]: a scan's result rows summed straight from the Arrow columns as record batches
 //! stream in. Each stored row is put in its part of the window ([`Resolution::place`]) and
-//! added to its group (part, side, source, keys); names are interned once per read and a
-//! group is a few integers, so no [`Row`] is built per stored row and memory follows the
-//! number of result rows, not of rows scanned.
+//! added to its entity's sums there (side, source, keys); names are interned once per read
+//! and an entity is a few integers, so no [`Row`] is built per stored row and memory
+//! follows the number of result rows (bounded by the request's `max_rows`), not of rows
+//! scanned.
 
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::row::{Keys, Row, RowKey};
 use crate::schema::{self, COUNTER_COLUMNS, MAX_KEYS, Table};
-use crate::store::Resolution;
+use crate::store::{Resolution, ScanRequest};
 use crate::{Error, Result};
 
 /// The columns a fold reads: all but the histograms unless they are needed.
@@ -33,10 +34,9 @@ pub(super) fn columns(table: Table, histograms: bool) -> Vec<&'static str> {
     names
 }
 
-/// One result row's identity: its part's start, side, source and interned key values.
+/// What a result row is about besides its part: side, source and interned key values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct Group {
-    minute: i64,
+struct Entity {
     side: Side,
     source: Source,
     keys: [u32; MAX_KEYS],
@@ -48,6 +48,13 @@ struct Sums {
     flags: u8,
     counters: [u64; COUNTER_COLUMNS.len()],
     histogram: Histogram,
+}
+
+/// The sums of one part of the window, per entity.
+#[derive(Debug)]
+struct Part {
+    start: i64,
+    sums: HashMap<u32, Sums>,
 }
 
 /// Distinct names of one read; id 0 is the empty value.
@@ -93,35 +100,75 @@ impl Names {
 }
 
 /// The result rows of one scan, summed as batches arrive.
+///
+/// Stored rows come sorted by minute, so consecutive rows fall in one part: the sums are
+/// kept per part (a small map from entity to sums that stays in the CPU's caches while its
+/// rows stream by), and entities are numbered once per read.
 #[derive(Debug)]
 pub(super) struct Fold {
     table: Table,
-    /// The window's start, where [`Resolution::Window`] puts every row.
+    /// The window, `[start, end)`.
     start: i64,
+    end: i64,
     resolution: Resolution,
     histograms: bool,
+    /// Most result rows; past it [`Fold::add`] fails.
+    max_rows: Option<usize>,
+    rows: usize,
     names: Names,
-    groups: HashMap<Group, usize>,
-    sums: Vec<Sums>,
+    entities: HashMap<Entity, u32>,
+    parts: Vec<Part>,
+    part_of: HashMap<i64, usize>,
+    /// The minutes `[from, to)` of the part the last row went to, and its index.
+    last: Option<(i64, i64, usize)>,
 }
 
 impl Fold {
-    /// An empty fold of `table` rows of the window starting at `start`.
-    pub fn new(table: Table, start: i64, resolution: Resolution, histograms: bool) -> Fold {
+    /// An empty fold of `table` rows of the window `[start, end)`.
+    pub fn new(table: Table, (start, end): (i64, i64), request: &ScanRequest) -> Fold {
         Fold {
             table,
             start,
-            resolution,
-            histograms,
+            end,
+            resolution: request.resolution.clone(),
+            histograms: request.histograms,
+            max_rows: request.max_rows,
+            rows: 0,
             names: Names::new(),
-            groups: HashMap::default(),
-            sums: Vec::new(),
+            entities: HashMap::default(),
+            parts: Vec::new(),
+            part_of: HashMap::default(),
+            last: None,
         }
     }
 
     /// Whether the fold reads histograms.
     pub fn histograms(&self) -> bool {
         self.histograms
+    }
+
+    /// The index of the part holding `minute`.
+    fn part(&mut self, minute: i64) -> usize {
+        if let Some((from, to, i)) = self.last
+            && minute >= from
+            && minute < to
+        {
+            return i;
+        }
+        let start = self.resolution.place(self.start, minute);
+        let end = self.resolution.part_end(start, self.end);
+        let i = match self.part_of.entry(start) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                self.parts.push(Part {
+                    start,
+                    sums: HashMap::default(),
+                });
+                *e.insert(self.parts.len() - 1)
+            }
+        };
+        self.last = Some((start, end, i));
+        i
     }
 
     /// Adds a record batch holding (at least) [`columns`] of a `table` file.
@@ -167,20 +214,27 @@ impl Fold {
             for (k, values) in keys.iter().enumerate() {
                 ids[k] = self.names.id(values.value(i), &mut last[k])?;
             }
-            let group = Group {
-                minute: self.resolution.place(self.start, minute.value(i)),
+            let entity = Entity {
                 side,
                 source,
                 keys: ids,
             };
-            let at = match self.groups.entry(group) {
-                Entry::Occupied(e) => *e.get(),
+            let next = u32::try_from(self.entities.len())
+                .map_err(|_| Error::Schema("more than 2³² entities in one read".into()))?;
+            let entity = *self.entities.entry(entity).or_insert(next);
+            let part = self.part(minute.value(i));
+            let sums = match self.parts[part].sums.entry(entity) {
+                Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
-                    self.sums.push(Sums::default());
-                    *e.insert(self.sums.len() - 1)
+                    self.rows += 1;
+                    if let Some(max) = self.max_rows
+                        && self.rows > max
+                    {
+                        return Err(Error::TooManyRows(max));
+                    }
+                    e.insert(Sums::default())
                 }
             };
-            let sums = &mut self.sums[at];
             sums.flags |= flags.value(i);
             for (sum, values) in sums.counters.iter_mut().zip(&counters) {
                 *sum = sum.saturating_add(values.value(i));
@@ -192,38 +246,59 @@ impl Fold {
         Ok(())
     }
 
-    /// The result rows, in no particular order.
+    /// The result rows: each entity's rows together, in part order.
     pub fn finish(self) -> Vec<Row> {
         let Fold {
             table,
             names,
-            groups,
-            mut sums,
+            entities,
+            mut parts,
+            rows,
             ..
         } = self;
+        let mut by_entity: Vec<Vec<(i64, Sums)>> = Vec::new();
+        by_entity.resize_with(entities.len(), Vec::new);
+        parts.sort_unstable_by_key(|p| p.start);
+        for part in parts {
+            for (entity, sums) in part.sums {
+                if let Some(list) = by_entity.get_mut(entity as usize) {
+                    list.push((part.start, sums));
+                }
+            }
+        }
+        let mut entity_of: Vec<Option<Entity>> = vec![None; entities.len()];
+        for (entity, i) in entities {
+            if let Some(slot) = entity_of.get_mut(i as usize) {
+                *slot = Some(entity);
+            }
+        }
         let nkeys = table.keys().len();
-        groups
-            .into_iter()
-            .map(|(g, at)| {
-                let s = std::mem::take(&mut sums[at]);
-                let keys = g.keys[..nkeys]
+        let mut out = Vec::with_capacity(rows);
+        for (entity, list) in entity_of.into_iter().zip(by_entity) {
+            let Some(entity) = entity else { continue };
+            let keys = Keys::from_columns(
+                table,
+                entity.keys[..nkeys]
                     .iter()
-                    .map(|id| names.names.get(*id as usize).cloned().flatten());
-                Row {
+                    .map(|id| names.names.get(*id as usize).cloned().flatten()),
+            );
+            for (minute, s) in list {
+                out.push(Row {
                     key: RowKey {
-                        minute: g.minute,
-                        side: g.side,
-                        source: g.source,
-                        keys: Keys::from_columns(table, keys),
+                        minute,
+                        side: entity.side,
+                        source: entity.source,
+                        keys: keys.clone(),
                     },
                     flags: s.flags,
                     metrics: Metrics {
                         histogram: s.histogram,
                         ..Metrics::from_counters(s.counters)
                     },
-                }
-            })
-            .collect()
+                });
+            }
+        }
+        out
     }
 }
 

@@ -93,6 +93,7 @@ mod test_support {
             filters: vec![],
             resolution: Resolution::Window,
             histograms: true,
+            max_rows: None,
         }
     }
 

@@ -245,6 +245,12 @@ mod tests {
         assert!(store.scan(&req).await.expect("scan").is_empty());
         req.filters = vec![(Key::Server, "b.ns".into())];
         assert_eq!(store.scan(&req).await.expect("scan").len(), 3);
+        // A bound on the answer's rows: met exactly is fine, one more is an error.
+        req.max_rows = Some(3);
+        assert_eq!(store.scan(&req).await.expect("scan").len(), 3);
+        req.max_rows = Some(2);
+        let err = store.scan(&req).await.expect_err("over the bound");
+        assert!(matches!(err, crate::Error::TooManyRows(2)), "{err}");
     }
 
     /// Damaged store files on which the Parquet crate itself panics, found by

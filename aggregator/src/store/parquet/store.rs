@@ -243,7 +243,7 @@ impl Store for ParquetStore {
             (Files::Tier(Tier::Day), plan.ranges(Tier::Day)),
             (Files::NotInTiers, coarse.as_slice()),
         ];
-        let mut fold = Fold::new(table, start, request.resolution.clone(), request.histograms);
+        let mut fold = Fold::new(table, (start, end), request);
         for (which, ranges) in parts {
             let paths = inner.files_for(table, which, ranges);
             inner

@@ -271,6 +271,7 @@ mod tests {
                         filters: vec![],
                         resolution: crate::store::Resolution::Window,
                         histograms: true,
+                        max_rows: None,
                     };
                     let got = store.scan(&request).await.expect("scan");
                     prop_assert!(got.iter().all(|r| r.key.minute == a));
@@ -349,6 +350,7 @@ mod tests {
                         filters: vec![],
                         resolution: crate::store::Resolution::Window,
                         histograms: true,
+                        max_rows: None,
                     })
                     .await
                     .expect("scan");
@@ -381,6 +383,7 @@ mod tests {
                 filters: vec![],
                 resolution: crate::store::Resolution::Minute,
                 histograms: true,
+                max_rows: None,
             })
             .await
             .expect("scan");

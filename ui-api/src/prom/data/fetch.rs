@@ -123,14 +123,7 @@ impl<'a> Fetcher<'a> {
                                     "the query would load more than {MAX_SAMPLES} samples; narrow its selectors or time range"
                                 )));
                             }
-                            out.insert(
-                                labels.clone(),
-                                Series {
-                                    labels,
-                                    kind,
-                                    points,
-                                },
-                            );
+                            out.insert(labels.clone(), Series::new(labels, kind, points));
                         }
                     }
                 }
@@ -224,13 +217,10 @@ impl Fetcher<'_> {
                             continue;
                         };
                         let increase = count.increment(&kt.metrics) as f64 * count.scale();
+                        let points = vec![(from, 0.0), (to, increase)];
                         out.insert(
                             labels.clone(),
-                            Series {
-                                labels,
-                                kind: SeriesKind::Counter,
-                                points: vec![(from, 0.0), (to, increase)],
-                            },
+                            Series::new(labels, SeriesKind::Counter, points),
                         );
                     }
                 }

@@ -37,6 +37,9 @@ pub enum SeriesKind {
 pub struct Series {
     /// Its labels, `__name__` included.
     pub labels: Labels,
+    /// Its labels without `__name__` (what `rate` and most functions answer with), made
+    /// once rather than at every step.
+    pub bare: Labels,
     /// How its points are read.
     pub kind: SeriesKind,
     /// `(minute end in ms, value)` per minute with data, in time order: a counter's running
@@ -47,6 +50,18 @@ pub struct Series {
 }
 
 impl Series {
+    /// A series of `kind` with `labels` and `points`.
+    pub fn new(labels: Labels, kind: SeriesKind, points: Vec<(i64, f64)>) -> Series {
+        let mut bare = labels.clone();
+        bare.remove("__name__");
+        Series {
+            labels,
+            bare,
+            kind,
+            points,
+        }
+    }
+
     /// A counter's total at `t`: the increments of the minutes that ended by `t` (from the
     /// start of the loaded window; only differences are meaningful).
     pub fn total_at(&self, t: i64) -> f64 {
@@ -143,11 +158,7 @@ mod tests {
     use super::*;
 
     fn counter(points: &[(i64, f64)]) -> Series {
-        Series {
-            labels: Labels::new(),
-            kind: SeriesKind::Counter,
-            points: points.to_vec(),
-        }
+        Series::new(Labels::new(), SeriesKind::Counter, points.to_vec())
     }
 
     #[test]
@@ -190,11 +201,11 @@ mod tests {
     #[test]
     fn gauges_have_samples_only_where_data_is() {
         let m = MINUTE_MS;
-        let s = Series {
-            labels: Labels::new(),
-            kind: SeriesKind::Gauge,
-            points: vec![(2 * m, 0.5), (4 * m, 0.25)],
-        };
+        let s = Series::new(
+            Labels::new(),
+            SeriesKind::Gauge,
+            vec![(2 * m, 0.5), (4 * m, 0.25)],
+        );
         assert_eq!(s.samples(0, 5 * m).len(), 2);
         assert!(!s.present(2 * m, 3 * m + 59_999));
         assert_eq!(s.latest(5 * m), Some(0.25));

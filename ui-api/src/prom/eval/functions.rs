@@ -56,7 +56,7 @@ impl Evaluator {
                         inc
                     };
                     out.push(Sample {
-                        labels: without_name(&s.labels),
+                        labels: s.bare.clone(),
                         value,
                     });
                 }

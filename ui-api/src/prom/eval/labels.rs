@@ -43,10 +43,10 @@ pub(super) fn list(l: &LabelList) -> BTreeSet<&str> {
 }
 
 pub(super) fn keep_only(labels: &Labels, names: &LabelList) -> Labels {
-    let names = list(names);
+    // Called per element and step: no set built per call (`by` lists are short).
     labels
         .iter()
-        .filter(|(k, _)| names.contains(k.as_str()))
+        .filter(|(k, _)| names.labels.contains(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

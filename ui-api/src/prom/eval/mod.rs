@@ -165,7 +165,10 @@ impl Evaluator {
         }
         // Series depend only on the matchers (the window is the query's), and merged
         // totals on the range too: equal selectors share one load.
-        let mut fetcher = Fetcher::new(state.reader(window));
+        // The loads count their rows against the query's row budget (api.query_max_rows),
+        // and a scan stops reading past it.
+        let meter = budget.clone();
+        let mut fetcher = Fetcher::new(state.reader(window).metered(&meter));
         let mut general: HashMap<String, usize> = HashMap::new();
         let mut merged: HashMap<(String, i64), usize> = HashMap::new();
         let mut index = HashMap::new();
