@@ -368,9 +368,16 @@ async fn promql_counts_exactly_at_minute_resolution() {
             ))
         })
         .collect();
+    // A series has samples from its first minute with calls in a UTC day to midnight: the
+    // sum is there at `at` when some service had calls since 00:00 UTC of the range's
+    // first day that ended by `at` (0 once the traffic stopped).
     let want: Vec<(i64, f64)> = (1..=6)
-        .map(|i| {
-            let at = m0 + i * 60;
+        .map(|i| m0 + i * 60)
+        .filter(|at| {
+            let day = (at - 60).div_euclid(86_400) * 86_400;
+            truth.keys().any(|m| *m >= day && m + 60 <= *at)
+        })
+        .map(|at| {
             (
                 at,
                 minutes(at, 60)
@@ -378,10 +385,37 @@ async fn promql_counts_exactly_at_minute_resolution() {
                     .sum(),
             )
         })
-        // After the last minute with calls the series ends (no samples past its data).
-        .filter(|(_, v)| *v > 0.0)
         .collect();
     assert_eq!(got, want, "promtool range: {out}");
+
+    // Many-to-one and one-to-many matching: each endpoint's share of its service's calls
+    // over the whole traffic, and its inverse, from the generated calls.
+    let (mut endpoint_calls, mut service_calls) = (BTreeMap::new(), BTreeMap::new());
+    for (_, services, endpoints) in minutes(t, 420) {
+        for (s, e) in services {
+            *service_calls.entry(s.clone()).or_insert(0u64) += e.calls;
+        }
+        for ((s, ep), e) in endpoints {
+            *endpoint_calls
+                .entry((s.clone(), ep.clone()))
+                .or_insert(0u64) += e.calls;
+        }
+    }
+    let share = |inverse: bool| -> BTreeMap<Labels, f64> {
+        endpoint_calls
+            .iter()
+            .map(|((s, ep), n)| {
+                let (n, total) = (*n as f64, service_calls[s] as f64);
+                let v = if inverse { total / n } else { n / total };
+                (l(&[("service", s), ("endpoint", ep)]), v)
+            })
+            .collect()
+    };
+    assert!(endpoint_calls.len() > 5);
+    let q = "increase(meshscope_endpoint_calls_total[7m]) / on (service) group_left increase(meshscope_service_calls_total[7m])";
+    same(q, &instant(&stack, q, t).await, &share(false));
+    let q = "increase(meshscope_service_calls_total[7m]) / on (service) group_right increase(meshscope_endpoint_calls_total[7m])";
+    same(q, &instant(&stack, q, t).await, &share(true));
 
     // Hostile label values are data: no match, no error.
     for q in [
@@ -414,10 +448,6 @@ async fn promql_counts_exactly_at_minute_resolution() {
         ),
         (
             r#"rate(meshscope_service_latency_quantile_seconds{quantile="0.5"}[5m])"#,
-            422,
-        ),
-        (
-            "meshscope_service_calls_total + on (service) group_left meshscope_service_errors_total",
             422,
         ),
         (

@@ -30,6 +30,6 @@ mod reader;
 mod source;
 mod window;
 
-pub use reader::{Entity, KeyMinutes, KeyTotal, Read, Reader, RowMeter};
+pub use reader::{Entity, KeyMinutes, Read, Reader, RowMeter};
 pub use source::{Dedup, SourceChoice};
 pub use window::Window;

@@ -96,15 +96,6 @@ impl Read {
     }
 }
 
-/// One key's metrics summed over a part of a window (see [`Reader::key_totals`]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyTotal {
-    /// The key column values.
-    pub keys: Keys,
-    /// The counted side's metrics over the part.
-    pub metrics: Metrics,
-}
-
 /// Reads one window for one request (a JSON view, a PromQL query): every read shares the
 /// window and one source choice.
 ///
@@ -398,82 +389,6 @@ impl<'a> Reader<'a> {
         out.sort_by(|a, b| a.keys.cmp(&b.keys));
         Ok(out)
     }
-
-    /// Per key, what summing [`Reader::key_minutes`] over the minutes of `part` gives — on
-    /// `side`, or with `None` on the side [`KeyMinutes::chosen`] takes — read as merged
-    /// scans (a store with hour and day tiers answers a long `part` mostly from them). The
-    /// source and side rules are decided over the reader's window, exactly as there; keys
-    /// whose counted side has no row in `part` are left out. `part` lies inside the
-    /// window. Sorted by key.
-    pub async fn key_totals(
-        &self,
-        table: Table,
-        part: Window,
-        filters: &[(Key, String)],
-        side: Option<Side>,
-        histograms: bool,
-    ) -> Result<Vec<KeyTotal>> {
-        let window = self.window;
-        // The part and the rest of the window (before and after it), read at once, then the
-        // choice: a destination written in between is in the choice, never counted without
-        // its rules. The rules need the whole window, which is the part plus the rest.
-        let rests: Vec<Window> = [
-            Window {
-                start_minute: window.start_minute,
-                end_minute: part.start_minute.min(window.end_minute),
-            },
-            Window {
-                start_minute: part.end_minute.max(window.start_minute),
-                end_minute: window.end_minute,
-            },
-        ]
-        .into_iter()
-        .filter(|w| w.end_minute > w.start_minute)
-        .collect();
-        let merged = Read::merged(histograms);
-        let part_request = self.request_in(part, table, filters, &merged);
-        let (part_rows, rest_rows) = tokio::try_join!(self.scan(&part_request), async {
-            let mut rows = Vec::new();
-            for w in &rests {
-                let request = self.request_in(*w, table, filters, &merged);
-                rows.extend(self.scan(&request).await?);
-            }
-            Ok(rows)
-        })?;
-        // The window's rows, the part's first.
-        let in_part = part_rows.len();
-        let mut window_rows = part_rows;
-        window_rows.extend(rest_rows);
-        let choice = self.choice(table, filters, &window_rows).await?;
-        let destination = table.destination();
-        let chosen_source = |r: &Row| r.key.source == choice.of(r.key.keys.get(destination));
-        // The side rule over the window: the server's side wherever it reported.
-        let server_reported: foldhash::HashSet<&Keys> = window_rows
-            .iter()
-            .filter(|r| r.key.side == Side::Server && chosen_source(r))
-            .map(|r| &r.key.keys)
-            .collect();
-        let mut by_key: HashMap<Keys, Metrics> = HashMap::default();
-        for r in window_rows[..in_part].iter().filter(|r| chosen_source(r)) {
-            let counted = side.unwrap_or(if server_reported.contains(&r.key.keys) {
-                Side::Server
-            } else {
-                Side::Client
-            });
-            if r.key.side == counted {
-                by_key
-                    .entry(r.key.keys.clone())
-                    .or_default()
-                    .merge(&r.metrics);
-            }
-        }
-        let mut out: Vec<KeyTotal> = by_key
-            .into_iter()
-            .map(|(keys, metrics)| KeyTotal { keys, metrics })
-            .collect();
-        out.sort_by(|a, b| a.keys.cmp(&b.keys));
-        Ok(out)
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -491,12 +406,12 @@ mod tests {
     use super::*;
     use crate::row::{RowBatch, RowKey};
 
-    /// `key_totals` over a part equals `key_minutes` over the window summed inside the
+    /// A part of a split read equals `key_minutes` over the window summed inside the
     /// part, with the rules decided over the whole window: edges whose server side
     /// reported only before the part count nothing in it (the server's side is chosen), a
     /// trace-only destination's edges come from traces, a client-only edge from its client.
     #[tokio::test]
-    async fn key_totals_are_key_minutes_summed_over_the_part() {
+    async fn a_part_is_its_minutes_summed_under_the_windows_rules() {
         use crate::row::{RowBatch, RowKey};
         use crate::store::parquet::{ParquetSettings, ParquetStore};
         let dir = tempfile::tempdir().expect("tempdir");
@@ -578,27 +493,41 @@ mod tests {
                     .then(|| (k.keys.clone(), inside.iter().map(|(_, m)| m.calls).sum()))
             })
             .collect();
-        let totals = |side: Option<Side>| {
+        // The window in two parts, cut where `part` starts: per key, the second part's
+        // figures on the counted side.
+        let split = |side: Option<Side>| {
             let store = &store;
             let dedup = &dedup;
             async move {
+                let read = Read {
+                    resolution: Resolution::parts(540, 1080, [part.start_minute]),
+                    histograms: false,
+                };
                 Reader::new(store, dedup, window)
-                    .key_totals(Table::ServiceRelation, part, &[], side, true)
+                    .key_parts(Table::ServiceRelation, &[], &read)
                     .await
-                    .expect("key_totals")
+                    .expect("key_parts")
+                    .iter()
+                    .filter_map(|k| {
+                        let counted = match side {
+                            None => k.chosen(),
+                            Some(Side::Client) => &k.client,
+                            Some(Side::Server) => &k.server,
+                        };
+                        counted
+                            .iter()
+                            .find(|(m, _)| *m == part.start_minute)
+                            .map(|(_, m)| (k.keys.clone(), m.calls))
+                    })
+                    .collect::<Vec<(Keys, u64)>>()
             }
         };
-        let got: Vec<(Keys, u64)> = totals(None)
-            .await
-            .into_iter()
-            .map(|t| (t.keys, t.metrics.calls))
-            .collect();
+        let got = split(None).await;
         assert_eq!(got, want);
         assert_eq!(got, vec![(b.clone(), 5), (c.clone(), 13)]);
         // A fixed side ignores the side rule: a→b's client calls in the part.
-        let clients = totals(Some(Side::Client)).await;
-        assert_eq!(clients[0].keys, a);
-        assert_eq!(clients[0].metrics.calls, 7);
+        let clients = split(Some(Side::Client)).await;
+        assert_eq!(clients[0], (a, 7));
     }
 
     /// A server-side row of minute 600 with `calls` calls.

@@ -1,20 +1,18 @@
 //! [`Fetcher`]: loads the series of a query's selectors through one reader, each
 //! table/filter pair read once; for selectors only `rate`/`increase` read, the window in
-//! parts cut at the times they read at instead of every minute; for instant
-//! `rate`/`increase`, merged totals.
+//! parts cut at the times they read at instead of every minute.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use aggregator::query::{KeyMinutes, KeyTotal, Read, Reader, Window};
+use aggregator::query::{KeyMinutes, Read, Reader};
 use aggregator::schema::{Key, Table};
 use aggregator::store::Resolution;
 use promql_parser::parser::VectorSelector;
-use proto::Side;
 
 use super::matchers::{key_filters, key_labels, matcher_sets};
 use super::picks::{Pick, build, new_labels, picked_names};
-use super::series::{Labels, MAX_SAMPLES, MINUTE_MS, Series, SeriesKind};
+use super::series::{Labels, MAX_SAMPLES, Series};
 use crate::prom::catalog::{FAMILIES, Reports};
 use crate::prom::error::PromError;
 
@@ -24,15 +22,10 @@ type Scan = (Table, Vec<(Key, String)>);
 /// A table read with its filters, as finely as it asks.
 type PartsScan = (Scan, Read);
 
-/// A merged read: the scan, the side counted (`None`: the side rule), the part and
-/// whether histograms are read.
-type TotalScan = (Scan, Option<Side>, Window, bool);
-
 /// Loads series for selectors over one window, reading each table/filter pair once.
 pub struct Fetcher<'a> {
     reader: Reader<'a>,
     cache: HashMap<PartsScan, Arc<Vec<KeyMinutes>>>,
-    totals: HashMap<TotalScan, Arc<Vec<KeyTotal>>>,
     samples: usize,
 }
 
@@ -42,7 +35,6 @@ impl<'a> Fetcher<'a> {
         Fetcher {
             reader,
             cache: HashMap::new(),
-            totals: HashMap::new(),
             samples: 0,
         }
     }
@@ -130,102 +122,5 @@ impl<'a> Fetcher<'a> {
             }
         }
         Ok(out.into_values().collect())
-    }
-}
-
-impl Fetcher<'_> {
-    async fn totals(
-        &mut self,
-        scan: Scan,
-        side: Option<Side>,
-        part: Window,
-        histograms: bool,
-    ) -> Result<Arc<Vec<KeyTotal>>, PromError> {
-        let key = (scan, side, part, histograms);
-        if let Some(rows) = self.totals.get(&key) {
-            return Ok(rows.clone());
-        }
-        let rows = Arc::new(
-            self.reader
-                .key_totals(key.0.0, part, &key.0.1, side, histograms)
-                .await?,
-        );
-        self.totals.insert(key, rows.clone());
-        Ok(rows)
-    }
-
-    /// The selector's counters read only for `increase`/`rate` over `(from, to]` (ms), the
-    /// loaded window ending at `to`: per series the increase over that range from merged
-    /// reads (tiers, when the store has them) instead of every minute. Each series has two
-    /// points, 0 at `from` and the increase at `to`, so only `total_at(from)`,
-    /// `total_at(to)` and `present(from, to)` mean anything (the caller reads nothing
-    /// else). `None` when the selector matches a gauge: then [`Fetcher::select`].
-    pub async fn select_increase(
-        &mut self,
-        vs: &VectorSelector,
-        from: i64,
-        to: i64,
-    ) -> Result<Option<Vec<Series>>, PromError> {
-        let minute = |ms: i64| ms.div_euclid(MINUTE_MS) * 60;
-        // The minutes that end in (from, to].
-        let part = Window {
-            start_minute: minute(from),
-            end_minute: minute(to).max(minute(from)),
-        };
-        let sets = matcher_sets(vs);
-        // What each set matches in each family, worked out before anything is read.
-        let mut wanted = Vec::new();
-        for set in &sets {
-            for f in FAMILIES {
-                let picked = picked_names(f, set);
-                if !picked.is_empty() {
-                    wanted.push((set, f, picked));
-                }
-            }
-        }
-        // A gauge among the matched names: nothing is read here.
-        let gauge = wanted.iter().any(|(_, _, picked)| {
-            picked
-                .iter()
-                .any(|(_, p)| p.iter().any(|(_, pick)| matches!(pick, Pick::Quantile(_))))
-        });
-        if gauge {
-            return Ok(None);
-        }
-        let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
-        for (set, f, picked) in &wanted {
-            let side = match f.reports {
-                Reports::Chosen => None,
-                Reports::Server => Some(Side::Server),
-                Reports::Client => Some(Side::Client),
-            };
-            // Bucket counts (`le`) need the histograms; nothing else read here does.
-            let histograms = picked
-                .iter()
-                .any(|(_, p)| p.iter().any(|(_, pick)| pick.needs_histograms()));
-            let totals = self
-                .totals((f.table, key_filters(f, set)), side, part, histograms)
-                .await?;
-            for kt in totals.iter() {
-                for (name, picks) in picked {
-                    let base = key_labels(f, name, &kt.keys);
-                    for (extra, pick) in picks {
-                        let Pick::Counter(count) = pick else {
-                            continue;
-                        };
-                        let Some(labels) = new_labels(&base, extra, set, &out) else {
-                            continue;
-                        };
-                        let increase = count.increment(&kt.metrics) as f64 * count.scale();
-                        let points = vec![(from, 0.0), (to, increase)];
-                        out.insert(
-                            labels.clone(),
-                            Series::new(labels, SeriesKind::Counter, points),
-                        );
-                    }
-                }
-            }
-        }
-        Ok(Some(out.into_values().collect()))
     }
 }

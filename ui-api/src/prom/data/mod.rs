@@ -3,12 +3,13 @@
 //! Every rollup row is one minute of one key. A minute's figures become a sample stamped
 //! at the minute's *end* (its calls are complete then):
 //! - counters (`…_total`, a histogram's `_bucket`/`_sum`/`_count`) are built from the
-//!   per-minute increments. Their samples sit on every minute end from the series' first
-//!   minute with data to its last; an instant selector looks back five minutes, so a
-//!   series is seen until five minutes after its last data. `increase(x[r])` at `t` is
-//!   exactly the calls of the minutes that ended in `(t−r, t]`. A sample's own value (what
-//!   a bare selector returns) counts from 00:00 UTC of its day, a counter that resets at
-//!   midnight, so it does not depend on the query.
+//!   per-minute increments. Their samples sit on every minute end from the end of the
+//!   series' first minute with data in a UTC day to the end of that day, whatever window
+//!   reads them (a query's window starts at 00:00 UTC of its first day for that); an
+//!   instant selector looks back five minutes. `increase(x[r])` at `t` is exactly the
+//!   calls of the minutes that ended in `(t−r, t]`. A sample's own value (what a bare
+//!   selector returns) counts from 00:00 UTC of its day, a counter that resets at
+//!   midnight, so it does not depend on the query either.
 //! - gauges (the quantile families) have one sample per minute with data.
 //!
 //! Equality matchers on key labels go to the store as bound filters; every matcher is

@@ -47,6 +47,9 @@ pub struct Series {
     /// [`super::Fetcher::select`]) has one point per part with data instead, at the part's
     /// end: its totals, presence and samples are then right only at the cuts.
     pub points: Vec<(i64, f64)>,
+    /// A counter's samples: per UTC day with data, from the end of its first minute with
+    /// data that day to the end of the day (ms, both included), in time order.
+    spans: Vec<(i64, i64)>,
 }
 
 impl Series {
@@ -54,11 +57,21 @@ impl Series {
     pub fn new(labels: Labels, kind: SeriesKind, points: Vec<(i64, f64)>) -> Series {
         let mut bare = labels.clone();
         bare.remove("__name__");
+        let mut spans: Vec<(i64, i64)> = Vec::new();
+        if kind == SeriesKind::Counter {
+            for &(end, _) in &points {
+                let day_end = day_start(end).saturating_add(DAY_MS);
+                if spans.last().is_none_or(|s| s.1 != day_end) {
+                    spans.push((end, day_end));
+                }
+            }
+        }
         Series {
             labels,
             bare,
             kind,
             points,
+            spans,
         }
     }
 
@@ -74,25 +87,32 @@ impl Series {
         self.total_at(t) - self.total_at(day_start(t))
     }
 
-    /// The counter's sample grid clipped to `(a, b]`: first and last minute end, if any.
-    fn grid(&self, a: i64, b: i64) -> Option<(i64, i64)> {
-        let first = self.points.first()?.0;
-        let last = self.points.last()?.0;
+    /// The counter's sample spans clipped to the minute ends in `(a, b]`: first and last
+    /// sample of each span that has one there.
+    fn grid(&self, a: i64, b: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
         let after_a = a
             .div_euclid(MINUTE_MS)
             .saturating_add(1)
             .saturating_mul(MINUTE_MS);
-        let lo = first.max(after_a);
-        let hi = last.min(b.div_euclid(MINUTE_MS).saturating_mul(MINUTE_MS));
-        (lo <= hi).then_some((lo, hi))
+        let until_b = b.div_euclid(MINUTE_MS).saturating_mul(MINUTE_MS);
+        // Spans ending before `a` or starting after `b` have nothing there.
+        let from = self.spans.partition_point(|s| s.1 < after_a);
+        self.spans[from..]
+            .iter()
+            .take_while(move |s| s.0 <= until_b)
+            .filter_map(move |&(first, last)| {
+                let (lo, hi) = (first.max(after_a), last.min(until_b));
+                (lo <= hi).then_some((lo, hi))
+            })
     }
 
     /// How many samples `samples(a, b)` returns, without building them.
     pub fn sample_count(&self, a: i64, b: i64) -> usize {
         match self.kind {
-            SeriesKind::Counter => self.grid(a, b).map_or(0, |(lo, hi)| {
-                usize::try_from((hi - lo) / MINUTE_MS + 1).unwrap_or(usize::MAX)
-            }),
+            SeriesKind::Counter => self
+                .grid(a, b)
+                .map(|(lo, hi)| usize::try_from((hi - lo) / MINUTE_MS + 1).unwrap_or(usize::MAX))
+                .fold(0usize, usize::saturating_add),
             SeriesKind::Gauge => {
                 let i = self.points.partition_point(|(e, _)| *e <= a);
                 let j = self.points.partition_point(|(e, _)| *e <= b);
@@ -104,7 +124,7 @@ impl Series {
     /// Whether the series has a sample in `(a, b]`.
     pub fn present(&self, a: i64, b: i64) -> bool {
         match self.kind {
-            SeriesKind::Counter => self.grid(a, b).is_some(),
+            SeriesKind::Counter => self.grid(a, b).next().is_some(),
             SeriesKind::Gauge => {
                 let i = self.points.partition_point(|(e, _)| *e <= a);
                 self.points.get(i).is_some_and(|(e, _)| *e <= b)
@@ -116,16 +136,15 @@ impl Series {
     pub fn samples(&self, a: i64, b: i64) -> Vec<(i64, f64)> {
         match self.kind {
             SeriesKind::Counter => {
-                let Some((lo, hi)) = self.grid(a, b) else {
-                    return Vec::new();
-                };
                 let mut out = Vec::with_capacity(self.sample_count(a, b));
-                let mut g = lo;
-                while g <= hi {
-                    out.push((g, self.raw_at(g)));
-                    match g.checked_add(MINUTE_MS) {
-                        Some(next) => g = next,
-                        None => break,
+                for (lo, hi) in self.grid(a, b) {
+                    let mut g = lo;
+                    while g <= hi {
+                        out.push((g, self.raw_at(g)));
+                        match g.checked_add(MINUTE_MS) {
+                            Some(next) => g = next,
+                            None => break,
+                        }
                     }
                 }
                 out
@@ -143,6 +162,7 @@ impl Series {
         match self.kind {
             SeriesKind::Counter => self
                 .grid(t.saturating_sub(LOOKBACK_MS), t)
+                .last()
                 .map(|(_, hi)| self.raw_at(hi)),
             SeriesKind::Gauge => {
                 let j = self.points.partition_point(|(e, _)| *e <= t);
@@ -162,23 +182,26 @@ mod tests {
     }
 
     #[test]
-    fn counters_sample_every_minute_until_stale() {
-        let m = MINUTE_MS;
+    fn counters_sample_every_minute_until_midnight() {
+        let (m, d) = (MINUTE_MS, DAY_MS);
         // Minutes ending at 2m (3 calls) and 4m (5 calls).
         let s = counter(&[(2 * m, 3.0), (4 * m, 8.0)]);
         assert_eq!(s.total_at(m), 0.0);
         assert_eq!(s.total_at(3 * m), 3.0);
         assert_eq!(
             s.samples(0, 5 * m),
-            vec![(2 * m, 3.0), (3 * m, 3.0), (4 * m, 8.0)]
+            vec![(2 * m, 3.0), (3 * m, 3.0), (4 * m, 8.0), (5 * m, 8.0)]
         );
-        assert_eq!(s.sample_count(0, 5 * m), 3);
-        // Seen by an instant selector until five minutes after the last minute with data.
-        assert_eq!(s.latest(9 * m - 1), Some(8.0));
-        assert_eq!(s.latest(9 * m), None);
+        assert_eq!(s.sample_count(0, 5 * m), 4);
+        // Present from the end of its first minute with calls to the end of the day, quiet
+        // minutes included; an instant selector sees it until five minutes after midnight.
         assert_eq!(s.latest(2 * m - 1), None);
-        assert!(s.present(3 * m, 5 * m));
-        assert!(!s.present(4 * m, 9 * m));
+        assert_eq!(s.latest(9 * m), Some(8.0));
+        assert!(s.present(4 * m, 9 * m));
+        assert_eq!(s.sample_count(0, d), 1439);
+        assert_eq!(s.latest(d + 4 * m), Some(8.0));
+        assert_eq!(s.latest(d + 5 * m), None);
+        assert!(!s.present(d, 2 * d));
         // `(a, b]`: a sample exactly at `a` is outside.
         assert_eq!(s.samples(2 * m, 3 * m), vec![(3 * m, 3.0)]);
         // Extreme times neither overflow nor find anything.
@@ -210,5 +233,73 @@ mod tests {
         assert!(!s.present(2 * m, 3 * m + 59_999));
         assert_eq!(s.latest(5 * m), Some(0.25));
         assert_eq!(s.latest(9 * m + 1), None);
+    }
+
+    /// Calls per minute over three days (minute index → calls), sparse.
+    fn calls() -> impl proptest::strategy::Strategy<Value = Vec<(i64, u32)>> {
+        proptest::collection::vec((0i64..3 * 1440, 1u32..5), 0..40)
+    }
+
+    proptest::proptest! {
+        /// A counter's samples are facts of the series: every load whose window starts at
+        /// or before 00:00 UTC of a range's first day and ends at or after its end gives the
+        /// same samples there, equal to the rule computed here from the calls: a sample at
+        /// each minute end `t` after a call that day (at a minute ending by `t`), valued at
+        /// that day's calls so far.
+        #[test]
+        fn counter_samples_do_not_depend_on_the_window(
+            calls in calls(),
+            (a, len) in (0i64..3 * 1440, 1i64..900),
+            early in 0i64..3,
+            late in 0i64..600,
+        ) {
+            let (m, d) = (MINUTE_MS, DAY_MS);
+            let mut per_minute = std::collections::BTreeMap::new();
+            for (i, n) in &calls {
+                *per_minute.entry(*i).or_insert(0u64) += u64::from(*n);
+            }
+            // Minute i ends at (i + 1)·m.
+            let load = |from: i64, to: i64| {
+                let mut total = 0.0;
+                let points: Vec<(i64, f64)> = per_minute
+                    .range(from..to)
+                    .map(|(i, n)| {
+                        total += *n as f64;
+                        ((i + 1) * m, total)
+                    })
+                    .collect();
+                Series::new(Labels::new(), SeriesKind::Counter, points)
+            };
+            let (a, b) = (a * m + 7, (a + len) * m + 7);
+            // The samples the rule gives in (x, y].
+            let rule = |x: i64, y: i64| {
+                let mut want = Vec::new();
+                let mut t = (x.div_euclid(m) + 1) * m;
+                while t <= y {
+                    let day = (t - 1).div_euclid(d) * d;
+                    let so_far: Vec<u64> = per_minute
+                        .range(day / m..t / m)
+                        .map(|(_, n)| *n)
+                        .collect();
+                    if !so_far.is_empty() {
+                        want.push((t, so_far.iter().sum::<u64>() as f64));
+                    }
+                    t += m;
+                }
+                want
+            };
+            let want = rule(a, b);
+            let lookback = rule(b - LOOKBACK_MS, b).last().map(|(_, v)| *v);
+            let day = a.min(b - LOOKBACK_MS).div_euclid(d);
+            let narrow = load(day * 1440, b / m + 1);
+            let wide = load((day - early) * 1440, b / m + 1 + late);
+            for s in [&narrow, &wide] {
+                proptest::prop_assert_eq!(&s.samples(a, b), &want);
+                proptest::prop_assert_eq!(s.sample_count(a, b), want.len());
+                proptest::prop_assert_eq!(s.present(a, b), !want.is_empty());
+                // An instant selector at b sees the last sample of (b − 5m, b].
+                proptest::prop_assert_eq!(s.latest(b), lookback);
+            }
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Binary operators: arithmetic and comparisons (with `bool`) between scalars and vectors,
-//! one-to-one vector matching with `on` / `ignoring`, and `and`, `or`, `unless`.
+//! one-to-one, many-to-one (`group_left`) and one-to-many (`group_right`) vector matching
+//! with `on` / `ignoring`, and `and`, `or`, `unless`, as Prometheus evaluates them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,23 +16,19 @@ use crate::prom::error::PromError;
 impl Evaluator {
     pub(super) fn binary(&self, b: &BinaryExpr, t: i64) -> Result<Value, PromError> {
         let op = b.op.id();
-        if let Some(m) = &b.modifier {
-            if matches!(
-                m.card,
-                VectorMatchCardinality::ManyToOne(_) | VectorMatchCardinality::OneToMany(_)
-            ) {
-                return Err(PromError::unsupported(
-                    "group_left / group_right are not supported by meshscope",
-                ));
-            }
-            if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
-                return Err(PromError::unsupported(
-                    "fill modifiers are not supported by meshscope",
-                ));
-            }
+        if let Some(m) = &b.modifier
+            && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+        {
+            return Err(PromError::unsupported(
+                "fill modifiers are not supported by meshscope",
+            ));
         }
         let return_bool = b.return_bool();
         let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+        let card = b
+            .modifier
+            .as_ref()
+            .map_or(&VectorMatchCardinality::OneToOne, |m| &m.card);
         let lhs = self.eval(&b.lhs, t)?;
         let rhs = self.eval(&b.rhs, t)?;
         let set = matches!(op, token::T_LAND | token::T_LOR | token::T_LUNLESS);
@@ -55,9 +52,8 @@ impl Evaluator {
             }
             (Value::Vector(l), Value::Vector(r)) => Ok(Value::Vector(vector_vector(
                 op,
-                l,
-                r,
-                matching,
+                (l, r),
+                (matching, card),
                 return_bool,
             )?)),
             _ => Err(PromError::bad(format!(
@@ -175,54 +171,91 @@ fn vector_scalar(
     if drop_name { unique(out) } else { Ok(out) }
 }
 
+/// `l op r` element by element, matched on their signatures: one-to-one, or with
+/// `group_left` (many-to-one: each left element may share its match with others and takes
+/// the `group_left` labels from its right match) or `group_right` (the mirror image). The
+/// result's labels are those of the "many" side, as in Prometheus.
 fn vector_vector(
     op: TokenId,
-    l: Vec<Sample>,
-    r: Vec<Sample>,
-    m: Option<&LabelModifier>,
+    (l, r): (Vec<Sample>, Vec<Sample>),
+    (m, card): (Option<&LabelModifier>, &VectorMatchCardinality),
     return_bool: bool,
 ) -> Result<Vec<Sample>, PromError> {
-    let mut right: BTreeMap<Labels, f64> = BTreeMap::new();
-    for s in &r {
-        if right.insert(signature(&s.labels, m), s.value).is_some() {
+    let (many, one, swapped, include): (_, _, _, &[String]) = match card {
+        VectorMatchCardinality::ManyToOne(include) => (l, r, false, &include.labels),
+        VectorMatchCardinality::OneToMany(include) => (r, l, true, &include.labels),
+        _ => (l, r, false, &[]),
+    };
+    let one_to_one = !matches!(
+        card,
+        VectorMatchCardinality::ManyToOne(_) | VectorMatchCardinality::OneToMany(_)
+    );
+    let mut matches: BTreeMap<Labels, &Sample> = BTreeMap::new();
+    for s in &one {
+        let sig = signature(&s.labels, m);
+        if matches.contains_key(&sig) {
             return Err(PromError::unsupported(format!(
-                "found duplicate series for the match group {:?} on the right hand-side of the operation; many-to-many matching is not supported",
-                signature(&s.labels, m)
+                "found duplicate series for the match group {sig:?} on the {} hand-side of the operation; many-to-many matching is not supported",
+                if swapped { "left" } else { "right" }
             )));
         }
+        matches.insert(sig, s);
     }
     let drop_name = !is_comparison(op) || return_bool;
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for s in l {
+    for s in many {
         let sig = signature(&s.labels, m);
-        let Some(rv) = right.get(&sig) else {
+        let Some(o) = matches.get(&sig) else {
             continue;
         };
-        let (value, keep) = apply(op, s.value, *rv, return_bool)?;
+        // The operands in the expression's order, whichever side is the "many" one.
+        let (lv, rv) = if swapped {
+            (o.value, s.value)
+        } else {
+            (s.value, o.value)
+        };
+        let (value, keep) = apply(op, lv, rv, return_bool)?;
         if !keep {
             continue;
-        }
-        if !seen.insert(sig.clone()) {
-            return Err(PromError::unsupported(format!(
-                "multiple matches for labels {sig:?}: many-to-one matching must be explicit (group_left/group_right), which meshscope does not support"
-            )));
         }
         let mut labels = if drop_name {
             without_name(&s.labels)
         } else {
             s.labels
         };
-        match m {
-            Some(LabelModifier::Include(on)) => {
-                let on = list(on);
-                labels.retain(|k, _| on.contains(k.as_str()));
+        if one_to_one {
+            match m {
+                Some(LabelModifier::Include(on)) => {
+                    let on = list(on);
+                    labels.retain(|k, _| on.contains(k.as_str()));
+                }
+                Some(LabelModifier::Exclude(ign)) => {
+                    let ign = list(ign);
+                    labels.retain(|k, _| !ign.contains(k.as_str()));
+                }
+                None => {}
             }
-            Some(LabelModifier::Exclude(ign)) => {
-                let ign = list(ign);
-                labels.retain(|k, _| !ign.contains(k.as_str()));
-            }
-            None => {}
+        }
+        // `group_left(x)`: x comes from the "one" side (absent there: absent here).
+        for name in include {
+            match o.labels.get(name).filter(|v| !v.is_empty()) {
+                Some(v) => labels.insert(name.clone(), v.clone()),
+                None => labels.remove(name),
+            };
+        }
+        let fresh = if one_to_one {
+            seen.insert((sig, Labels::new()))
+        } else {
+            seen.insert((sig, labels.clone()))
+        };
+        if !fresh {
+            return Err(PromError::unsupported(if one_to_one {
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".to_string()
+            } else {
+                "multiple matches for labels: grouping labels must ensure unique matches"
+                    .to_string()
+            }));
         }
         out.push(Sample { labels, value });
     }
@@ -235,6 +268,118 @@ mod tests {
     use super::*;
     use promql_parser::label::Labels as LabelList;
 
+    fn one_to_one(
+        op: TokenId,
+        l: Vec<Sample>,
+        r: Vec<Sample>,
+        m: Option<&LabelModifier>,
+    ) -> Result<Vec<Sample>, PromError> {
+        vector_vector(op, (l, r), (m, &VectorMatchCardinality::OneToOne), false)
+    }
+
+    /// Each endpoint's share of its service's calls, as Grafana panels ask it:
+    /// `endpoint / on (service) group_left (tier) service`, and the mirror image.
+    #[test]
+    fn many_to_one_and_one_to_many_matching() {
+        let endpoints = vec![
+            sample(
+                &[("__name__", "e"), ("service", "a"), ("endpoint", "x")],
+                2.0,
+            ),
+            sample(
+                &[("__name__", "e"), ("service", "a"), ("endpoint", "y")],
+                6.0,
+            ),
+            sample(
+                &[("__name__", "e"), ("service", "b"), ("endpoint", "z")],
+                5.0,
+            ),
+            // No service to match: left out.
+            sample(
+                &[("__name__", "e"), ("service", "c"), ("endpoint", "w")],
+                1.0,
+            ),
+        ];
+        let services = vec![
+            sample(
+                &[("__name__", "s"), ("service", "a"), ("tier", "front")],
+                8.0,
+            ),
+            sample(&[("__name__", "s"), ("service", "b")], 10.0),
+        ];
+        let on = LabelModifier::Include(LabelList::new(vec!["service"]));
+        let left = VectorMatchCardinality::ManyToOne(LabelList::new(vec!["tier"]));
+        let out = vector_vector(
+            token::T_DIV,
+            (endpoints.clone(), services.clone()),
+            (Some(&on), &left),
+            false,
+        )
+        .expect("group_left");
+        assert_eq!(
+            out,
+            vec![
+                sample(
+                    &[("service", "a"), ("endpoint", "x"), ("tier", "front")],
+                    0.25
+                ),
+                sample(
+                    &[("service", "a"), ("endpoint", "y"), ("tier", "front")],
+                    0.75
+                ),
+                sample(&[("service", "b"), ("endpoint", "z")], 0.5),
+            ]
+        );
+        // group_right: the right side is the "many" one; values stay left op right.
+        let right = VectorMatchCardinality::OneToMany(LabelList::new(vec![]));
+        let out = vector_vector(
+            token::T_DIV,
+            (services.clone(), endpoints.clone()),
+            (Some(&on), &right),
+            false,
+        )
+        .expect("group_right");
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0], sample(&[("service", "a"), ("endpoint", "x")], 4.0));
+        // A comparison keeps the left operand's value and the "many" side's name.
+        let out = vector_vector(
+            token::T_GTR,
+            (endpoints.clone(), services.clone()),
+            (Some(&on), &left),
+            false,
+        )
+        .expect("filter");
+        assert!(out.is_empty());
+        let out = vector_vector(
+            token::T_LSS,
+            (endpoints.clone(), services.clone()),
+            (Some(&on), &left),
+            false,
+        )
+        .expect("filter");
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].labels["__name__"], "e");
+        assert_eq!(out[0].value, 2.0);
+        // The "one" side must be unique per match group…
+        let twice = [services.clone(), services[..1].to_vec()].concat();
+        let err = vector_vector(
+            token::T_DIV,
+            (endpoints.clone(), twice),
+            (Some(&on), &left),
+            false,
+        )
+        .expect_err("duplicate on the one side");
+        assert!(format!("{err:?}").contains("duplicate series"), "{err:?}");
+        // …and the results unique per group: two names that become one label set.
+        let renamed = vec![
+            sample(&[("__name__", "e1"), ("service", "a")], 1.0),
+            sample(&[("__name__", "e2"), ("service", "a")], 1.0),
+        ];
+        let err = vector_vector(token::T_DIV, (renamed, services), (Some(&on), &left), false)
+            .expect_err("not unique");
+        assert!(format!("{err:?}").contains("grouping labels"), "{err:?}");
+    }
+
     #[test]
     fn one_to_one_matching_with_on_and_ignoring() {
         let l = vec![
@@ -246,21 +391,20 @@ mod tests {
             sample(&[("__name__", "b"), ("svc", "y")], 4.0),
         ];
         let on = LabelModifier::Include(LabelList::new(vec!["svc"]));
-        let out =
-            vector_vector(token::T_DIV, l.clone(), r.clone(), Some(&on), false).expect("divides");
+        let out = one_to_one(token::T_DIV, l.clone(), r.clone(), Some(&on)).expect("divides");
         assert_eq!(
             out,
             vec![sample(&[("svc", "x")], 3.0), sample(&[("svc", "y")], 2.0)]
         );
         // Without `on`, `pod` keeps them apart: nothing matches.
         assert!(
-            vector_vector(token::T_DIV, l.clone(), r.clone(), None, false)
+            one_to_one(token::T_DIV, l.clone(), r.clone(), None)
                 .expect("ok")
                 .is_empty()
         );
         let ign = LabelModifier::Exclude(LabelList::new(vec!["pod"]));
         assert_eq!(
-            vector_vector(token::T_GTR, l.clone(), r.clone(), Some(&ign), false)
+            one_to_one(token::T_GTR, l.clone(), r.clone(), Some(&ign))
                 .expect("ok")
                 .len(),
             2
@@ -271,14 +415,12 @@ mod tests {
             sample(&[("svc", "x"), ("pod", "1")], 6.0),
             sample(&[("svc", "x"), ("pod", "2")], 8.0),
         ];
-        assert!(vector_vector(token::T_ADD, twins.clone(), one.clone(), Some(&on), false).is_err());
+        assert!(one_to_one(token::T_ADD, twins.clone(), one.clone(), Some(&on)).is_err());
         // …unless a comparison filters all but one of them out first, as in Prometheus.
-        let kept = vector_vector(token::T_GTR, twins, one, Some(&on), false).expect("ok");
+        let kept = one_to_one(token::T_GTR, twins, one, Some(&on)).expect("ok");
         assert_eq!(kept, vec![sample(&[("svc", "x")], 8.0)]);
         let many = LabelModifier::Include(LabelList::new(vec![]));
-        assert!(
-            vector_vector(token::T_ADD, l.clone(), r[..1].to_vec(), Some(&many), false).is_err()
-        );
+        assert!(one_to_one(token::T_ADD, l.clone(), r[..1].to_vec(), Some(&many)).is_err());
         // Set operators.
         let and = set_op(token::T_LAND, l.clone(), r[..1].to_vec(), Some(&on));
         assert_eq!(and.len(), 1);

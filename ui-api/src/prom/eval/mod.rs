@@ -8,26 +8,20 @@
 //! `abs`, `ceil`, `floor`, `round`, `sqrt`, `exp`, `ln`, `log2`, `log10`, `clamp_min`,
 //! `clamp_max`; `sum`, `avg`, `min`, `max`, `count`, `group`, `topk`, `bottomk` with
 //! `by`/`without`; arithmetic and comparison operators (`bool` too) between scalars and
-//! vectors with `on`/`ignoring` one-to-one matching; `and`, `or`, `unless`. Anything else
-//! is refused with a 422 naming it, never answered approximately.
+//! vectors with `on`/`ignoring` one-to-one, `group_left` and `group_right` matching; `and`,
+//! `or`, `unless`. Anything else is refused with a 422 naming it, never answered
+//! approximately.
 //!
 //! `rate` and `increase` are exact at minute resolution: `increase(x[r])` at `t` is the
 //! sum of the increments of the minutes that ended in `(t−r, t]` (no extrapolation), and
 //! `rate` divides it by `r` in seconds.
 //!
-//! An instant query whose selectors are all read by `rate`/`increase` at one time (the
-//! common stat panel: `sum(rate(x[$__range]))`) needs only each range's increase per
-//! series: those selectors load merged totals ([`Fetcher::select_increase`]), which a
-//! store with hour and day tiers answers without reading every minute. The result is the
-//! same as loading every minute (the tests compare both), except that a `_sum` series'
-//! increase is rounded once instead of as the difference of two running totals, and that
-//! these loads are not bounded by the sample limit (they load no samples).
-//!
-//! A selector read only by `rate`/`increase` in a range query (the common graph panel:
+//! A selector read only by `rate`/`increase` (the common panels: `sum(rate(x[$__range]))`,
 //! `sum by (service) (rate(x[5m]))`) needs its counters' running totals only at the two
-//! ends of its ranges at each step: it loads them in parts of the window cut at those
-//! times (`Fetcher::select` with cuts) rather than per minute — a part that spans whole
-//! hours is read from hour rows — and gets the same answers. A selector whose sample
+//! ends of its ranges at each step, and whether they had calls since 00:00 UTC of each
+//! range's first day: it loads them in parts of the window cut at those times
+//! (`Fetcher::select` with cuts) rather than per minute — a part that spans whole hours or
+//! days is read from hour and day rows — and gets the same answers. A selector whose sample
 //! values are read anywhere in the query, or that matches a gauge, loads every minute.
 //!
 //! - [`selectors`]: the selectors of an expression, the times they read at, the bounds;
@@ -108,20 +102,18 @@ impl Evaluator {
         if sels.is_empty() {
             return Ok(Evaluator::new(expr, start, end, budget));
         }
-        // One window for all, so every scan chooses sources over the same window.
+        // One window for all, so every scan chooses sources over the same window. It starts
+        // at 00:00 UTC of the first day a selector reads in: a counter's samples there
+        // follow from its calls since then (see `data`).
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        for (vs, range, raw) in &sels {
+        for (vs, range, _) in &sels {
             // The first and last time the selector reads at, `@` and `offset` applied.
             let (a, b) = (
                 read_time(vs, start, start, end),
                 read_time(vs, end, start, end),
             );
-            let mut from = a.saturating_sub(*range).saturating_sub(LOOKBACK_MS);
-            if *raw {
-                // Sample values count from midnight UTC.
-                from = data::day_start(from);
-            }
-            lo = lo.min(from);
+            let from = a.saturating_sub(*range).saturating_sub(LOOKBACK_MS);
+            lo = lo.min(data::day_start(from));
             hi = hi.max(b);
         }
         if hi.saturating_sub(lo) > MAX_WINDOW_MS {
@@ -134,17 +126,12 @@ impl Evaluator {
             start_minute: minute(lo) - 60,
             end_minute: minute(hi).max(minute(lo) - 60),
         };
-        // Evaluated at one time only, every selector read by `rate`/`increase` at that one
-        // time (the window's end): each needs only its range's increase per series, which
-        // merged reads give without loading every minute (see `Fetcher::select_increase`).
-        let increases_only = start == end
-            && sels
-                .iter()
-                .all(|(vs, _, raw)| !raw && read_time(vs, start, start, end) == hi);
-        // A selector read only by `rate`/`increase` needs its counters' totals only at the
-        // two ends of its ranges at each step: it loads them in parts of the window cut
-        // there (a long window mostly from hour rows) instead of every minute. One whose
-        // sample values are read anywhere loads every minute.
+        // A selector read only by `rate`/`increase` needs, at each step, its counters'
+        // totals at the two ends of its range and whether they had calls since 00:00 UTC
+        // of the range's first day ([`Series::present`]): it loads them in parts of the
+        // window cut at those times (whole hours and days from hour and day rows) instead
+        // of every minute, with the same answers. One whose sample values are read
+        // anywhere loads every minute.
         let steps = if step > 0 { (end - start) / step } else { 0 };
         let mut cuts: HashMap<String, Option<Vec<i64>>> = HashMap::new();
         for (vs, range, raw) in &sels {
@@ -157,54 +144,32 @@ impl Evaluator {
                     for i in 0..=steps {
                         // i·step ≤ end − start: no overflow.
                         let at = read_time(vs, start + i * step, start, end);
-                        c.extend([minute(at), minute(at.saturating_sub(*range))]);
+                        let from = at.saturating_sub(*range);
+                        let day = from.div_euclid(data::DAY_MS) * data::DAY_MS;
+                        c.extend([minute(at), minute(from), minute(day)]);
                     }
                 }
                 None => {}
             }
         }
-        // Series depend only on the matchers (the window is the query's), and merged
-        // totals on the range too: equal selectors share one load.
-        // The loads count their rows against the query's row budget (api.query_max_rows),
-        // and a scan stops reading past it.
+        // Series depend only on the matchers (the window is the query's): equal selectors
+        // share one load. The loads count their rows against the query's row budget
+        // (api.query_max_rows), and a scan stops reading past it.
         let meter = budget.clone();
         let mut fetcher = Fetcher::new(state.reader(window).metered(&meter));
-        let mut general: HashMap<String, usize> = HashMap::new();
-        let mut merged: HashMap<(String, i64), usize> = HashMap::new();
+        let mut by_text: HashMap<String, usize> = HashMap::new();
         let mut index = HashMap::new();
         let mut loaded = Vec::new();
-        for (vs, range, _) in &sels {
+        for (vs, _, _) in &sels {
             let text = vs.to_string();
-            let mut at = None;
-            // A selector that had to load every minute (it matches a gauge) keeps that.
-            if increases_only && !general.contains_key(&text) {
-                let key = (text.clone(), *range);
-                at = match merged.get(&key) {
-                    Some(at) => Some(*at),
-                    None => {
-                        let from = hi.saturating_sub(*range);
-                        match fetcher.select_increase(vs, from, hi).await? {
-                            Some(series) => {
-                                loaded.push(series);
-                                merged.insert(key, loaded.len() - 1);
-                                Some(loaded.len() - 1)
-                            }
-                            None => None,
-                        }
-                    }
-                };
-            }
-            let at = match at {
-                Some(at) => at,
-                None => match general.get(&text) {
-                    Some(at) => *at,
-                    None => {
-                        let cuts = cuts.get(&text).and_then(|c| c.as_deref());
-                        loaded.push(fetcher.select(vs, cuts).await?);
-                        general.insert(text, loaded.len() - 1);
-                        loaded.len() - 1
-                    }
-                },
+            let at = match by_text.get(&text) {
+                Some(at) => *at,
+                None => {
+                    let cuts = cuts.get(&text).and_then(|c| c.as_deref());
+                    loaded.push(fetcher.select(vs, cuts).await?);
+                    by_text.insert(text, loaded.len() - 1);
+                    loaded.len() - 1
+                }
             };
             index.insert(address(vs), at);
         }
