@@ -100,7 +100,7 @@ async fn every_dashboard_query_returns_data() {
                     assert_eq!(target["queryType"], "serviceMap", "{name} {title}");
                     for q in SERVICE_GRAPH_QUERIES {
                         assert!(
-                            !instant_both_ways(&stack, q, now, now).await.is_empty(),
+                            !instant_both_ways(&stack, q, now).await.is_empty(),
                             "{name} {title}: {q}"
                         );
                         ran += 1;
@@ -111,12 +111,12 @@ async fn every_dashboard_query_returns_data() {
                 let q = subst(target["expr"].as_str().expect("expr"));
                 assert!(!q.contains('$'), "{name} {title}: unknown variable in {q}");
                 if target["instant"] == true {
-                    let got = instant_both_ways(&stack, &q, now, now).await;
+                    let got = instant_both_ways(&stack, &q, now).await;
                     assert!(!got.is_empty(), "{name} {title}: {q} returned nothing");
                 } else {
                     // Mesh and trace sources both report here: the merged instant reads
                     // keep to the source and side rules.
-                    instant_both_ways(&stack, &q, now, now).await;
+                    instant_both_ways(&stack, &q, now).await;
                     let got = range(&stack, &q, now - 900, now, 60).await;
                     assert!(!got.is_empty(), "{name} {title}: {q} returned nothing");
                 }
