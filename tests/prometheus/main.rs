@@ -1,6 +1,7 @@
 //! The Prometheus-compatible API under `/prometheus` (metadata endpoints, PromQL, the
-//! shipped dashboards' queries, promtool), over real HTTP against a stack loaded with simulated mesh
-//! traffic; expected label values are computed from the generated hops.
+//! shipped dashboards' queries, promtool, and a real Prometheus given the same samples),
+//! over real HTTP against a stack loaded with simulated mesh traffic; expected label
+//! values are computed from the generated hops.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -8,6 +9,7 @@ mod dashboards;
 mod metadata;
 mod promql;
 mod promtool;
+mod versus;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -114,7 +116,7 @@ fn l(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-/// Exact equality of two result maps (values compared to 1e-12 relative).
+/// Exact equality of two result maps (values compared to 1e-12 relative; NaN equals NaN).
 fn same(q: &str, got: &BTreeMap<Labels, f64>, want: &BTreeMap<Labels, f64>) {
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
@@ -123,7 +125,7 @@ fn same(q: &str, got: &BTreeMap<Labels, f64>, want: &BTreeMap<Labels, f64>) {
     );
     for (k, w) in want {
         assert!(
-            common::rel(got[k], *w) < 1e-12,
+            (got[k].is_nan() && w.is_nan()) || common::rel(got[k], *w) < 1e-12,
             "{q} {k:?}: {} != {w}",
             got[k]
         );
