@@ -56,9 +56,9 @@ async fn hostile_queries_are_answered_and_counting_stays_exact() {
     stack.stop().await;
 }
 
-/// A query past `api.query_timeout` gets 503 `timeout`; one over `api.query_max_samples`
-/// 422 naming the setting, and so does a JSON view or a PromQL query whose reads would
-/// hold more than `api.query_max_rows` rows; each is counted by reason.
+/// A query past `api.query_timeout` gets 503 `timeout`; one that would load or touch more
+/// than `api.query_max_samples` 422 naming the setting, and so does a JSON view reading
+/// more than `api.query_max_rows` rows; each is counted by reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_stop_at_their_deadline_and_sample_budget() {
     let (mesh, hops, start) = scenario(5, 200);
@@ -67,7 +67,7 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
     // A small sample budget: a range query over every step of 5 minutes spends more.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = common::config(dir.path());
-    config.api.query_max_samples = 50;
+    config.api.query_max_samples = 200;
     let stack = common::start(config.clone()).await;
     sim::send_all(&stack.grpc, &mesh, &hops)
         .await
@@ -99,8 +99,8 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
     );
     stack.stop().await;
 
-    // A JSON view reading more stored rows than api.query_max_rows: 422 naming it; the
-    // same for a PromQL query's loads (the scan stops reading past the bound).
+    // A JSON view reading more stored rows than api.query_max_rows: 422 naming it (the
+    // scan stops reading past the bound); PromQL loads count against samples instead.
     let dir = tempfile::tempdir().expect("tempdir");
     config.api.query_max_samples = 50_000_000;
     config.api.query_max_rows = 3;
@@ -111,9 +111,7 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
         .expect("send");
     stack.flush().await;
     let (status, body) = stack.post_form(&url, &[("query", q)]).await;
-    assert_eq!(status, 422, "{body}");
-    let error = body["error"].as_str().expect("error");
-    assert!(error.contains("api.query_max_rows"), "{error}");
+    assert_eq!(status, 200, "{body}");
     let (status, body) = stack
         .get(&format!("/api/v1/topology?{}", window(start)))
         .await;
@@ -130,7 +128,7 @@ async fn queries_stop_at_their_deadline_and_sample_budget() {
             &text,
             "meshscope_api_queries_refused_total{reason=\"rows\"}"
         ),
-        2.0,
+        1.0,
         "{text}"
     );
     stack.stop().await;

@@ -16,9 +16,11 @@ pub struct ApiConfig {
     /// stopped.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
-    /// Most samples one PromQL query may touch over all its evaluation steps.
+    /// Most samples one PromQL query may load (each row its reads return) and touch over
+    /// all its evaluation steps.
     pub query_max_samples: usize,
-    /// Most stored rows one JSON view may read (its scans together).
+    /// Most stored rows one JSON view may read (its scans together); a scan stops reading
+    /// past it.
     pub query_max_rows: usize,
     /// Most reads evaluated at once; further ones wait for a slot within their timeout.
     pub query_max_concurrency: usize,

@@ -182,7 +182,7 @@ impl Budget {
         self.check()
     }
 
-    /// Spends `n` stored rows of the read's budget, then checks the deadline.
+    /// Spends `n` stored rows of a JSON view's budget, then checks the deadline.
     pub fn spend_rows(&self, n: usize) -> Result<(), Stop> {
         let before = self.inner.rows.fetch_add(n, Ordering::Relaxed);
         if before.saturating_add(n) > self.inner.max_rows {
@@ -214,7 +214,7 @@ impl Budget {
                 self.inner.max_samples
             ),
             Stop::Rows => format!(
-                "the read would hold more than {} stored rows (api.query_max_rows); use a shorter window, a narrower filter or a larger step",
+                "the view would read more than {} stored rows (api.query_max_rows); use a shorter window or a narrower filter",
                 self.inner.max_rows
             ),
         }
@@ -226,8 +226,8 @@ impl Budget {
     }
 }
 
-/// A read (a JSON view, a PromQL query's loads) counts its rows here: past the row budget
-/// it answers 422, past the deadline 503.
+/// A JSON view's reader counts its rows here: past the row budget it answers 422, past
+/// the deadline 503.
 impl aggregator::query::RowMeter for Budget {
     fn spend(&self, rows: usize) -> aggregator::Result<()> {
         self.spend_rows(rows)
@@ -244,6 +244,33 @@ impl aggregator::query::RowMeter for Budget {
         self.inner
             .max_rows
             .saturating_sub(self.inner.rows.load(Ordering::Relaxed))
+    }
+}
+
+/// A PromQL query's reads count the rows they return as samples loaded into memory,
+/// against the query's sample budget (`api.query_max_samples`, as Prometheus'
+/// `--query.max-samples` bounds the samples a query loads): past it 422, past the
+/// deadline 503.
+pub struct SampleMeter<'a>(pub &'a Budget);
+
+impl aggregator::query::RowMeter for SampleMeter<'_> {
+    fn spend(&self, rows: usize) -> aggregator::Result<()> {
+        self.0
+            .spend(rows)
+            .map_err(|stop| aggregator::Error::Bounded {
+                kind: match stop {
+                    Stop::Rows | Stop::Samples => aggregator::ErrorKind::TooLarge,
+                    Stop::Timeout | Stop::Cancelled => aggregator::ErrorKind::Unavailable,
+                },
+                message: self.0.message(stop),
+            })
+    }
+
+    fn remaining(&self) -> usize {
+        self.0
+            .inner
+            .max_samples
+            .saturating_sub(self.0.inner.samples.load(Ordering::Relaxed))
     }
 }
 

@@ -67,7 +67,15 @@ pub(super) struct Inner {
     pub pending_delete: Mutex<Vec<(PathBuf, Instant)>>,
     maintenance: tokio::sync::Mutex<()>,
     gauges: StoreGauges,
+    /// Called with the data dir right before and right after every manifest swap: what
+    /// a crash at that instant would leave on disk (tests take copies of it).
+    #[cfg(test)]
+    pub at_commit: Mutex<Option<CommitHook>>,
 }
+
+/// See [`Inner::at_commit`].
+#[cfg(test)]
+pub(super) type CommitHook = Box<dyn Fn(&Path) + Send + Sync>;
 
 impl std::fmt::Debug for ParquetStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -119,6 +127,8 @@ impl ParquetStore {
             pending_delete: Mutex::new(Vec::new()),
             maintenance: tokio::sync::Mutex::new(()),
             gauges: StoreGauges::default(),
+            #[cfg(test)]
+            at_commit: Mutex::new(None),
         };
         store.remove_orphans()?;
         let m = lock(&store.manifest);
@@ -183,7 +193,19 @@ impl Inner {
 
     /// Replaces the manifest on disk with `m`.
     pub fn persist_manifest(&self, m: &Manifest) -> Result<()> {
-        m.persist(&self.dir.join(MANIFEST))
+        #[cfg(test)]
+        self.crash_image();
+        m.persist(&self.dir.join(MANIFEST))?;
+        #[cfg(test)]
+        self.crash_image();
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn crash_image(&self) {
+        if let Some(hook) = lock(&self.at_commit).as_ref() {
+            hook(&self.dir);
+        }
     }
 
     /// Sets the gauges from the live manifest.

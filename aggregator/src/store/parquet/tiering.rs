@@ -304,6 +304,112 @@ mod tests {
         }
     }
 
+    /// Copies the data dir `from` into `to` (a crash image: what is on disk now).
+    fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).expect("image dir");
+        for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).expect("copy file");
+            }
+        }
+    }
+
+    /// A crash at any manifest swap of maintenance (before or after it: roll-ups into the
+    /// tiers, compaction of each tier, retention) leaves a data dir that opens to exactly
+    /// the answers of the generated rows for every window shape, and whose next
+    /// maintenance finishes the work with the same answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_at_any_step_of_maintenance_keeps_reads_exact() {
+        // Three days of rows for four services, spread over the minutes, in six flushes.
+        let rows: Vec<Gen> = (0..600i64)
+            .map(|i| {
+                let minute = (i * 577 + i * i) % MINUTES;
+                (
+                    minute,
+                    (i % 4) as u8,
+                    i % 3 != 0,
+                    1 + (i % 3) as u64,
+                    (i % 5 == 0) as u64,
+                    1 + (i * 7) as u64 % 400,
+                )
+            })
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ParquetStore::open(dir.path(), settings(0)).expect("open");
+        for part in rows.chunks(100) {
+            let part = part.iter().map(|g| row(*g)).collect();
+            store
+                .write(Arc::new(RowBatch {
+                    tables: vec![(Table::Service, part)],
+                }))
+                .await
+                .expect("write");
+        }
+        let images_dir = tempfile::tempdir().expect("tempdir");
+        let images: Arc<std::sync::Mutex<Vec<std::path::PathBuf>>> = Arc::default();
+        let taken = images.clone();
+        let root = images_dir.path().to_path_buf();
+        *super::super::store::lock(&store.inner.at_commit) =
+            Some(Box::new(move |data: &std::path::Path| {
+                let mut taken = super::super::store::lock(&taken);
+                let image = root.join(taken.len().to_string());
+                copy_dir(data, &image);
+                taken.push(image);
+            }));
+        store.maintain().await.expect("maintain");
+        let images = std::mem::take(&mut *super::super::store::lock(&images));
+        // Roll-ups of three days, compaction of their tiers: many swaps, each seen twice.
+        assert!(images.len() >= 8, "{} crash images", images.len());
+        let windows = [
+            (0, MINUTES),
+            (17, 43),
+            (50, 3 * 60 + 11),
+            (1440 - 90, 2 * 1440 + 75),
+            (1440, 2 * 1440),
+            (-30, MINUTES + 30),
+        ];
+        let check = |store: ParquetStore, when: String| {
+            let rows = &rows;
+            async move {
+                for (start, end) in windows {
+                    let (a, b) = (START + start * 60, START + end * 60);
+                    let request = ScanRequest {
+                        table: Table::Service,
+                        start_minute: a,
+                        end_minute: b,
+                        filters: vec![],
+                        resolution: crate::store::Resolution::Window,
+                        histograms: true,
+                        max_rows: None,
+                    };
+                    let got = store.scan(&request).await.expect("scan");
+                    assert_eq!(
+                        answered(&got),
+                        expected(rows, a, b),
+                        "{when}: window {start}..{end}"
+                    );
+                }
+            }
+        };
+        for image in &images {
+            let name = image.display().to_string();
+            let reopened = ParquetStore::open(image, settings(0)).expect("open a crash image");
+            check(reopened.clone(), format!("crash image {name}")).await;
+            reopened.maintain().await.expect("maintain after the crash");
+            check(reopened.clone(), format!("crash image {name}, maintained")).await;
+            let m = super::super::store::lock(&reopened.inner.manifest);
+            assert!(
+                m.files
+                    .iter()
+                    .all(|f| f.res != crate::store::tiers::Tier::Minute || f.in_tiers),
+                "{name}: minute files left out of the tiers"
+            );
+        }
+    }
+
     /// Retention at the tier boundaries: minute files past their days leave once they are
     /// in the tiers, hour and day files stay for theirs, so a long window over expired
     /// minutes still reads whole hours and days exactly.

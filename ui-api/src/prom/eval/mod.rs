@@ -45,7 +45,7 @@ use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
 use super::data::{self, Fetcher, LOOKBACK_MS, MAX_SAMPLES, Series};
 use super::error::PromError;
-use crate::limits::Budget;
+use crate::limits::{Budget, SampleMeter};
 use crate::state::ApiState;
 use labels::{map_values, unique};
 use selectors::{MAX_WINDOW_MS, address, millis, read_time, selectors};
@@ -153,9 +153,10 @@ impl Evaluator {
             }
         }
         // Series depend only on the matchers (the window is the query's): equal selectors
-        // share one load. The loads count their rows against the query's row budget
-        // (api.query_max_rows), and a scan stops reading past it.
-        let meter = budget.clone();
+        // share one load. The rows loaded count as samples against the query's budget
+        // (api.query_max_samples), and a scan stops reading past it.
+        let loads = budget.clone();
+        let meter = SampleMeter(&loads);
         let mut fetcher = Fetcher::new(state.reader(window).metered(&meter));
         let mut by_text: HashMap<String, usize> = HashMap::new();
         let mut index = HashMap::new();
