@@ -92,8 +92,13 @@ async fn range(
     )
     .await;
     assert_eq!(status, 200, "{q}: {got}");
-    assert_eq!(got["data"]["resultType"], "matrix", "{q}: {got}");
-    got["data"]["result"]
+    seconds(matrix_of(&got))
+}
+
+/// A matrix answer (Prometheus' shape): per label set, `(unix seconds, value)`.
+fn matrix_of(body: &Value) -> BTreeMap<Labels, Vec<(f64, f64)>> {
+    assert_eq!(body["data"]["resultType"], "matrix", "{body}");
+    body["data"]["result"]
         .as_array()
         .expect("result")
         .iter()
@@ -102,10 +107,17 @@ async fn range(
                 .as_array()
                 .expect("values")
                 .iter()
-                .map(|p| (p[0].as_f64().expect("time") as i64, number(&p[1])))
+                .map(|p| (p[0].as_f64().expect("time"), number(&p[1])))
                 .collect();
             (labels_of(&s["metric"]), points)
         })
+        .collect()
+}
+
+/// A range query's points at whole seconds (its steps are).
+fn seconds(m: BTreeMap<Labels, Vec<(f64, f64)>>) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    m.into_iter()
+        .map(|(l, points)| (l, points.into_iter().map(|(t, v)| (t as i64, v)).collect()))
         .collect()
 }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::sim::{self, Generator, Hop};
 
-use super::{Labels, common, enc, instant, labels_of, number, prom_get, range, same};
+use super::{
+    Labels, common, enc, instant, labels_of, matrix_of, number, prom_get, range, same, seconds,
+};
 
 /// A `prometheus` process, stopped when dropped.
 struct Prometheus {
@@ -67,19 +69,26 @@ impl Prometheus {
         }
     }
 
-    /// An instant query's vector, by label set.
+    /// The JSON answer to `GET path_and_query`, which must be a success.
+    async fn get(&self, path_and_query: &str) -> Value {
+        let body: Value = reqwest::get(format!("{}{path_and_query}", self.url))
+            .await
+            .expect("query prometheus")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            body["status"], "success",
+            "prometheus {path_and_query}: {body}"
+        );
+        body
+    }
+
+    /// An instant query's vector (or scalar), by label set.
     async fn instant(&self, q: &str, t: f64) -> BTreeMap<Labels, f64> {
-        let body: Value = reqwest::get(format!(
-            "{}/api/v1/query?query={}&time={t}",
-            self.url,
-            enc(q)
-        ))
-        .await
-        .expect("query prometheus")
-        .json()
-        .await
-        .expect("json");
-        assert_eq!(body["status"], "success", "prometheus {q}: {body}");
+        let body = self
+            .get(&format!("/api/v1/query?query={}&time={t}", enc(q)))
+            .await;
         let result = &body["data"]["result"];
         match body["data"]["resultType"].as_str() {
             Some("vector") => result
@@ -99,31 +108,11 @@ impl Prometheus {
         q: &str,
         (start, end, step): (i64, i64, i64),
     ) -> BTreeMap<Labels, Vec<(i64, f64)>> {
-        let body: Value = reqwest::get(format!(
-            "{}/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
-            self.url,
+        let path = format!(
+            "/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
             enc(q)
-        ))
-        .await
-        .expect("query prometheus")
-        .json()
-        .await
-        .expect("json");
-        assert_eq!(body["status"], "success", "prometheus {q}: {body}");
-        body["data"]["result"]
-            .as_array()
-            .expect("result")
-            .iter()
-            .map(|s| {
-                let points = s["values"]
-                    .as_array()
-                    .expect("values")
-                    .iter()
-                    .map(|p| (p[0].as_f64().expect("time") as i64, number(&p[1])))
-                    .collect();
-                (labels_of(&s["metric"]), points)
-            })
-            .collect()
+        );
+        seconds(matrix_of(&self.get(&path).await))
     }
 }
 
@@ -167,25 +156,6 @@ async fn openmetrics(stack: &common::Stack, at: i64, range_m: i64) -> (String, u
     }
     text.push_str("# EOF\n");
     (text, samples)
-}
-
-/// A matrix answer: per label set, `(unix seconds, value)`.
-fn matrix(body: &Value) -> BTreeMap<Labels, Vec<(f64, f64)>> {
-    assert_eq!(body["data"]["resultType"], "matrix", "{body}");
-    body["data"]["result"]
-        .as_array()
-        .expect("result")
-        .iter()
-        .map(|s| {
-            let points = s["values"]
-                .as_array()
-                .expect("values")
-                .iter()
-                .map(|p| (p[0].as_f64().expect("time"), number(&p[1])))
-                .collect();
-            (labels_of(&s["metric"]), points)
-        })
-        .collect()
 }
 
 /// Traffic from `base` (unix seconds): 25 minutes of 6 requests a minute, a 10-minute
@@ -297,15 +267,9 @@ async fn the_same_samples_give_the_same_answers_in_prometheus() {
     let url = format!("/api/v1/query?query={}&time={}", enc(q), base + 3630);
     let (status, ours) = prom_get(&stack, &url).await;
     assert_eq!(status, 200, "{ours}");
-    let theirs: Value = reqwest::get(format!("{}{url}", prometheus.url))
-        .await
-        .expect("query prometheus")
-        .json()
-        .await
-        .expect("json");
-    let loaded = matrix(&theirs);
+    let loaded = matrix_of(&prometheus.get(&url).await);
     assert_eq!(loaded.values().map(Vec::len).sum::<usize>(), samples);
-    assert_eq!(matrix(&ours), loaded, "the samples Prometheus loaded");
+    assert_eq!(matrix_of(&ours), loaded, "the samples Prometheus loaded");
 
     // During traffic, in the pause, after it resumed, and 15 minutes after it stopped.
     let times = [

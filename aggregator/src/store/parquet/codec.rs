@@ -110,6 +110,77 @@ pub(super) fn column(batch: &RecordBatch, name: &str, ty: &DataType) -> Result<A
     }
 }
 
+/// The columns of a batch of a `table` file every reader needs (all but the histograms),
+/// cast to their types once per batch.
+pub(super) struct BatchColumns {
+    minute: ArrayRef,
+    side: ArrayRef,
+    /// Absent in files written before sources existed: `mesh`.
+    source: Option<ArrayRef>,
+    keys: Vec<ArrayRef>,
+    flags: ArrayRef,
+    counters: Vec<ArrayRef>,
+}
+
+impl BatchColumns {
+    pub fn of(table: Table, batch: &RecordBatch) -> Result<BatchColumns> {
+        let utf8 = |name: &str| column(batch, name, &DataType::Utf8);
+        Ok(BatchColumns {
+            minute: column(batch, schema::MINUTE, &DataType::Int64)?,
+            side: utf8(schema::SIDE)?,
+            source: match batch.column_by_name(schema::SOURCE) {
+                Some(_) => Some(utf8(schema::SOURCE)?),
+                None => None,
+            },
+            keys: table
+                .keys()
+                .iter()
+                .map(|k| utf8(k.column()))
+                .collect::<Result<_>>()?,
+            flags: column(batch, schema::FLAGS, &DataType::UInt8)?,
+            counters: schema::COUNTER_COLUMNS
+                .iter()
+                .map(|c| column(batch, c, &DataType::UInt64))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    pub fn minute(&self) -> &Int64Array {
+        self.minute.as_primitive::<Int64Type>()
+    }
+
+    pub fn flags(&self) -> &UInt8Array {
+        self.flags.as_primitive::<UInt8Type>()
+    }
+
+    /// The key columns, in the table's order.
+    pub fn keys(&self) -> Vec<&StringArray> {
+        self.keys.iter().map(|k| k.as_string::<i32>()).collect()
+    }
+
+    /// The counter columns, in [`schema::COUNTER_COLUMNS`] order.
+    pub fn counters(&self) -> Vec<&UInt64Array> {
+        self.counters.iter().map(|a| a.as_primitive()).collect()
+    }
+
+    /// Row `i`'s side.
+    pub fn side(&self, i: usize) -> Result<Side> {
+        let side = self.side.as_string::<i32>().value(i);
+        Side::parse(side).ok_or_else(|| Error::Schema(format!("bad side {side:?}")))
+    }
+
+    /// Row `i`'s source (`mesh` when the file has none).
+    pub fn source(&self, i: usize) -> Result<Source> {
+        match &self.source {
+            Some(s) if s.is_valid(i) => {
+                let source = s.as_string::<i32>().value(i);
+                Source::parse(source).ok_or_else(|| Error::Schema(format!("bad source {source:?}")))
+            }
+            _ => Ok(Source::Mesh),
+        }
+    }
+}
+
 /// A record batch of a `table` file as rows; names repeat a lot, so each distinct one is
 /// allocated once per read (`interner`).
 pub(super) fn from_record_batch(
@@ -118,28 +189,10 @@ pub(super) fn from_record_batch(
     interner: &mut HashSet<Arc<str>>,
 ) -> Result<Vec<Row>> {
     let n = batch.num_rows();
-    let minute = column(batch, schema::MINUTE, &DataType::Int64)?;
-    let minute = minute.as_primitive::<Int64Type>();
-    let side = column(batch, schema::SIDE, &DataType::Utf8)?;
-    let side = side.as_string::<i32>();
-    let source = match batch.column_by_name(schema::SOURCE) {
-        Some(_) => Some(column(batch, schema::SOURCE, &DataType::Utf8)?),
-        None => None,
-    };
-    let source = source.as_ref().map(|s| s.as_string::<i32>());
-    let keys: Vec<ArrayRef> = table
-        .keys()
-        .iter()
-        .map(|k| column(batch, k.column(), &DataType::Utf8))
-        .collect::<Result<_>>()?;
-    let keys: Vec<&StringArray> = keys.iter().map(|k| k.as_string::<i32>()).collect();
-    let flags = column(batch, schema::FLAGS, &DataType::UInt8)?;
-    let flags = flags.as_primitive::<UInt8Type>();
-    let counters: Vec<ArrayRef> = schema::COUNTER_COLUMNS
-        .iter()
-        .map(|c| column(batch, c, &DataType::UInt64))
-        .collect::<Result<_>>()?;
-    let counters: Vec<&UInt64Array> = counters.iter().map(|a| a.as_primitive()).collect();
+    let columns = BatchColumns::of(table, batch)?;
+    let (minute, flags) = (columns.minute(), columns.flags());
+    let keys = columns.keys();
+    let counters = columns.counters();
     let list = |name: &str| {
         batch
             .column_by_name(name)
@@ -151,13 +204,6 @@ pub(super) fn from_record_batch(
     let hist_count = list(schema::HIST_COUNT)?;
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
-        let side = Side::parse(side.value(i))
-            .ok_or_else(|| Error::Schema(format!("bad side {:?}", side.value(i))))?;
-        let source = match source {
-            Some(s) if s.is_valid(i) => Source::parse(s.value(i))
-                .ok_or_else(|| Error::Schema(format!("bad source {:?}", s.value(i))))?,
-            _ => Source::Mesh,
-        };
         let row_keys = Keys::from_columns(
             table,
             keys.iter().map(|k| {
@@ -188,8 +234,8 @@ pub(super) fn from_record_batch(
         rows.push(Row {
             key: RowKey {
                 minute: minute.value(i),
-                side,
-                source,
+                side: columns.side(i)?,
+                source: columns.source(i)?,
                 keys: row_keys,
             },
             flags: flags.value(i),

@@ -8,13 +8,13 @@
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, ListArray, StringArray, UInt64Array};
-use datafusion::arrow::datatypes::{DataType, Int64Type, UInt8Type, UInt16Type, UInt64Type};
+use datafusion::arrow::array::{AsArray, ListArray};
+use datafusion::arrow::datatypes::{UInt16Type, UInt64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use foldhash::HashMap;
 use proto::{Side, Source};
 
-use super::codec::column;
+use super::codec::BatchColumns;
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::row::{Keys, Row, RowKey};
@@ -173,29 +173,10 @@ impl Fold {
 
     /// Adds a record batch holding (at least) [`columns`] of a `table` file.
     pub fn add(&mut self, batch: &RecordBatch) -> Result<()> {
-        let minute = column(batch, schema::MINUTE, &DataType::Int64)?;
-        let minute = minute.as_primitive::<Int64Type>();
-        let side = column(batch, schema::SIDE, &DataType::Utf8)?;
-        let side = side.as_string::<i32>();
-        let source = match batch.column_by_name(schema::SOURCE) {
-            Some(_) => Some(column(batch, schema::SOURCE, &DataType::Utf8)?),
-            None => None,
-        };
-        let source = source.as_ref().map(|s| s.as_string::<i32>());
-        let keys = self
-            .table
-            .keys()
-            .iter()
-            .map(|k| column(batch, k.column(), &DataType::Utf8))
-            .collect::<Result<Vec<_>>>()?;
-        let keys: Vec<&StringArray> = keys.iter().map(|k| k.as_string::<i32>()).collect();
-        let flags = column(batch, schema::FLAGS, &DataType::UInt8)?;
-        let flags = flags.as_primitive::<UInt8Type>();
-        let counters = COUNTER_COLUMNS
-            .iter()
-            .map(|c| column(batch, c, &DataType::UInt64))
-            .collect::<Result<Vec<_>>>()?;
-        let counters: Vec<&UInt64Array> = counters.iter().map(|a| a.as_primitive()).collect();
+        let columns = BatchColumns::of(self.table, batch)?;
+        let (minute, flags) = (columns.minute(), columns.flags());
+        let keys = columns.keys();
+        let counters = columns.counters();
         let histograms = if self.histograms {
             Some(Histograms::of(batch)?)
         } else {
@@ -204,13 +185,7 @@ impl Fold {
         let mut last = [0u32; MAX_KEYS];
         let mut ids = [0u32; MAX_KEYS];
         for i in 0..batch.num_rows() {
-            let side = Side::parse(side.value(i))
-                .ok_or_else(|| Error::Schema(format!("bad side {:?}", side.value(i))))?;
-            let source = match source {
-                Some(s) if s.is_valid(i) => Source::parse(s.value(i))
-                    .ok_or_else(|| Error::Schema(format!("bad source {:?}", s.value(i))))?,
-                _ => Source::Mesh,
-            };
+            let (side, source) = (columns.side(i)?, columns.source(i)?);
             for (k, values) in keys.iter().enumerate() {
                 ids[k] = self.names.id(values.value(i), &mut last[k])?;
             }

@@ -184,6 +184,19 @@ mod tests {
         want
     }
 
+    /// A merged read of the service table over minutes `[a, b)`.
+    fn merged(a: i64, b: i64) -> ScanRequest {
+        ScanRequest {
+            table: Table::Service,
+            start_minute: a,
+            end_minute: b,
+            filters: vec![],
+            resolution: crate::store::Resolution::Window,
+            histograms: true,
+            max_rows: None,
+        }
+    }
+
     fn answered(rows: &[Row]) -> BTreeMap<(bool, u8), [u64; 4]> {
         rows.iter()
             .map(|r| {
@@ -264,15 +277,7 @@ mod tests {
                 }
                 for (start, len) in &windows {
                     let (a, b) = (START + start * 60, START + (start + len) * 60);
-                    let request = ScanRequest {
-                        table: Table::Service,
-                        start_minute: a,
-                        end_minute: b,
-                        filters: vec![],
-                        resolution: crate::store::Resolution::Window,
-                        histograms: true,
-                        max_rows: None,
-                    };
+                    let request = merged(a, b);
                     let got = store.scan(&request).await.expect("scan");
                     prop_assert!(got.iter().all(|r| r.key.minute == a));
                     prop_assert_eq!(answered(&got), expected(&rows, a, b), "window {}..{}", start, start + len);
@@ -376,15 +381,7 @@ mod tests {
             async move {
                 for (start, end) in windows {
                     let (a, b) = (START + start * 60, START + end * 60);
-                    let request = ScanRequest {
-                        table: Table::Service,
-                        start_minute: a,
-                        end_minute: b,
-                        filters: vec![],
-                        resolution: crate::store::Resolution::Window,
-                        histograms: true,
-                        max_rows: None,
-                    };
+                    let request = merged(a, b);
                     let got = store.scan(&request).await.expect("scan");
                     assert_eq!(
                         answered(&got),
@@ -448,18 +445,7 @@ mod tests {
         let read = |a: i64, b: i64| {
             let store = store.clone();
             async move {
-                let rows = store
-                    .scan(&ScanRequest {
-                        table: Table::Service,
-                        start_minute: a,
-                        end_minute: b,
-                        filters: vec![],
-                        resolution: crate::store::Resolution::Window,
-                        histograms: true,
-                        max_rows: None,
-                    })
-                    .await
-                    .expect("scan");
+                let rows = store.scan(&merged(a, b)).await.expect("scan");
                 rows.iter().map(|r| r.metrics.calls).sum::<u64>()
             }
         };
