@@ -220,6 +220,18 @@ impl Budget {
         }
     }
 
+    /// A stop as the aggregator's error, for a read that a meter ended: 422 past a bound,
+    /// 503 past the deadline.
+    fn bounded(&self, stop: Stop) -> aggregator::Error {
+        aggregator::Error::Bounded {
+            kind: match stop {
+                Stop::Rows | Stop::Samples => aggregator::ErrorKind::TooLarge,
+                Stop::Timeout | Stop::Cancelled => aggregator::ErrorKind::Unavailable,
+            },
+            message: self.message(stop),
+        }
+    }
+
     /// Why the read stopped, if it did.
     pub(crate) fn stopped(&self) -> Option<Stop> {
         *self.inner.stopped.lock().unwrap_or_else(|e| e.into_inner())
@@ -230,14 +242,7 @@ impl Budget {
 /// the deadline 503.
 impl aggregator::query::RowMeter for Budget {
     fn spend(&self, rows: usize) -> aggregator::Result<()> {
-        self.spend_rows(rows)
-            .map_err(|stop| aggregator::Error::Bounded {
-                kind: match stop {
-                    Stop::Rows | Stop::Samples => aggregator::ErrorKind::TooLarge,
-                    Stop::Timeout | Stop::Cancelled => aggregator::ErrorKind::Unavailable,
-                },
-                message: self.message(stop),
-            })
+        self.spend_rows(rows).map_err(|stop| self.bounded(stop))
     }
 
     fn remaining(&self) -> usize {
@@ -255,15 +260,7 @@ pub struct SampleMeter<'a>(pub &'a Budget);
 
 impl aggregator::query::RowMeter for SampleMeter<'_> {
     fn spend(&self, rows: usize) -> aggregator::Result<()> {
-        self.0
-            .spend(rows)
-            .map_err(|stop| aggregator::Error::Bounded {
-                kind: match stop {
-                    Stop::Rows | Stop::Samples => aggregator::ErrorKind::TooLarge,
-                    Stop::Timeout | Stop::Cancelled => aggregator::ErrorKind::Unavailable,
-                },
-                message: self.0.message(stop),
-            })
+        self.0.spend(rows).map_err(|stop| self.0.bounded(stop))
     }
 
     fn remaining(&self) -> usize {

@@ -173,20 +173,10 @@ impl<'a> Reader<'a> {
     }
 
     fn request(&self, table: Table, filters: &[(Key, String)], read: &Read) -> ScanRequest {
-        self.request_in(self.window, table, filters, read)
-    }
-
-    fn request_in(
-        &self,
-        window: Window,
-        table: Table,
-        filters: &[(Key, String)],
-        read: &Read,
-    ) -> ScanRequest {
         ScanRequest {
             table,
-            start_minute: window.start_minute,
-            end_minute: window.end_minute,
+            start_minute: self.window.start_minute,
+            end_minute: self.window.end_minute,
             filters: filters.to_vec(),
             resolution: read.resolution.clone(),
             histograms: read.histograms,

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Int64Array, ListBuilder, RecordBatch, StringArray, UInt8Array,
-    UInt16Builder, UInt64Array, UInt64Builder,
+    Array, ArrayRef, AsArray, Int64Array, ListArray, ListBuilder, RecordBatch, StringArray,
+    UInt8Array, UInt16Builder, UInt64Array, UInt64Builder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -181,6 +181,52 @@ impl BatchColumns {
     }
 }
 
+/// A batch's histogram columns: per row, a list of bucket indexes and one of counts.
+pub(super) struct BatchHistograms<'b> {
+    index: &'b ListArray,
+    count: &'b ListArray,
+    index_values: &'b [u16],
+    count_values: &'b [u64],
+}
+
+impl<'b> BatchHistograms<'b> {
+    pub fn of(batch: &'b RecordBatch) -> Result<BatchHistograms<'b>> {
+        let list = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_list_opt::<i32>())
+                .ok_or_else(|| Error::Schema(format!("column {name} is missing or not a list")))
+        };
+        let (index, count) = (list(schema::HIST_INDEX)?, list(schema::HIST_COUNT)?);
+        let (Some(i), Some(c)) = (
+            index.values().as_primitive_opt::<UInt16Type>(),
+            count.values().as_primitive_opt::<UInt64Type>(),
+        ) else {
+            return Err(Error::Schema("histogram columns of the wrong type".into()));
+        };
+        Ok(BatchHistograms {
+            index,
+            count,
+            index_values: i.values(),
+            count_values: c.values(),
+        })
+    }
+
+    /// Adds row `i`'s buckets to `h` (pairs past the shorter of its two lists are ignored).
+    pub fn add_to(&self, i: usize, h: &mut Histogram) {
+        let range = |l: &ListArray| {
+            let o = l.value_offsets();
+            let (a, b) = (o[i], o[i + 1]);
+            usize::try_from(a).unwrap_or(0)..usize::try_from(b).unwrap_or(0)
+        };
+        let indexes = self.index_values.get(range(self.index)).unwrap_or(&[]);
+        let counts = self.count_values.get(range(self.count)).unwrap_or(&[]);
+        for (index, count) in indexes.iter().zip(counts) {
+            h.add(*index, *count);
+        }
+    }
+}
+
 /// A record batch of a `table` file as rows; names repeat a lot, so each distinct one is
 /// allocated once per read (`interner`).
 pub(super) fn from_record_batch(
@@ -193,15 +239,7 @@ pub(super) fn from_record_batch(
     let (minute, flags) = (columns.minute(), columns.flags());
     let keys = columns.keys();
     let counters = columns.counters();
-    let list = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_list_opt::<i32>())
-            .cloned()
-            .ok_or_else(|| Error::Schema(format!("column {name} is missing or not a list")))
-    };
-    let hist_index = list(schema::HIST_INDEX)?;
-    let hist_count = list(schema::HIST_COUNT)?;
+    let histograms = BatchHistograms::of(batch)?;
     let mut rows = Vec::with_capacity(n);
     for i in 0..n {
         let row_keys = Keys::from_columns(
@@ -221,15 +259,8 @@ pub(super) fn from_record_batch(
                 })
             }),
         );
-        let (hi, hc) = (hist_index.value(i), hist_count.value(i));
-        let (Some(hi), Some(hc)) = (
-            hi.as_primitive_opt::<UInt16Type>(),
-            hc.as_primitive_opt::<UInt64Type>(),
-        ) else {
-            return Err(Error::Schema("histogram columns of the wrong type".into()));
-        };
-        let histogram =
-            Histogram::from_pairs(hi.values().iter().copied().zip(hc.values().iter().copied()));
+        let mut histogram = Histogram::default();
+        histograms.add_to(i, &mut histogram);
         let v = |c: usize| counters[c].value(i);
         rows.push(Row {
             key: RowKey {

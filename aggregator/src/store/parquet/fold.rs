@@ -8,13 +8,11 @@
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, ListArray};
-use datafusion::arrow::datatypes::{UInt16Type, UInt64Type};
 use datafusion::arrow::record_batch::RecordBatch;
 use foldhash::HashMap;
 use proto::{Side, Source};
 
-use super::codec::BatchColumns;
+use super::codec::{BatchColumns, BatchHistograms};
 use crate::histogram::Histogram;
 use crate::metrics::Metrics;
 use crate::row::{Keys, Row, RowKey};
@@ -116,7 +114,9 @@ pub(super) struct Fold {
     max_rows: Option<usize>,
     rows: usize,
     names: Names,
-    entities: HashMap<Entity, u32>,
+    /// Each entity's number, and the entities by number.
+    entity_ids: HashMap<Entity, u32>,
+    entities: Vec<Entity>,
     parts: Vec<Part>,
     part_of: HashMap<i64, usize>,
     /// The minutes `[from, to)` of the part the last row went to, and its index.
@@ -135,7 +135,8 @@ impl Fold {
             max_rows: request.max_rows,
             rows: 0,
             names: Names::new(),
-            entities: HashMap::default(),
+            entity_ids: HashMap::default(),
+            entities: Vec::new(),
             parts: Vec::new(),
             part_of: HashMap::default(),
             last: None,
@@ -178,7 +179,7 @@ impl Fold {
         let keys = columns.keys();
         let counters = columns.counters();
         let histograms = if self.histograms {
-            Some(Histograms::of(batch)?)
+            Some(BatchHistograms::of(batch)?)
         } else {
             None
         };
@@ -194,9 +195,15 @@ impl Fold {
                 source,
                 keys: ids,
             };
-            let next = u32::try_from(self.entities.len())
-                .map_err(|_| Error::Schema("more than 2³² entities in one read".into()))?;
-            let entity = *self.entities.entry(entity).or_insert(next);
+            let entity = match self.entity_ids.entry(entity) {
+                Entry::Occupied(e) => *e.get(),
+                Entry::Vacant(e) => {
+                    let id = u32::try_from(self.entities.len())
+                        .map_err(|_| Error::Schema("more than 2³² entities in one read".into()))?;
+                    self.entities.push(*e.key());
+                    *e.insert(id)
+                }
+            };
             let part = self.part(minute.value(i));
             let sums = match self.parts[part].sums.entry(entity) {
                 Entry::Occupied(e) => e.into_mut(),
@@ -241,16 +248,9 @@ impl Fold {
                 }
             }
         }
-        let mut entity_of: Vec<Option<Entity>> = vec![None; entities.len()];
-        for (entity, i) in entities {
-            if let Some(slot) = entity_of.get_mut(i as usize) {
-                *slot = Some(entity);
-            }
-        }
         let nkeys = table.keys().len();
         let mut out = Vec::with_capacity(rows);
-        for (entity, list) in entity_of.into_iter().zip(by_entity) {
-            let Some(entity) = entity else { continue };
+        for (entity, list) in entities.into_iter().zip(by_entity) {
             let keys = Keys::from_columns(
                 table,
                 entity.keys[..nkeys]
@@ -274,52 +274,5 @@ impl Fold {
             }
         }
         out
-    }
-}
-
-/// A batch's histogram columns: per row, a list of bucket indexes and one of counts.
-struct Histograms<'b> {
-    index: &'b ListArray,
-    count: &'b ListArray,
-    index_values: &'b [u16],
-    count_values: &'b [u64],
-}
-
-impl<'b> Histograms<'b> {
-    fn of(batch: &'b RecordBatch) -> Result<Histograms<'b>> {
-        let list = |name: &str| {
-            batch
-                .column_by_name(name)
-                .and_then(|c| c.as_list_opt::<i32>())
-                .ok_or_else(|| Error::Schema(format!("column {name} is missing or not a list")))
-        };
-        let (index, count) = (list(schema::HIST_INDEX)?, list(schema::HIST_COUNT)?);
-        let (Some(i), Some(c)) = (
-            index.values().as_primitive_opt::<UInt16Type>(),
-            count.values().as_primitive_opt::<UInt64Type>(),
-        ) else {
-            return Err(Error::Schema("histogram columns of the wrong type".into()));
-        };
-        Ok(Histograms {
-            index,
-            count,
-            index_values: i.values(),
-            count_values: c.values(),
-        })
-    }
-
-    /// Adds row `i`'s buckets to `h` (pairs past the shorter of its two lists are ignored,
-    /// as when rows are decoded whole).
-    fn add_to(&self, i: usize, h: &mut Histogram) {
-        let range = |l: &ListArray| {
-            let o = l.value_offsets();
-            let (a, b) = (o[i], o[i + 1]);
-            usize::try_from(a).unwrap_or(0)..usize::try_from(b).unwrap_or(0)
-        };
-        let indexes = self.index_values.get(range(self.index)).unwrap_or(&[]);
-        let counts = self.count_values.get(range(self.count)).unwrap_or(&[]);
-        for (index, count) in indexes.iter().zip(counts) {
-            h.add(*index, *count);
-        }
     }
 }

@@ -250,9 +250,9 @@ impl Store for ParquetStore {
     }
 
     /// Each part of the window is read from the coarsest tier that covers it (per-minute
-    /// reads take minute rows only: [`Resolution::plan`](crate::store::Resolution::plan)), plus, for the parts read from
-    /// hours and days, the minute files not added to the tiers yet; every row read is
-    /// summed into its part as it streams in ([`Fold`]).
+    /// reads take minute rows only: [`crate::store::Resolution::plan`]), plus, for the
+    /// parts read from hours and days, the minute files not added to the tiers yet; every
+    /// row read is summed into its part as it streams in ([`Fold`]).
     async fn scan(&self, request: &ScanRequest) -> Result<Vec<Row>> {
         let inner = &self.inner;
         let (table, filters) = (request.table, request.filters.as_slice());

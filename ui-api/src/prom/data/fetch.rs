@@ -66,6 +66,9 @@ impl<'a> Fetcher<'a> {
         cuts: Option<&[i64]>,
     ) -> Result<Vec<Series>, PromError> {
         let window = self.reader.window();
+        // Counters read in parts, when the caller allows: the cuts sorted once.
+        let parts = cuts
+            .map(|c| Resolution::parts(window.start_minute, window.end_minute, c.iter().copied()));
         let mut out: BTreeMap<Labels, Series> = BTreeMap::new();
         for set in matcher_sets(vs) {
             for f in FAMILIES {
@@ -76,12 +79,8 @@ impl<'a> Fetcher<'a> {
                 let all_picks = || picked.iter().flat_map(|(_, p)| p.iter().map(|(_, p)| *p));
                 let gauge = all_picks().any(|p| matches!(p, Pick::Quantile(_)));
                 let read = Read {
-                    resolution: match cuts {
-                        Some(cuts) if !gauge => Resolution::parts(
-                            window.start_minute,
-                            window.end_minute,
-                            cuts.iter().copied(),
-                        ),
+                    resolution: match &parts {
+                        Some(parts) if !gauge => parts.clone(),
                         _ => Resolution::Minute,
                     },
                     histograms: all_picks().any(Pick::needs_histograms),

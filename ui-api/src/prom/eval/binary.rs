@@ -8,7 +8,7 @@ use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::Evaluator;
-use super::labels::{drop_names, keep_only, list, unique, without_name};
+use super::labels::{drop_names, keep_only, unique, without_name};
 use super::value::{Sample, Value};
 use crate::prom::data::Labels;
 use crate::prom::error::PromError;
@@ -225,15 +225,10 @@ fn vector_vector(
             s.labels
         };
         if one_to_one {
+            // Per element: no set built per call (`on`/`ignoring` lists are short).
             match m {
-                Some(LabelModifier::Include(on)) => {
-                    let on = list(on);
-                    labels.retain(|k, _| on.contains(k.as_str()));
-                }
-                Some(LabelModifier::Exclude(ign)) => {
-                    let ign = list(ign);
-                    labels.retain(|k, _| !ign.contains(k.as_str()));
-                }
+                Some(LabelModifier::Include(on)) => labels.retain(|k, _| on.labels.contains(k)),
+                Some(LabelModifier::Exclude(ign)) => labels.retain(|k, _| !ign.labels.contains(k)),
                 None => {}
             }
         }
@@ -309,13 +304,11 @@ mod tests {
         ];
         let on = LabelModifier::Include(LabelList::new(vec!["service"]));
         let left = VectorMatchCardinality::ManyToOne(LabelList::new(vec!["tier"]));
-        let out = vector_vector(
-            token::T_DIV,
-            (endpoints.clone(), services.clone()),
-            (Some(&on), &left),
-            false,
-        )
-        .expect("group_left");
+        // `l op on (service) group_left (tier) r`.
+        let group_left = |op, l: &[Sample], r: &[Sample]| {
+            vector_vector(op, (l.to_vec(), r.to_vec()), (Some(&on), &left), false)
+        };
+        let out = group_left(token::T_DIV, &endpoints, &services).expect("group_left");
         assert_eq!(
             out,
             vec![
@@ -342,41 +335,23 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert_eq!(out[0], sample(&[("service", "a"), ("endpoint", "x")], 4.0));
         // A comparison keeps the left operand's value and the "many" side's name.
-        let out = vector_vector(
-            token::T_GTR,
-            (endpoints.clone(), services.clone()),
-            (Some(&on), &left),
-            false,
-        )
-        .expect("filter");
+        let out = group_left(token::T_GTR, &endpoints, &services).expect("filter");
         assert!(out.is_empty());
-        let out = vector_vector(
-            token::T_LSS,
-            (endpoints.clone(), services.clone()),
-            (Some(&on), &left),
-            false,
-        )
-        .expect("filter");
+        let out = group_left(token::T_LSS, &endpoints, &services).expect("filter");
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].labels["__name__"], "e");
         assert_eq!(out[0].value, 2.0);
         // The "one" side must be unique per match group…
         let twice = [services.clone(), services[..1].to_vec()].concat();
-        let err = vector_vector(
-            token::T_DIV,
-            (endpoints.clone(), twice),
-            (Some(&on), &left),
-            false,
-        )
-        .expect_err("duplicate on the one side");
+        let err =
+            group_left(token::T_DIV, &endpoints, &twice).expect_err("duplicate on the one side");
         assert!(format!("{err:?}").contains("duplicate series"), "{err:?}");
         // …and the results unique per group: two names that become one label set.
         let renamed = vec![
             sample(&[("__name__", "e1"), ("service", "a")], 1.0),
             sample(&[("__name__", "e2"), ("service", "a")], 1.0),
         ];
-        let err = vector_vector(token::T_DIV, (renamed, services), (Some(&on), &left), false)
-            .expect_err("not unique");
+        let err = group_left(token::T_DIV, &renamed, &services).expect_err("not unique");
         assert!(format!("{err:?}").contains("grouping labels"), "{err:?}");
     }
 

@@ -38,10 +38,6 @@ pub(super) fn unique(v: Vec<Sample>) -> Result<Vec<Sample>, PromError> {
     Ok(v)
 }
 
-pub(super) fn list(l: &LabelList) -> BTreeSet<&str> {
-    l.labels.iter().map(String::as_str).collect()
-}
-
 pub(super) fn keep_only(labels: &Labels, names: &LabelList) -> Labels {
     // Called per element and step: no set built per call (`by` lists are short).
     labels
