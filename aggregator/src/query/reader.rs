@@ -73,6 +73,7 @@ impl KeyMinutes {
 /// How finely a read keeps minutes apart, and whether it needs latency histograms.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Read {
+    /// Which minutes each returned row sums.
     pub resolution: Resolution,
     /// Without, histograms may come back empty (and the store reads less).
     pub histograms: bool,

@@ -123,6 +123,7 @@ pub(super) struct BatchColumns {
 }
 
 impl BatchColumns {
+    /// The columns of `batch`, a batch of a `table` file.
     pub fn of(table: Table, batch: &RecordBatch) -> Result<BatchColumns> {
         let utf8 = |name: &str| column(batch, name, &DataType::Utf8);
         Ok(BatchColumns {
@@ -145,10 +146,12 @@ impl BatchColumns {
         })
     }
 
+    /// Each row's minute (the start of its period).
     pub fn minute(&self) -> &Int64Array {
         self.minute.as_primitive::<Int64Type>()
     }
 
+    /// Each row's node flags.
     pub fn flags(&self) -> &UInt8Array {
         self.flags.as_primitive::<UInt8Type>()
     }
@@ -190,6 +193,7 @@ pub(super) struct BatchHistograms<'b> {
 }
 
 impl<'b> BatchHistograms<'b> {
+    /// The histogram columns of `batch`.
     pub fn of(batch: &'b RecordBatch) -> Result<BatchHistograms<'b>> {
         let list = |name: &str| {
             batch
