@@ -3,17 +3,17 @@
 in-process), so meshscope's ClickHouse client runs its modern-dialect SQL against a current
 engine in tests. POST a statement in the body (or `?query=` plus a body for INSERT);
 answers like ClickHouse: 200 with the output, or 500 with `Code: N. DB::Exception: ...`.
+Takes the directory for chDB's data as its argument (the caller owns and removes it).
 Prints the port it listens on, then serves one request at a time (a chDB session is not
 thread-safe) until killed."""
 
 import sys
-import tempfile
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from chdb import session
 
-SESSION = session.Session(tempfile.mkdtemp(prefix="meshscope-chdb-"))
+SESSION = session.Session(sys.argv[1])
 
 
 class Handler(BaseHTTPRequestHandler):

@@ -435,6 +435,7 @@ mod tests {
                 resolution: crate::store::Resolution::Minute,
                 histograms: true,
                 max_rows: None,
+                chosen_side: false,
             })
             .await
             .expect("scan");

@@ -170,6 +170,7 @@ async fn a_table_or_database_dropped_while_running_is_recreated() {
         resolution: Resolution::Minute,
         histograms: true,
         max_rows: None,
+        chosen_side: false,
     };
     // What a store holding `batches` returns.
     let expected = |batches: Vec<Arc<RowBatch>>, table| async move {

@@ -36,11 +36,13 @@ async fn same_as_parquet(store: &dyn Store) {
                 Table::ServiceRelation | Table::InstanceRelation => Key::Client,
             };
             // Per minute, merged, and split in parts that take hours and minutes (and,
-            // in the long window, days) from each store's tiers.
+            // in the long window, days) from each store's tiers; and split at every minute
+            // (past the cuts ClickHouse sums into parts itself in the long windows).
             let resolutions = [
                 Resolution::Minute,
                 Resolution::Window,
                 Resolution::parts(start, end, [midnight - 1800, midnight, midnight + 300]),
+                Resolution::parts(start, end, (start..end).step_by(60)),
             ];
             for resolution in &resolutions {
                 for filters in [
@@ -57,6 +59,7 @@ async fn same_as_parquet(store: &dyn Store) {
                         resolution: resolution.clone(),
                         histograms: true,
                         max_rows: None,
+                        chosen_side: false,
                     };
                     let want = sort(parquet.scan(&req).await.expect("parquet scan"));
                     let got = sort(
@@ -104,6 +107,7 @@ async fn clickhouse_18_16_returns_what_the_embedded_store_returns() {
         resolution: Resolution::Minute,
         histograms: true,
         max_rows: None,
+        chosen_side: false,
     };
     let minutes = |rows: Vec<aggregator::row::Row>| {
         let mut m: Vec<i64> = rows.iter().map(|r| r.key.minute).collect();

@@ -28,6 +28,7 @@ async fn a_replayed_spool_that_already_landed_is_not_counted_twice() {
         resolution: Resolution::Minute,
         histograms: true,
         max_rows: None,
+        chosen_side: false,
     };
     let before = store.scan(&request(Table::Endpoint)).await.expect("scan");
     store.close().await.expect("close");
@@ -136,6 +137,7 @@ async fn while_clickhouse_fails_new_batches_wait_on_disk() {
             resolution: Resolution::Minute,
             histograms: true,
             max_rows: None,
+            chosen_side: false,
         };
         let sorted = |mut rows: Vec<aggregator::row::Row>| {
             rows.sort_by(|x, y| x.key.cmp(&y.key));

@@ -176,14 +176,21 @@ pub struct Chdb {
     child: Child,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// chDB's data, removed when the stand-in stops (it is killed, so it cannot clean up).
+    _dir: tempfile::TempDir,
 }
 
 impl Chdb {
     pub fn start() -> Chdb {
         use std::io::BufRead;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chdb_server.py");
+        let dir = tempfile::Builder::new()
+            .prefix("meshscope-chdb-")
+            .tempdir()
+            .expect("temp dir");
         let mut child = Command::new("python3")
             .arg(&script)
+            .arg(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -201,6 +208,7 @@ impl Chdb {
         Chdb {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
         }
     }
 }

@@ -77,6 +77,9 @@ pub struct Read {
     pub resolution: Resolution,
     /// Without, histograms may come back empty (and the store reads less).
     pub histograms: bool,
+    /// Only the side [`KeyMinutes::chosen`] gives is read (the other may come back
+    /// empty, and the store returns fewer rows).
+    pub chosen_side: bool,
 }
 
 impl Read {
@@ -85,6 +88,7 @@ impl Read {
         Read {
             resolution: Resolution::Window,
             histograms,
+            chosen_side: false,
         }
     }
 
@@ -93,6 +97,7 @@ impl Read {
         Read {
             resolution: Resolution::Minute,
             histograms: true,
+            chosen_side: false,
         }
     }
 }
@@ -182,6 +187,7 @@ impl<'a> Reader<'a> {
             resolution: read.resolution.clone(),
             histograms: read.histograms,
             max_rows: None,
+            chosen_side: read.chosen_side,
         }
     }
 
@@ -490,9 +496,12 @@ mod tests {
             let store = &store;
             let dedup = &dedup;
             async move {
+                // The side rule's side is read as PromQL reads it (the store may leave
+                // out the other); a fixed side reads both.
                 let read = Read {
                     resolution: Resolution::parts(540, 1080, [part.start_minute]),
                     histograms: false,
+                    chosen_side: side.is_none(),
                 };
                 Reader::new(store, dedup, window)
                     .key_parts(Table::ServiceRelation, &[], &read)

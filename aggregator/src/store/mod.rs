@@ -40,6 +40,11 @@ pub struct ScanRequest {
     /// Most rows the answer may hold: a store that would return more stops reading and
     /// fails with [`crate::Error::TooManyRows`] (the read's memory stays bounded).
     pub max_rows: Option<usize>,
+    /// The caller reads each key's side as the side rule chooses it (the server's reports
+    /// when there are any in the window, else the client's): a store may then leave out
+    /// the client rows of a key and source that has server rows in the window. (It may
+    /// also return them; the caller applies the rule either way.)
+    pub chosen_side: bool,
 }
 
 /// How finely a scan keeps the minutes of its window apart. Each row it returns sums the

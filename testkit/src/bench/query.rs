@@ -61,6 +61,11 @@ pub struct QueryArgs {
     /// logs sent to the running server.
     #[arg(long, value_enum, default_value = "store")]
     pub ingest: Ingest,
+    /// Put the server's data in this new directory and keep it afterwards (to profile
+    /// queries against the same data with `meshscope serve --data-dir`); by default a
+    /// temporary directory, removed at the end.
+    #[arg(long, value_name = "DIR")]
+    pub keep_data: Option<PathBuf>,
 }
 
 /// How `bench query` loads its data.
@@ -293,7 +298,16 @@ pub async fn run(args: QueryArgs) -> Result<()> {
             "--services must be at least 2, --hours, --instances and --endpoints at least 1".into(),
         ));
     }
-    let dir = std::env::temp_dir().join(format!("meshscope-bench-query-{}", std::process::id()));
+    let dir = match &args.keep_data {
+        Some(dir) if dir.exists() => {
+            return Err(Error::Check(format!(
+                "--keep-data {}: it exists; name a new directory",
+                dir.display()
+            )));
+        }
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("meshscope-bench-query-{}", std::process::id())),
+    };
     std::fs::create_dir_all(&dir)
         .map_err(crate::error::io(format!("creating {}", dir.display())))?;
     let end = (crate::now_nanos() / 1_000_000_000).div_euclid(60) * 60;
@@ -485,6 +499,14 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         "  server peak RSS during the queries       {:.1} MiB",
         peak_rss_mib(server.pid)?
     );
+    let mut server = server;
+    if let Some(dir) = &args.keep_data {
+        server.keep_dir();
+        println!(
+            "  data kept in {} (window {start}..{end}, unix seconds)",
+            dir.display()
+        );
+    }
     server.stop().await;
     Ok(())
 }

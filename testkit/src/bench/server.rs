@@ -65,6 +65,8 @@ pub struct Server {
     /// Trusts the server's CA and sends the admin token, when secured.
     client: reqwest::Client,
     dir: PathBuf,
+    /// Leave `dir` in place on [`Server::stop`].
+    keep_dir: bool,
 }
 
 impl Server {
@@ -159,6 +161,7 @@ impl Server {
             secured,
             client,
             dir,
+            keep_dir: false,
         })
     }
 
@@ -201,13 +204,20 @@ impl Server {
         Ok(resp.text().await?)
     }
 
-    /// SIGTERM, wait, remove the data dir.
+    /// Leaves the data dir in place when the server stops.
+    pub fn keep_dir(&mut self) {
+        self.keep_dir = true;
+    }
+
+    /// SIGTERM, wait, remove the data dir (unless kept).
     pub async fn stop(mut self) {
         let _ = tokio::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()
             .await;
         let _ = tokio::time::timeout(Duration::from_secs(15), self.child.wait()).await;
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

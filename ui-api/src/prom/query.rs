@@ -2,7 +2,9 @@
 //! ([`super::eval::Evaluator::load`]), evaluate at each step off the async workers, and
 //! answer in Prometheus' result shapes.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use axum::Extension;
 use axum::extract::State;
@@ -52,7 +54,7 @@ pub async fn instant_query(
         eval::Value::Vector(v) => QueryData::Vector(
             v.into_iter()
                 .map(|s| VectorSample {
-                    metric: s.labels,
+                    metric: Arc::unwrap_or_clone(s.labels),
                     value: Point::at(t, s.value),
                 })
                 .collect(),
@@ -60,7 +62,7 @@ pub async fn instant_query(
         eval::Value::Matrix(m) => QueryData::Matrix(
             m.into_iter()
                 .map(|(labels, points)| MatrixSeries {
-                    metric: labels,
+                    metric: Arc::unwrap_or_clone(labels),
                     values: points.into_iter().map(|(ts, v)| Point::at(ts, v)).collect(),
                 })
                 .collect(),
@@ -99,16 +101,25 @@ pub async fn range_query(
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector",
         ));
     }
+    let loading = std::time::Instant::now();
     let ev = Evaluator::load(&state, expr, (start, end, step), budget).await?;
+    let loaded = loading.elapsed();
     let result = blocking(move || {
-        let mut series: BTreeMap<Labels, Vec<Point>> = BTreeMap::new();
+        // Each result series' points, found by its labels (hashed: a step's samples come
+        // in any order), and sorted by labels once at the end. A sample whose labels are
+        // the very `Arc` a series was first seen with (most are: a selector's series and
+        // an aggregation's groups keep theirs across steps) is found by address: that
+        // `Arc` is kept in `series`, so its address names it alone.
+        let mut index: HashMap<Arc<Labels>, usize> = HashMap::default();
+        let mut by_address: HashMap<usize, usize> = HashMap::default();
+        let mut series: Vec<(Arc<Labels>, Vec<Point>)> = Vec::new();
         let mut points = 0usize;
         for i in 0..=steps {
             // i·step ≤ end − start: no overflow.
             let t = start + i * step;
             let samples = match ev.eval_at(t)? {
                 eval::Value::Scalar(v) => vec![eval::Sample {
-                    labels: Labels::new(),
+                    labels: Arc::new(Labels::new()),
                     value: v,
                 }],
                 eval::Value::Vector(v) => v,
@@ -125,15 +136,38 @@ pub async fn range_query(
                 )));
             }
             for s in samples {
-                series
-                    .entry(s.labels)
-                    .or_default()
-                    .push(Point::at(t, s.value));
+                let point = Point::at(t, s.value);
+                let address = Arc::as_ptr(&s.labels) as usize;
+                if let Some(i) = by_address.get(&address) {
+                    series[*i].1.push(point);
+                    continue;
+                }
+                match index.get(&s.labels) {
+                    Some(i) => series[*i].1.push(point),
+                    None => {
+                        index.insert(s.labels.clone(), series.len());
+                        by_address.insert(address, series.len());
+                        series.push((s.labels, vec![point]));
+                    }
+                }
             }
         }
+        let evaluated = loading.elapsed().saturating_sub(loaded);
+        tracing::debug!(
+            load_ms = loaded.as_millis(),
+            eval_ms = evaluated.as_millis(),
+            steps = steps + 1,
+            points,
+            "range query"
+        );
+        drop((index, by_address));
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Ok(series
             .into_iter()
-            .map(|(metric, values)| MatrixSeries { metric, values })
+            .map(|(metric, values)| MatrixSeries {
+                metric: Arc::unwrap_or_clone(metric),
+                values,
+            })
             .collect())
     })
     .await?;

@@ -228,6 +228,24 @@ fn settle(exact: u64, approx: f64) -> u64 {
     }
 }
 
+/// Most cuts of a split read that ClickHouse sums into parts itself (a `multiIf` branch
+/// per cut, evaluated per row); past it, rows come back per stored row minute and are
+/// summed into their parts here.
+const MAX_SQL_CUTS: usize = 64;
+
+/// The start of the part of a window starting at `start` and cut at `cuts` that holds a
+/// row's minute, as a ClickHouse expression (the numbers are ours, never input text).
+fn part_expression(start: i64, cuts: &[i64]) -> String {
+    let mut branches = Vec::with_capacity(2 * cuts.len() + 1);
+    let mut part = start;
+    for c in cuts {
+        branches.push(format!("minute < toDateTime({c}), toInt64({part})"));
+        part = *c;
+    }
+    branches.push(format!("toInt64({part})"));
+    format!("multiIf({})", branches.join(", "))
+}
+
 /// The rows a read takes by `plan` (a merged read over minutes `[start, end)`: whole UTC
 /// days from day rows, whole hours from hour rows, the rest from minute rows), as a
 /// `WHERE` condition.
@@ -281,12 +299,20 @@ impl Store for ClickHouseStore {
             .iter()
             .map(|k| format!("`{}`", k.column()))
             .collect();
-        // A per-minute or split read groups by the stored row's minute (the start of its
-        // minute, hour or day); the rows are then summed into their parts here.
+        // A per-minute read groups by the stored row's minute. A split read with a few
+        // cuts groups by the start of each row's part (ClickHouse sums the parts); with
+        // many, by the stored row's minute (the start of its minute, hour or day), and
+        // the rows are summed into their parts here.
         let by_row_minute = request.resolution != Resolution::Window;
+        let summed_parts = match &request.resolution {
+            Resolution::Parts(cuts) if cuts.len() <= MAX_SQL_CUTS => Some(cuts.clone()),
+            _ => None,
+        };
         let mut group: Vec<String> = Vec::new();
-        if by_row_minute {
-            group.push("toUInt32(minute)".into());
+        match &summed_parts {
+            Some(cuts) => group.push(part_expression(request.start_minute, cuts)),
+            None if by_row_minute => group.push("toUInt32(minute)".into()),
+            None => {}
         }
         group.extend(["side".to_string(), "source".to_string()]);
         group.extend(keys.iter().cloned());
@@ -310,11 +336,11 @@ impl Store for ClickHouseStore {
             let _ = write!(filter, " AND `{}` = {}", k.column(), quote(v));
         }
         // A bound on the answer's rows: ClickHouse stops one row past it (rows of a split
-        // read are checked once summed into their parts, below).
-        let limit = match (request.max_rows, &request.resolution) {
-            (Some(max), Resolution::Window | Resolution::Minute) => {
-                format!(" LIMIT {}", max.saturating_add(1))
-            }
+        // read summed here are checked once summed into their parts, below).
+        let summed_here =
+            matches!(request.resolution, Resolution::Parts(_)) && summed_parts.is_none();
+        let limit = match request.max_rows {
+            Some(max) if !summed_here => format!(" LIMIT {}", max.saturating_add(1)),
             _ => String::new(),
         };
         let sql = format!(
@@ -331,7 +357,7 @@ impl Store for ClickHouseStore {
             &String::from_utf8_lossy(&text),
         )?;
         let rows = match &request.resolution {
-            Resolution::Parts(_) => {
+            Resolution::Parts(_) if summed_here => {
                 let mut merged = RowMerger::default();
                 for mut row in rows {
                     row.key.minute = request
@@ -341,7 +367,7 @@ impl Store for ClickHouseStore {
                 }
                 merged.finish()
             }
-            Resolution::Window | Resolution::Minute => rows,
+            _ => rows,
         };
         match request.max_rows {
             Some(max) if rows.len() > max => Err(Error::TooManyRows(max)),

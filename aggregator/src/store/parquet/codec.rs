@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, ListArray, ListBuilder, RecordBatch, StringArray,
-    UInt8Array, UInt16Builder, UInt64Array, UInt64Builder,
+    StringViewArray, UInt8Array, UInt16Builder, UInt64Array, UInt64Builder,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
@@ -46,6 +46,52 @@ pub fn arrow_schema(table: Table) -> SchemaRef {
         false,
     ));
     Arc::new(Schema::new(fields))
+}
+
+/// The schema scans read `table` files in: as stored, with the key columns as string
+/// views, which the Parquet decoder builds straight from a file's dictionary pages without
+/// copying each row's string, and whose raw views let a reader recognise a repeated value
+/// without hashing it ([`Strings::view`]).
+pub fn scan_schema(table: Table) -> SchemaRef {
+    let keys: Vec<&str> = table.keys().iter().map(|k| k.column()).collect();
+    let fields: Vec<Field> = arrow_schema(table)
+        .fields()
+        .iter()
+        .map(|f| {
+            if keys.contains(&f.name().as_str()) {
+                Field::new(f.name(), DataType::Utf8View, f.is_nullable())
+            } else {
+                Field::clone(f)
+            }
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// A string column as a reader got it: plain (a file read whole) or as views (a scan).
+pub(super) enum Strings<'a> {
+    Plain(&'a StringArray),
+    Views(&'a StringViewArray),
+}
+
+impl<'a> Strings<'a> {
+    /// Row `i`'s value.
+    pub fn value(&self, i: usize) -> &'a str {
+        match self {
+            Strings::Plain(a) => a.value(i),
+            Strings::Views(a) => a.value(i),
+        }
+    }
+
+    /// Row `i`'s raw view, when the column holds views: within one array, rows with equal
+    /// views hold equal strings (a view is the string itself up to 12 bytes, else its
+    /// length, prefix, buffer and offset).
+    pub fn view(&self, i: usize) -> Option<u128> {
+        match self {
+            Strings::Plain(_) => None,
+            Strings::Views(a) => a.views().get(i).copied(),
+        }
+    }
 }
 
 /// Rows of `table` as one record batch in its file schema.
@@ -133,10 +179,14 @@ impl BatchColumns {
                 Some(_) => Some(utf8(schema::SOURCE)?),
                 None => None,
             },
+            // As views when a scan read them so, else as plain strings.
             keys: table
                 .keys()
                 .iter()
-                .map(|k| utf8(k.column()))
+                .map(|k| match batch.column_by_name(k.column()) {
+                    Some(c) if c.data_type() == &DataType::Utf8View => Ok(c.clone()),
+                    _ => utf8(k.column()),
+                })
                 .collect::<Result<_>>()?,
             flags: column(batch, schema::FLAGS, &DataType::UInt8)?,
             counters: schema::COUNTER_COLUMNS
@@ -157,8 +207,14 @@ impl BatchColumns {
     }
 
     /// The key columns, in the table's order.
-    pub fn keys(&self) -> Vec<&StringArray> {
-        self.keys.iter().map(|k| k.as_string::<i32>()).collect()
+    pub fn keys(&self) -> Vec<Strings<'_>> {
+        self.keys
+            .iter()
+            .map(|k| match k.data_type() {
+                DataType::Utf8View => Strings::Views(k.as_string_view()),
+                _ => Strings::Plain(k.as_string::<i32>()),
+            })
+            .collect()
     }
 
     /// The counter columns, in [`schema::COUNTER_COLUMNS`] order.

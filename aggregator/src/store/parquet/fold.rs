@@ -9,7 +9,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use proto::{Side, Source};
 
 use super::codec::{BatchColumns, BatchHistograms};
@@ -48,12 +48,15 @@ struct Sums {
     histogram: Histogram,
 }
 
-/// The sums of one part of the window, per entity.
+/// The sums of one part of the window: entities and their sums, in the order met.
 #[derive(Debug)]
 struct Part {
     start: i64,
-    sums: HashMap<u32, Sums>,
+    sums: Vec<(u32, Sums)>,
 }
+
+/// No slot: the entity has no sums in the current part.
+const NO_SLOT: u32 = u32::MAX;
 
 /// Distinct names of one read; id 0 is the empty value.
 #[derive(Debug)]
@@ -100,8 +103,9 @@ impl Names {
 /// The result rows of one scan, summed as batches arrive.
 ///
 /// Stored rows come sorted by minute, so consecutive rows fall in one part: the sums are
-/// kept per part (a small map from entity to sums that stays in the CPU's caches while its
-/// rows stream by), and entities are numbered once per read.
+/// kept per part, found through a table from entity number to slot that describes the
+/// current part (an array index per row rather than a hash lookup, rebuilt in the rare
+/// switch back to an earlier part), and entities are numbered once per read.
 #[derive(Debug)]
 pub(super) struct Fold {
     table: Table,
@@ -110,15 +114,23 @@ pub(super) struct Fold {
     end: i64,
     resolution: Resolution,
     histograms: bool,
+    /// Leave out the client rows of a key and source with server rows.
+    chosen_side: bool,
     /// Most result rows; past it [`Fold::add`] fails.
     max_rows: Option<usize>,
     rows: usize,
     names: Names,
+    /// Per key column, the name ids of the views met in the current batch (a batch's
+    /// repeated values are looked up by their 16-byte view, not hashed as strings).
+    views: Vec<HashMap<u128, u32>>,
     /// Each entity's number, and the entities by number.
     entity_ids: HashMap<Entity, u32>,
     entities: Vec<Entity>,
     parts: Vec<Part>,
     part_of: HashMap<i64, usize>,
+    /// For each entity, its slot in the sums of part `current` (or [`NO_SLOT`]).
+    slots: Vec<u32>,
+    current: Option<usize>,
     /// The minutes `[from, to)` of the part the last row went to, and its index.
     last: Option<(i64, i64, usize)>,
 }
@@ -132,13 +144,17 @@ impl Fold {
             end,
             resolution: request.resolution.clone(),
             histograms: request.histograms,
+            chosen_side: request.chosen_side,
             max_rows: request.max_rows,
             rows: 0,
             names: Names::new(),
+            views: table.keys().iter().map(|_| HashMap::default()).collect(),
             entity_ids: HashMap::default(),
             entities: Vec::new(),
             parts: Vec::new(),
             part_of: HashMap::default(),
+            slots: Vec::new(),
+            current: None,
             last: None,
         }
     }
@@ -161,15 +177,41 @@ impl Fold {
         let i = match self.part_of.entry(start) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
+                // A part usually holds about as many entities as the one before it.
+                let like = self.parts.last().map_or(0, |p| p.sums.len());
                 self.parts.push(Part {
                     start,
-                    sums: HashMap::default(),
+                    sums: Vec::with_capacity(like),
                 });
                 *e.insert(self.parts.len() - 1)
             }
         };
         self.last = Some((start, end, i));
+        self.switch_to(i);
         i
+    }
+
+    /// Makes `slots` describe part `i`.
+    fn switch_to(&mut self, i: usize) {
+        if self.current == Some(i) {
+            return;
+        }
+        if let Some(old) = self.current.and_then(|c| self.parts.get(c)) {
+            for (entity, _) in &old.sums {
+                if let Some(s) = self.slots.get_mut(*entity as usize) {
+                    *s = NO_SLOT;
+                }
+            }
+        }
+        if let Some(new) = self.parts.get(i) {
+            for (slot, (entity, _)) in new.sums.iter().enumerate() {
+                if let Some(s) = self.slots.get_mut(*entity as usize) {
+                    // A part's sums are fewer than its read's entities (< 2³²).
+                    *s = slot as u32;
+                }
+            }
+        }
+        self.current = Some(i);
     }
 
     /// Adds a record batch holding (at least) [`columns`] of a `table` file.
@@ -185,10 +227,22 @@ impl Fold {
         };
         let mut last = [0u32; MAX_KEYS];
         let mut ids = [0u32; MAX_KEYS];
+        // Views identify values within one batch only.
+        for cache in &mut self.views {
+            cache.clear();
+        }
         for i in 0..batch.num_rows() {
             let (side, source) = (columns.side(i)?, columns.source(i)?);
-            for (k, values) in keys.iter().enumerate() {
-                ids[k] = self.names.id(values.value(i), &mut last[k])?;
+            for (k, (values, cache)) in keys.iter().zip(&mut self.views).enumerate() {
+                ids[k] = match values.view(i) {
+                    Some(view) => match cache.entry(view) {
+                        Entry::Occupied(e) => *e.get(),
+                        Entry::Vacant(e) => {
+                            *e.insert(self.names.id(values.value(i), &mut last[k])?)
+                        }
+                    },
+                    None => self.names.id(values.value(i), &mut last[k])?,
+                };
             }
             let entity = Entity {
                 side,
@@ -201,22 +255,24 @@ impl Fold {
                     let id = u32::try_from(self.entities.len())
                         .map_err(|_| Error::Schema("more than 2³² entities in one read".into()))?;
                     self.entities.push(*e.key());
+                    self.slots.push(NO_SLOT);
                     *e.insert(id)
                 }
             };
-            let part = self.part(minute.value(i));
-            let sums = match self.parts[part].sums.entry(entity) {
-                Entry::Occupied(e) => e.into_mut(),
-                Entry::Vacant(e) => {
-                    self.rows += 1;
-                    if let Some(max) = self.max_rows
-                        && self.rows > max
-                    {
-                        return Err(Error::TooManyRows(max));
-                    }
-                    e.insert(Sums::default())
+            let p = self.part(minute.value(i));
+            let part = &mut self.parts[p];
+            let slot = &mut self.slots[entity as usize];
+            if *slot == NO_SLOT {
+                self.rows += 1;
+                if let Some(max) = self.max_rows
+                    && self.rows > max
+                {
+                    return Err(Error::TooManyRows(max));
                 }
-            };
+                *slot = part.sums.len() as u32;
+                part.sums.push((entity, Sums::default()));
+            }
+            let sums = &mut part.sums[*slot as usize].1;
             sums.flags |= flags.value(i);
             for (sum, values) in sums.counters.iter_mut().zip(&counters) {
                 *sum = sum.saturating_add(values.value(i));
@@ -235,16 +291,36 @@ impl Fold {
             names,
             entities,
             mut parts,
-            rows,
+            chosen_side,
             ..
         } = self;
+        // With `chosen_side`, a client entity whose key and source also have a server
+        // entity is left out (its sums dropped as they are met).
+        let served: HashSet<(Source, [u32; MAX_KEYS])> = if chosen_side {
+            entities
+                .iter()
+                .filter(|e| e.side == Side::Server)
+                .map(|e| (e.source, e.keys))
+                .collect()
+        } else {
+            HashSet::default()
+        };
+        let kept: Vec<bool> = entities
+            .iter()
+            .map(|e| e.side == Side::Server || !served.contains(&(e.source, e.keys)))
+            .collect();
+        drop(served);
         let mut by_entity: Vec<Vec<(i64, Sums)>> = Vec::new();
         by_entity.resize_with(entities.len(), Vec::new);
+        let mut rows = 0;
         parts.sort_unstable_by_key(|p| p.start);
         for part in parts {
             for (entity, sums) in part.sums {
-                if let Some(list) = by_entity.get_mut(entity as usize) {
+                if let Some(list) = by_entity.get_mut(entity as usize)
+                    && kept.get(entity as usize) == Some(&true)
+                {
                     list.push((part.start, sums));
+                    rows += 1;
                 }
             }
         }

@@ -94,6 +94,7 @@ mod test_support {
             resolution: Resolution::Window,
             histograms: true,
             max_rows: None,
+            chosen_side: false,
         }
     }
 

@@ -16,7 +16,7 @@ use datafusion::parquet::arrow::arrow_reader::{
 use datafusion::prelude::{ParquetReadOptions, col, lit};
 use futures::{FutureExt, StreamExt};
 
-use super::codec::{arrow_schema, from_record_batch};
+use super::codec::{from_record_batch, scan_schema};
 use super::fold::{Fold, columns};
 use super::manifest::{Files, io_err};
 use super::store::{Inner, lock};
@@ -56,7 +56,7 @@ impl Inner {
         if paths.is_empty() || ranges.is_empty() {
             return Ok(());
         }
-        let schema = arrow_schema(table);
+        let schema = scan_schema(table);
         let options = ParquetReadOptions::default().schema(&schema);
         // Reading the files' metadata (and the Arrow schema stored in it) may panic on a
         // damaged file too, as decoding can (below).

@@ -194,6 +194,7 @@ mod tests {
             resolution: crate::store::Resolution::Window,
             histograms: true,
             max_rows: None,
+            chosen_side: false,
         }
     }
 
@@ -245,8 +246,8 @@ mod tests {
         /// Whatever the flushes, the maintenance in between and the window (within an
         /// hour, across hours, across days, ragged ends), a merged read over the tiers
         /// answers exactly the sums of the generated rows in the window; so does each
-        /// part of a read split at random minutes and hours, and a read without
-        /// histograms gives the same counters.
+        /// part of a read split at random minutes and hours (also when it reads the
+        /// side rule's side only), and a read without histograms gives the same counters.
         #[test]
         fn tiered_reads_equal_the_minute_rows((rows, cuts, windows, splits) in scenario()) {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -292,17 +293,27 @@ mod tests {
                         crate::store::Resolution::Parts(c) => std::iter::once(a).chain(c.iter().copied()).chain([b]).collect(),
                         _ => vec![a, b],
                     };
+                    // And reading the chosen side only: a service's client rows go when it
+                    // has server rows anywhere in the window.
+                    let served: Vec<u8> = expected(&rows, a, b).keys().filter(|k| k.0).map(|k| k.1).collect();
                     let split = ScanRequest { resolution, ..request.clone() };
-                    let got = store.scan(&split).await.expect("scan");
-                    let mut by_part: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
-                    for r in got {
-                        by_part.entry(r.key.minute).or_default().push(r);
+                    for chosen_side in [false, true] {
+                        let request = ScanRequest { chosen_side, ..split.clone() };
+                        let got = store.scan(&request).await.expect("scan");
+                        let mut by_part: BTreeMap<i64, Vec<Row>> = BTreeMap::new();
+                        for r in got {
+                            by_part.entry(r.key.minute).or_default().push(r);
+                        }
+                        for w in bounds.windows(2) {
+                            let got = by_part.remove(&w[0]).unwrap_or_default();
+                            let mut want = expected(&rows, w[0], w[1]);
+                            if chosen_side {
+                                want.retain(|(server, s), _| *server || !served.contains(s));
+                            }
+                            prop_assert_eq!(answered(&got), want, "part {}..{}, chosen side {}", w[0], w[1], chosen_side);
+                        }
+                        prop_assert!(by_part.is_empty(), "rows outside the parts: {:?}", by_part.keys());
                     }
-                    for w in bounds.windows(2) {
-                        let got = by_part.remove(&w[0]).unwrap_or_default();
-                        prop_assert_eq!(answered(&got), expected(&rows, w[0], w[1]), "part {}..{}", w[0], w[1]);
-                    }
-                    prop_assert!(by_part.is_empty(), "rows outside the parts: {:?}", by_part.keys());
                 }
                 Ok(())
             })?;
@@ -476,6 +487,7 @@ mod tests {
                 resolution: crate::store::Resolution::Minute,
                 histograms: true,
                 max_rows: None,
+                chosen_side: false,
             })
             .await
             .expect("scan");

@@ -84,6 +84,7 @@ impl<'a> Fetcher<'a> {
                         _ => Resolution::Minute,
                     },
                     histograms: all_picks().any(Pick::needs_histograms),
+                    chosen_side: matches!(f.reports, Reports::Chosen),
                 };
                 let end = |start: i64| read.resolution.part_end(start, window.end_minute) * 1000;
                 let rows = self

@@ -2,6 +2,7 @@
 //! instant selectors see in it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One series' labels, `__name__` included.
 pub type Labels = BTreeMap<String, String>;
@@ -35,11 +36,11 @@ pub enum SeriesKind {
 /// One series over the query's window.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// Its labels, `__name__` included.
-    pub labels: Labels,
+    /// Its labels, `__name__` included (shared with the samples read from it).
+    pub labels: Arc<Labels>,
     /// Its labels without `__name__` (what `rate` and most functions answer with), made
     /// once rather than at every step.
-    pub bare: Labels,
+    pub bare: Arc<Labels>,
     /// How its points are read.
     pub kind: SeriesKind,
     /// `(minute end in ms, value)` per minute with data, in time order: a counter's running
@@ -57,6 +58,7 @@ impl Series {
     pub fn new(labels: Labels, kind: SeriesKind, points: Vec<(i64, f64)>) -> Series {
         let mut bare = labels.clone();
         bare.remove("__name__");
+        let (labels, bare) = (Arc::new(labels), Arc::new(bare));
         let mut spans: Vec<(i64, i64)> = Vec::new();
         if kind == SeriesKind::Counter {
             for &(end, _) in &points {

@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use foldhash::HashMap;
+
 use promql_parser::parser::token;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::Evaluator;
-use super::labels::{drop_names, keep_only};
+use super::labels::{drop_names, grouping, keep_only};
 use super::value::{Sample, Value};
 use crate::prom::data::Labels;
 use crate::prom::error::PromError;
@@ -60,9 +62,21 @@ impl Evaluator {
             min: Option<f64>,
             max: Option<f64>,
         }
-        let mut groups: BTreeMap<Labels, Acc> = BTreeMap::new();
+        // Groups are found by their labels borrowed from the samples (no label set is built
+        // per sample), and built once each at the end, in label order.
+        let mut index: HashMap<Vec<(&str, &str)>, usize> = HashMap::default();
+        let mut groups: Vec<(Vec<(&str, &str)>, Acc)> = Vec::new();
         for s in &v {
-            let acc = groups.entry(group(&s.labels)).or_default();
+            let key = grouping(&s.labels, a.modifier.as_ref());
+            let i = match index.get(&key) {
+                Some(i) => *i,
+                None => {
+                    groups.push((key.clone(), Acc::default()));
+                    index.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            let acc = &mut groups[i].1;
             acc.sum += s.value;
             acc.n += 1.0;
             // NaN only when every value is NaN, as in Prometheus.
@@ -90,10 +104,12 @@ impl Evaluator {
                 }
             })
         };
+        drop(index);
+        groups.sort_unstable_by(|x, y| x.0.cmp(&y.0));
         let mut out = Vec::with_capacity(groups.len());
         for (labels, acc) in &groups {
             out.push(Sample {
-                labels: labels.clone(),
+                labels: self.intern(labels),
                 value: value(acc)?,
             });
         }

@@ -3,6 +3,7 @@
 //! with `on` / `ignoring`, and `and`, `or`, `unless`, as Prometheus evaluates them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use promql_parser::parser::token::{self, TokenId};
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
@@ -227,22 +228,27 @@ fn vector_vector(
         if one_to_one {
             // Per element: no set built per call (`on`/`ignoring` lists are short).
             match m {
-                Some(LabelModifier::Include(on)) => labels.retain(|k, _| on.labels.contains(k)),
-                Some(LabelModifier::Exclude(ign)) => labels.retain(|k, _| !ign.labels.contains(k)),
+                Some(LabelModifier::Include(on)) => {
+                    Arc::make_mut(&mut labels).retain(|k, _| on.labels.contains(k));
+                }
+                Some(LabelModifier::Exclude(ign)) => {
+                    Arc::make_mut(&mut labels).retain(|k, _| !ign.labels.contains(k));
+                }
                 None => {}
             }
         }
         // `group_left(x)`: x comes from the "one" side (absent there: absent here).
         for name in include {
+            let l = Arc::make_mut(&mut labels);
             match o.labels.get(name).filter(|v| !v.is_empty()) {
-                Some(v) => labels.insert(name.clone(), v.clone()),
-                None => labels.remove(name),
+                Some(v) => l.insert(name.clone(), v.clone()),
+                None => l.remove(name),
             };
         }
         let fresh = if one_to_one {
             seen.insert((sig, Labels::new()))
         } else {
-            seen.insert((sig, labels.clone()))
+            seen.insert((sig, Labels::clone(&labels)))
         };
         if !fresh {
             return Err(PromError::unsupported(if one_to_one {

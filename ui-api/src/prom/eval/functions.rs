@@ -1,6 +1,8 @@
 //! Function calls: `rate`, `increase`, the `*_over_time` family, `histogram_quantile`,
 //! `vector`, `scalar`, `time` and the math functions. Anything else is a 422.
 
+use std::sync::Arc;
+
 use promql_parser::parser::{Call, Expr};
 
 use super::Evaluator;
@@ -60,7 +62,11 @@ impl Evaluator {
                         value,
                     });
                 }
-                Ok(Value::Vector(unique(out)?))
+                if self.bare_distinct(&ms.vs) {
+                    Ok(Value::Vector(out))
+                } else {
+                    Ok(Value::Vector(unique(out)?))
+                }
             }
             "sum_over_time" | "avg_over_time" | "min_over_time" | "max_over_time"
             | "count_over_time" => {
@@ -95,7 +101,7 @@ impl Evaluator {
                 )))
             }
             "vector" => Ok(Value::Vector(vec![Sample {
-                labels: Labels::new(),
+                labels: Arc::new(Labels::new()),
                 value: self.scalar_arg(arg(0)?, t)?,
             }])),
             "scalar" => {

@@ -1,6 +1,7 @@
 //! `histogram_quantile` over classic `_bucket{le}` series, as Prometheus computes it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::labels::without_name;
 use super::value::Sample;
@@ -14,14 +15,14 @@ pub(super) fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
         let Some(le) = s.labels.get("le").and_then(|le| parse_le(le)) else {
             continue;
         };
-        let mut labels = without_name(&s.labels);
+        let mut labels = Labels::clone(&without_name(&s.labels));
         labels.remove("le");
         groups.entry(labels).or_default().push((le, s.value));
     }
     groups
         .into_iter()
         .map(|(labels, buckets)| Sample {
-            labels,
+            labels: Arc::new(labels),
             value: bucket_quantile(q, buckets),
         })
         .collect()

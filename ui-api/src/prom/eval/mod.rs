@@ -37,13 +37,15 @@ mod labels;
 mod selectors;
 mod value;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use aggregator::query::Window;
 use promql_parser::parser::{Expr, MatrixSelector, VectorSelector};
 
-use super::data::{self, Fetcher, LOOKBACK_MS, MAX_SAMPLES, Series};
+use super::data::{self, Fetcher, LOOKBACK_MS, Labels, MAX_SAMPLES, Series};
 use super::error::PromError;
 use crate::limits::{Budget, SampleMeter};
 use crate::state::ApiState;
@@ -63,12 +65,19 @@ pub struct Evaluator {
     /// share one.
     index: HashMap<usize, usize>,
     loaded: Vec<Vec<Series>>,
+    /// For each entry of `loaded`, whether its series stay distinct without `__name__`
+    /// (then `rate` and `increase` need not check their result for duplicates).
+    bare_distinct: Vec<bool>,
     /// The query's start and end (ms), for `@ start()` / `@ end()`.
     start: i64,
     end: i64,
     /// Samples touched by range selectors at the current step (bounded by
     /// [`MAX_SAMPLES`]).
     touched: Cell<usize>,
+    /// The label sets aggregations built, by hash: a group's labels are built once per
+    /// query and shared by its samples at every step (see [`Evaluator::intern`]).
+    interned: RefCell<HashMap<u64, Vec<Arc<Labels>>>>,
+    hasher: foldhash::fast::RandomState,
     /// What the whole query may still spend: samples over every step, its deadline, its
     /// cancellation.
     budget: Budget,
@@ -80,9 +89,12 @@ impl Evaluator {
             expr,
             index: HashMap::new(),
             loaded: Vec::new(),
+            bare_distinct: Vec::new(),
             start,
             end,
             touched: Cell::new(0),
+            interned: RefCell::new(HashMap::new()),
+            hasher: foldhash::fast::RandomState::default(),
             budget,
         }
     }
@@ -176,6 +188,7 @@ impl Evaluator {
         }
         drop(sels);
         let mut ev = Evaluator::new(expr, start, end, budget);
+        ev.bare_distinct = loaded.iter().map(|series| unique_bare(series)).collect();
         ev.index = index;
         ev.loaded = loaded;
         Ok(ev)
@@ -190,6 +203,40 @@ impl Evaluator {
             .get(&address(vs))
             .and_then(|i| self.loaded.get(*i))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// The label set of `pairs` (in label order), built once per query: the same `Arc`
+    /// at every step, which a range query's result recognises without comparing labels.
+    fn intern(&self, pairs: &[(&str, &str)]) -> Arc<Labels> {
+        let hash = self.hasher.hash_one(pairs);
+        let mut interned = self.interned.borrow_mut();
+        let same = interned.entry(hash).or_default();
+        let equal = |l: &Arc<Labels>| {
+            l.len() == pairs.len()
+                && l.iter()
+                    .zip(pairs)
+                    .all(|((k, v), (pk, pv))| k == pk && v == pv)
+        };
+        if let Some(l) = same.iter().find(|l| equal(l)) {
+            return l.clone();
+        }
+        let labels = Arc::new(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        same.push(Arc::clone(&labels));
+        labels
+    }
+
+    /// Whether the series of `vs` stay distinct without `__name__`.
+    fn bare_distinct(&self, vs: &VectorSelector) -> bool {
+        self.index
+            .get(&address(vs))
+            .and_then(|i| self.bare_distinct.get(*i))
+            .copied()
+            .unwrap_or(false)
     }
 
     fn touch(&self, n: usize) -> Result<(), PromError> {
@@ -289,6 +336,22 @@ impl Evaluator {
     }
 }
 
+/// Whether `series` (distinct label sets) stay distinct without `__name__`: always when
+/// they share one name.
+fn unique_bare(series: &[Series]) -> bool {
+    fn name(s: &Series) -> Option<&String> {
+        s.labels.get("__name__")
+    }
+    match series.first() {
+        None => true,
+        Some(first) if series.iter().all(|s| name(s) == name(first)) => true,
+        Some(_) => {
+            let mut seen = std::collections::BTreeSet::new();
+            series.iter().all(|s| seen.insert(&s.bare))
+        }
+    }
+}
+
 #[cfg(test)]
 mod test_support {
     //! Samples and constant expressions the evaluator's tests share.
@@ -297,10 +360,12 @@ mod test_support {
 
     pub fn sample(pairs: &[(&str, &str)], value: f64) -> Sample {
         Sample {
-            labels: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: std::sync::Arc::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             value,
         }
     }

@@ -1,13 +1,16 @@
 //! What an expression evaluates to at one time: a scalar, an instant vector of
 //! [`Sample`]s, or a range vector.
 
+use std::sync::Arc;
+
 use crate::prom::data::Labels;
 
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// The element's labels.
-    pub labels: Labels,
+    /// The element's labels, shared with the series it came from until an operation
+    /// changes them.
+    pub labels: Arc<Labels>,
     /// Its value at the evaluation time.
     pub value: f64,
 }
@@ -19,5 +22,8 @@ pub enum Value {
     Vector(Vec<Sample>),
     /// A range vector: labels and `(ms, value)` samples (only as an instant query's result
     /// or a function's argument).
-    Matrix(Vec<(Labels, Vec<(i64, f64)>)>),
+    Matrix(Vec<RangeSeries>),
 }
+
+/// One series of a range vector: its labels and `(ms, value)` samples.
+pub type RangeSeries = (Arc<Labels>, Vec<(i64, f64)>);
