@@ -38,7 +38,8 @@ pub struct ScanRequest {
     /// empty and read less.
     pub histograms: bool,
     /// Most rows the answer may hold: a store that would return more stops reading and
-    /// fails with [`crate::Error::TooManyRows`] (the read's memory stays bounded).
+    /// fails with [`crate::Error::TooManyRows`] (the read's memory stays bounded). A store
+    /// may count rows it would leave out later (the other side, with `chosen_side`).
     pub max_rows: Option<usize>,
     /// The caller reads each key's side as the side rule chooses it (the server's reports
     /// when there are any in the window, else the client's): a store may then leave out

@@ -234,12 +234,14 @@ fn settle(exact: u64, approx: f64) -> u64 {
 const MAX_SQL_CUTS: usize = 64;
 
 /// The start of the part of a window starting at `start` and cut at `cuts` that holds a
-/// row's minute, as a ClickHouse expression (the numbers are ours, never input text).
+/// row's minute, as a ClickHouse expression (the numbers are ours, never input text),
+/// comparing plain integers as [`Resolution::place`] does (a cut outside `DateTime`'s
+/// range cannot wrap).
 fn part_expression(start: i64, cuts: &[i64]) -> String {
-    let mut branches = Vec::with_capacity(2 * cuts.len() + 1);
+    let mut branches = Vec::with_capacity(cuts.len() + 1);
     let mut part = start;
     for c in cuts {
-        branches.push(format!("minute < toDateTime({c}), toInt64({part})"));
+        branches.push(format!("toInt64(minute) < {c}, toInt64({part})"));
         part = *c;
     }
     branches.push(format!("toInt64({part})"));

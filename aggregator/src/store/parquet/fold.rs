@@ -104,8 +104,9 @@ impl Names {
 ///
 /// Stored rows come sorted by minute, so consecutive rows fall in one part: the sums are
 /// kept per part, found through a table from entity number to slot that describes the
-/// current part (an array index per row rather than a hash lookup, rebuilt in the rare
-/// switch back to an earlier part), and entities are numbered once per read.
+/// current part (an array index per row rather than a hash lookup, rebuilt when the rows
+/// move to another part: at most about once per batch, as batches of DataFusion's
+/// partitions interleave), and entities are numbered once per read.
 #[derive(Debug)]
 pub(super) struct Fold {
     table: Table,
