@@ -321,7 +321,7 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         (args.hours / 24 + 2).to_string(),
     ));
     let started = Instant::now();
-    let (server, loaded, ingest_rss) = match args.ingest {
+    let (mut server, loaded, ingest_rss) = match args.ingest {
         Ingest::Store => {
             let rows = load(&dir, &args, end).await.during("writing the rollups")?;
             let server = Server::start_in(args.server.as_ref(), dir, &env, false).await?;
@@ -499,7 +499,6 @@ pub async fn run(args: QueryArgs) -> Result<()> {
         "  server peak RSS during the queries       {:.1} MiB",
         peak_rss_mib(server.pid)?
     );
-    let mut server = server;
     if let Some(dir) = &args.keep_data {
         server.keep_dir();
         println!(

@@ -358,18 +358,17 @@ impl Store for ClickHouseStore {
             request.start_minute,
             &String::from_utf8_lossy(&text),
         )?;
-        let rows = match &request.resolution {
-            Resolution::Parts(_) if summed_here => {
-                let mut merged = RowMerger::default();
-                for mut row in rows {
-                    row.key.minute = request
-                        .resolution
-                        .place(request.start_minute, row.key.minute);
-                    merged.add(row);
-                }
-                merged.finish()
+        let rows = if summed_here {
+            let mut merged = RowMerger::default();
+            for mut row in rows {
+                row.key.minute = request
+                    .resolution
+                    .place(request.start_minute, row.key.minute);
+                merged.add(row);
             }
-            _ => rows,
+            merged.finish()
+        } else {
+            rows
         };
         match request.max_rows {
             Some(max) if rows.len() > max => Err(Error::TooManyRows(max)),

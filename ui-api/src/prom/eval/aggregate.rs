@@ -9,7 +9,7 @@ use promql_parser::parser::token;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::Evaluator;
-use super::labels::{drop_names, grouping, keep_only};
+use super::labels::grouping;
 use super::value::{Sample, Value};
 use crate::prom::data::Labels;
 use crate::prom::error::PromError;
@@ -121,11 +121,10 @@ impl Evaluator {
     }
 }
 
-/// The labels an aggregation groups by.
+/// The labels an aggregation groups by, owned ([`grouping`]'s).
 fn group_labels(labels: &Labels, m: Option<&LabelModifier>) -> Labels {
-    match m {
-        None => Labels::new(),
-        Some(LabelModifier::Include(by)) => keep_only(labels, by),
-        Some(LabelModifier::Exclude(without)) => drop_names(labels, &without.labels),
-    }
+    grouping(labels, m)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::labels::without_name;
 use super::value::Sample;
 use crate::prom::data::Labels;
 
@@ -15,7 +14,8 @@ pub(super) fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
         let Some(le) = s.labels.get("le").and_then(|le| parse_le(le)) else {
             continue;
         };
-        let mut labels = Labels::clone(&without_name(&s.labels));
+        let mut labels = Labels::clone(&s.labels);
+        labels.remove("__name__");
         labels.remove("le");
         groups.entry(labels).or_default().push((le, s.value));
     }
