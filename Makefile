@@ -15,12 +15,15 @@ test: deps
 	else \
 		cargo test --workspace --no-fail-fast; \
 	fi
+	node --test ui-api/console/test/
 	python3 dashboards/validate.py
 	python3 docs/snippets/check_snippets.py
 	deploy/validate.sh
 
-# What the tests need besides Rust, when missing: promtool, clickhouse-server, and the
-# Python packages jsonschema, PyYAML, chdb, kubernetes-validate and xds-protos (see .ci/deps; needs root or sudo for apt).
+# What the tests need besides Rust, when missing: promtool, clickhouse-server, Chromium and
+# chromedriver (the console's browser tests), Node.js (its unit tests), and the Python
+# packages jsonschema, PyYAML, chdb, kubernetes-validate and xds-protos (see .ci/deps;
+# needs root or sudo for apt).
 deps:
 	@.ci/deps
 

@@ -51,11 +51,12 @@ fn reads_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the HTTP API's runtime")
 }
 
-/// What the HTTP API's routes need: `/healthz` nothing, the admin endpoints an admin
-/// token, everything else (JSON API, Prometheus API, `/metrics`) a read token.
+/// What the HTTP API's routes need: `/healthz` and the console's page and files (which
+/// hold no data) nothing, the admin endpoints an admin token, everything else (JSON API,
+/// Prometheus API, `/metrics`) a read token.
 fn api_need(path: &str) -> Option<listen::tokens::Need> {
     use listen::tokens::Need;
-    if path == "/healthz" {
+    if path == "/healthz" || path == "/" || path.starts_with("/ui/") {
         None
     } else if path.starts_with("/api/v1/admin/") {
         Some(Need::Admin)
@@ -84,6 +85,17 @@ fn warn_if_open(listeners: &[(&str, SocketAddr, bool, bool)]) {
             listeners = open.join(", "),
             "listeners on non-loopback addresses are not secured; see README \"Securing meshscope\" (--tls-cert, --tls-key, --ingest-tokens-file, --read-tokens-file)"
         );
+    }
+}
+
+/// The console's address as a browser on this machine reaches it: an unspecified bind
+/// address (`0.0.0.0`, `[::]`) is shown as `localhost`.
+fn console_url(http_addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    if http_addr.ip().is_unspecified() || http_addr.ip().is_loopback() {
+        format!("{scheme}://localhost:{}/", http_addr.port())
+    } else {
+        format!("{scheme}://{http_addr}/")
     }
 }
 
@@ -192,6 +204,7 @@ impl App {
         let grpc_tls = secured(listen::Listener::Grpc, &[b"h2"])?;
         let otlp_http_tls = secured(listen::Listener::OtlpHttp, &[b"http/1.1"])?;
         let api_tls = secured(listen::Listener::Api, &[b"http/1.1"])?;
+        let grpc_serves_tls = grpc_tls.is_some();
         warn_if_open(&[
             (
                 "gRPC",
@@ -252,6 +265,25 @@ impl App {
             need: api_need,
             shape: listen::auth::Shape::Api,
         };
+        let listener_info = |addr: SocketAddr, tls: bool| ui_api::ListenerInfo {
+            address: addr.to_string(),
+            tls,
+        };
+        let info = ui_api::ServerInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            store: config.store.backend.as_str(),
+            grpc: listener_info(grpc_addr, grpc_serves_tls),
+            otlp_http: listener_info(otlp_http_addr, otlp_http_tls.is_some()),
+            api: listener_info(http_addr, api_tls.is_some()),
+            ingest_tokens: tokens.guards_ingest(),
+            read_tokens: tokens.guards_reads(),
+            grafana_url: config
+                .api
+                .grafana_url
+                .as_ref()
+                .map(|u| u.trim_end_matches('/').to_string()),
+        };
+        let console = console_url(http_addr, api_tls.is_some());
         let api = ui_api::router(ui_api::ApiState {
             store,
             registry,
@@ -260,6 +292,7 @@ impl App {
             dedup: Arc::new(config.dedup.clone()),
             limits,
             admin,
+            info: Arc::new(info),
         });
         let api = listen::auth::guard(api, api_auth);
         let otlp_router = listen::auth::guard(
@@ -296,7 +329,8 @@ impl App {
         )?);
         info!(grpc = %grpc_addr, http = %http_addr, otlp_http = %otlp_http_addr,
             store = config.store.backend.as_str(),
-            data_dir = %config.store.data_dir.display(), "meshscope is serving");
+            data_dir = %config.store.data_dir.display(),
+            "meshscope is serving; open the console at {console}");
         Ok(App {
             grpc_addr,
             http_addr,

@@ -63,6 +63,10 @@ enum BenchCommand {
     /// Write a day of rollups for a few hundred services into an embedded store, start
     /// `meshscope serve` on it and time the JSON API and PromQL dashboard queries.
     Query(bench::QueryArgs),
+    /// Write the last hour of a large mesh into an embedded store, start `meshscope serve`
+    /// on it and time the console's first render in headless Chromium (needs chromium and
+    /// chromedriver).
+    Console(bench::ConsoleArgs),
     /// Hold thousands of quiet ALS streams open on a `meshscope serve` child process and
     /// report its memory per stream and its CPU while they idle.
     Idle(bench::IdleArgs),
@@ -123,6 +127,10 @@ struct ServeArgs {
     /// Answer the admin endpoints (POST /api/v1/admin/flush); off by default.
     #[arg(long, env = "MESHSCOPE_ENABLE_ADMIN_API")]
     enable_admin_api: bool,
+    /// Grafana's address; the console links each edge to its Grafana edge dashboard
+    /// (api.grafana_url).
+    #[arg(long, env = "MESHSCOPE_GRAFANA_URL")]
+    grafana_url: Option<String>,
     /// PEM certificate chain: every listener serves TLS (tls.cert_file).
     #[arg(long, env = "MESHSCOPE_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -208,6 +216,9 @@ impl ServeArgs {
         if self.enable_admin_api {
             config.api.enable_admin_api = true;
         }
+        if let Some(url) = &self.grafana_url {
+            config.api.grafana_url = Some(url.clone());
+        }
         for (flag, field) in [
             (&self.tls_cert, &mut config.tls.cert_file),
             (&self.tls_key, &mut config.tls.key_file),
@@ -268,7 +279,7 @@ async fn serve(args: ServeArgs, demo: Option<(u32, Option<PathBuf>)>) -> anyhow:
                 "demo traffic starting; try: curl -s {api}/api/v1/topology"
             );
             eprintln!(
-                "meshscope demo: simulated bookinfo mesh traffic (Envoy ALS) and a traced shop (OTLP) are flowing. In a few seconds:\n  curl -s{ca_hint}{auth} {api}/api/v1/topology\n  curl -s{ca_hint}{auth} {api}/api/v1/services"
+                "meshscope demo: simulated bookinfo mesh traffic (Envoy ALS) and a traced shop (OTLP) are flowing. In a few seconds open the console at {api}/ or:\n  curl -s{ca_hint}{auth} {api}/api/v1/topology\n  curl -s{ca_hint}{auth} {api}/api/v1/services"
             );
             Some(tokio::spawn(testkit::demo::run_traffic(peer, rate)))
         }
@@ -388,6 +399,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 which: BenchCommand::Query(args),
             } => Ok(bench::query::run(args).await?),
+            Command::Bench {
+                which: BenchCommand::Console(args),
+            } => Ok(bench::console::run(args).await?),
             Command::Bench {
                 which: BenchCommand::Idle(args),
             } => Ok(bench::idle::run(args).await?),

@@ -8,12 +8,14 @@
 //! - [`bench`]: `meshscope bench als | otlp | query` against a child `meshscope serve`;
 //! - [`fuzz`]: `meshscope fuzz`, structure-aware mutants into every decoder of outside
 //!   input;
-//! - [`scrape`]: reading a server's `/metrics` text.
+//! - [`scrape`]: reading a server's `/metrics` text;
+//! - [`browser`]: headless Chromium over WebDriver, for the console's tests and benchmark.
 //!
 //! The binary uses it for `demo` and `bench`; the end-to-end tests use it to generate input
 //! and compute the figures they expect from it, independently of the pipeline.
 
 pub mod bench;
+pub mod browser;
 pub mod demo;
 mod error;
 pub mod fuzz;

@@ -29,6 +29,9 @@ pub struct ApiConfig {
     /// Least time between two admin flushes: requests in between share the next one.
     #[serde(with = "humantime_serde")]
     pub admin_flush_interval: Duration,
+    /// Grafana's address (`http(s)://host[:port][/path]`): the console links an edge to
+    /// its edge dashboard there. Unset: no links.
+    pub grafana_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -40,6 +43,7 @@ impl Default for ApiConfig {
             query_max_concurrency: 20,
             enable_admin_api: false,
             admin_flush_interval: Duration::from_secs(1),
+            grafana_url: None,
         }
     }
 }
@@ -63,6 +67,17 @@ impl ApiConfig {
         }
         if self.admin_flush_interval > Duration::from_secs(3600) {
             return Err("api.admin_flush_interval must be at most 1h".into());
+        }
+        if let Some(url) = &self.grafana_url {
+            let rest = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"));
+            let host_ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'));
+            if !host_ok || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "api.grafana_url must be an http:// or https:// address with a host, not {url:?}"
+                ));
+            }
         }
         Ok(())
     }

@@ -51,7 +51,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ApiPath {
     }
 }
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -1,5 +1,5 @@
 //! What every handler reads: the store, the self-metrics registry, the aggregator handle,
-//! the dedup rules, the limits and the admin switch.
+//! the dedup rules, the limits, the admin switch and the server's own description.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +11,7 @@ use aggregator::store::Store;
 use prometheus_client::registry::Registry;
 
 use crate::admin::Admin;
+use crate::info::ServerInfo;
 use crate::limits::Limits;
 
 /// Everything the handlers read.
@@ -29,6 +30,8 @@ pub struct ApiState {
     pub limits: Arc<Limits>,
     /// The admin endpoints' switch and flush coalescing.
     pub admin: Arc<Admin>,
+    /// What `GET /api/v1/status` says of the server.
+    pub info: Arc<ServerInfo>,
 }
 
 impl ApiState {

@@ -5,6 +5,7 @@
 pub mod als;
 pub mod backfill;
 pub mod clickhouse;
+pub mod console;
 pub mod idle;
 pub mod otlp;
 pub mod query;
@@ -12,6 +13,7 @@ pub mod secured;
 pub mod server;
 
 pub use als::AlsArgs;
+pub use console::ConsoleArgs;
 pub use idle::IdleArgs;
 pub use otlp::OtlpArgs;
 pub use query::QueryArgs;

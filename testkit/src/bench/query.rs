@@ -57,6 +57,10 @@ pub struct QueryArgs {
     /// Endpoints per service.
     #[arg(long, default_value_t = 5)]
     pub endpoints: usize,
+    /// Namespaces the services are spread over (`svc-0042.ns07`); with 1, every service is
+    /// in `bench` (`svc-042.bench`).
+    #[arg(long, default_value_t = 1)]
+    pub namespaces: usize,
     /// How the data gets in: rollup rows written into the store directly, or Envoy access
     /// logs sent to the running server.
     #[arg(long, value_enum, default_value = "store")]
@@ -109,9 +113,12 @@ struct Mesh {
 }
 
 impl Mesh {
-    fn new(n: usize, pods: usize, endpoints: usize) -> Mesh {
+    fn new(n: usize, pods: usize, endpoints: usize, namespaces: usize) -> Mesh {
         let services: Vec<Arc<str>> = (0..n)
-            .map(|i| Arc::from(format!("svc-{i:03}.bench")))
+            .map(|i| match namespaces {
+                0 | 1 => Arc::from(format!("svc-{i:03}.bench")),
+                k => Arc::from(format!("svc-{i:04}.ns{:02}", i % k)),
+            })
             .collect();
         let instances = (0..n)
             .map(|i| {
@@ -224,9 +231,14 @@ async fn open_store(dir: &std::path::Path, args: &QueryArgs) -> Result<Arc<dyn S
 
 /// Writes the data (each hour's batch in the store before the next: with ClickHouse,
 /// `sync` waits until it is inserted); returns rows written.
-async fn load(dir: &std::path::Path, args: &QueryArgs, end_minute: i64) -> Result<u64> {
+pub(super) async fn load(dir: &std::path::Path, args: &QueryArgs, end_minute: i64) -> Result<u64> {
     let store = open_store(dir, args).await?;
-    let mesh = Mesh::new(args.services, args.instances, args.endpoints);
+    let mesh = Mesh::new(
+        args.services,
+        args.instances,
+        args.endpoints,
+        args.namespaces,
+    );
     let mut rows = 0u64;
     for h in 0..args.hours {
         let mut tables: Vec<(Table, Vec<Row>)> =

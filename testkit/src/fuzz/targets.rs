@@ -243,6 +243,7 @@ impl InMemory {
             dedup: Arc::default(),
             limits,
             admin: Arc::default(),
+            info: Arc::new(ui_api::ServerInfo::unbound("parquet")),
         });
         Ok(InMemory {
             runtime,

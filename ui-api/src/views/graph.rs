@@ -5,7 +5,7 @@ use aggregator::metrics::Summary;
 use aggregator::query::{Entity, Window};
 use serde::Serialize;
 
-use super::minutes;
+use super::{NodeKind, minutes};
 
 /// A node: a service, or one pod in an instance topology.
 #[derive(Serialize)]
@@ -13,6 +13,9 @@ pub struct NodeView {
     pub(super) id: String,
     pub(super) name: String,
     pub(super) real: bool,
+    pub(super) kind: NodeKind,
+    /// A real service's namespace (`reviews.default` → `default`).
+    pub(super) namespace: Option<String>,
     #[serde(flatten)]
     pub(super) metrics: Summary,
 }

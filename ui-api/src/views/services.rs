@@ -7,9 +7,10 @@ use aggregator::query::{Entity, Reader};
 use aggregator::schema::{FLAG_CLIENT_REAL, FLAG_SERVER_REAL, Key, Table};
 use axum::Json;
 use axum::extract::{Extension, State};
+use proto::Protocol;
 use serde::Serialize;
 
-use super::{minutes, namespace_of};
+use super::{NodeKind, minutes, namespace_of};
 use crate::error::ApiError;
 use crate::limits::Budget;
 use crate::params::{self, ApiPath, ApiQuery, Params};
@@ -20,6 +21,7 @@ pub struct ServiceView {
     name: String,
     namespace: Option<String>,
     real: bool,
+    kind: NodeKind,
     #[serde(flatten)]
     metrics: Summary,
 }
@@ -29,28 +31,48 @@ pub struct Services {
     services: Vec<ServiceView>,
 }
 
+/// A node of the window: whether a proxy or SDK reported it, whether it is called as a
+/// database, and its inbound figures.
+#[derive(Default)]
+pub(super) struct Node {
+    pub(super) real: bool,
+    database: bool,
+    pub(super) metrics: Metrics,
+}
+
+impl Node {
+    pub(super) fn kind(&self, name: &str) -> NodeKind {
+        NodeKind::of(name, self.real, self.database)
+    }
+}
+
 /// Every node known in the window: services with inbound metrics, plus callers seen only
 /// in `edges` (the window's service relations), with zero metrics.
 pub(super) async fn nodes(
     reader: &Reader<'_>,
     edges: &[Entity],
-) -> Result<BTreeMap<String, (bool, Metrics)>, ApiError> {
-    let mut nodes: BTreeMap<String, (bool, Metrics)> = BTreeMap::new();
+) -> Result<BTreeMap<String, Node>, ApiError> {
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     for e in reader.entities(Table::Service, &[]).await? {
         nodes.insert(
             e.keys.get(Key::Service).to_string(),
-            (e.flags & FLAG_SERVER_REAL != 0, e.metrics),
+            Node {
+                real: e.flags & FLAG_SERVER_REAL != 0,
+                database: false,
+                metrics: e.metrics,
+            },
         );
     }
     for e in edges {
         let client = nodes
             .entry(e.keys.get(Key::Client).to_string())
             .or_default();
-        client.0 |= e.flags & FLAG_CLIENT_REAL != 0;
+        client.real |= e.flags & FLAG_CLIENT_REAL != 0;
         let server = nodes
             .entry(e.keys.get(Key::Server).to_string())
             .or_default();
-        server.0 |= e.flags & FLAG_SERVER_REAL != 0;
+        server.real |= e.flags & FLAG_SERVER_REAL != 0;
+        server.database |= e.keys.get(Key::Protocol) == Protocol::Database.as_str();
     }
     Ok(nodes)
 }
@@ -67,11 +89,12 @@ pub async fn services(
     let services = nodes(&reader, &edges)
         .await?
         .into_iter()
-        .map(|(name, (real, m))| ServiceView {
-            namespace: namespace_of(&name, real),
+        .map(|(name, n)| ServiceView {
+            namespace: namespace_of(&name, n.real),
+            kind: n.kind(&name),
+            real: n.real,
+            metrics: n.metrics.summary(minutes(&w)),
             name,
-            real,
-            metrics: m.summary(minutes(&w)),
         })
         .collect();
     Ok(Json(Services { services }))

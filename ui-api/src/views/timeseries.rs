@@ -1,4 +1,5 @@
-//! `GET /api/v1/timeseries`: one entity's figure per step over the window.
+//! `GET /api/v1/timeseries`: one entity's figure per step over the window (`metric=`), or
+//! several figures as columns over every step (`metrics=a,b,…`, what a chart plots).
 
 use std::collections::BTreeMap;
 
@@ -13,9 +14,68 @@ use crate::limits::Budget;
 use crate::params::{self, ApiQuery};
 use crate::state::ApiState;
 
+/// `metric=`: the steps with a value.
 #[derive(Serialize)]
 pub struct Points {
     points: Vec<(i64, f64)>,
+}
+
+/// `metrics=`: every step of the window, and each figure's value at each (`null`: none).
+#[derive(Serialize)]
+pub struct Columns {
+    step: i64,
+    times: Vec<i64>,
+    series: Vec<Column>,
+}
+
+#[derive(Serialize)]
+pub struct Column {
+    metric: &'static str,
+    values: Vec<Option<f64>>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Points(Points),
+    Columns(Columns),
+}
+
+/// Which side's reports an edge's series counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SideChoice {
+    /// The side rule's: the server's when it reported in the window.
+    Chosen,
+    Client,
+    Server,
+}
+
+/// The metric names asked for: `metric=one` or `metrics=a,b,…` (each known, at most 14).
+fn asked_metrics(p: &crate::params::Params) -> Result<(Vec<&'static str>, bool), ApiError> {
+    let (list, columns) = match (p.get("metric"), p.get("metrics")) {
+        (Some(_), Some(_)) => return Err(bad("give metric or metrics, not both")),
+        (Some(one), None) => (one.as_str(), false),
+        (None, Some(many)) => (many.as_str(), true),
+        (None, None) => return Err(bad("missing parameter metric (or metrics)")),
+    };
+    let mut out = Vec::new();
+    for name in list.split(',') {
+        let known = SERIES_METRICS.iter().find(|m| **m == name).ok_or_else(|| {
+            bad(format!(
+                "unknown metric {:?}; one of {}",
+                params::clip(name),
+                SERIES_METRICS.join(", ")
+            ))
+        })?;
+        if out.contains(known) {
+            return Err(bad(format!("metric {known} is asked twice")));
+        }
+        out.push(*known);
+    }
+    if !columns && out.len() != 1 {
+        return Err(bad("metric takes one name; use metrics=a,b for several"));
+    }
+    Ok((out, columns))
 }
 
 /// Metric names `timeseries` accepts.
@@ -56,22 +116,27 @@ fn pick(s: &Summary, metric: &str) -> Option<f64> {
     }
 }
 
-/// `GET /api/v1/timeseries?entity=…&metric=…&step=…`.
+/// `GET /api/v1/timeseries?entity=…&metric=…&step=…` (or `metrics=a,b,…`).
 pub async fn timeseries(
     State(state): State<ApiState>,
     Extension(budget): Extension<Budget>,
     ApiQuery(p): ApiQuery,
-) -> Result<Json<Points>, ApiError> {
+) -> Result<Json<Answer>, ApiError> {
     let w = params::window(&p)?;
-    let metric = p
-        .get("metric")
-        .ok_or_else(|| bad("missing parameter metric"))?;
-    if !SERIES_METRICS.contains(&metric.as_str()) {
-        return Err(bad(format!(
-            "unknown metric {:?}; one of {}",
-            params::clip(metric),
-            SERIES_METRICS.join(", ")
-        )));
+    let (metrics, columns) = asked_metrics(&p)?;
+    let side = match p.get("side").map(String::as_str) {
+        None | Some("chosen") => SideChoice::Chosen,
+        Some("client") => SideChoice::Client,
+        Some("server") => SideChoice::Server,
+        Some(other) => {
+            return Err(bad(format!(
+                "side must be chosen, client or server, not {:?}",
+                params::clip(other)
+            )));
+        }
+    };
+    if side != SideChoice::Chosen && p.get("entity").map(String::as_str) != Some("edge") {
+        return Err(bad("side is for entity=edge"));
     }
     let step = params::int(&p, "step", 60, 60, 86_400)?;
     if step % 60 != 0 {
@@ -119,11 +184,24 @@ pub async fn timeseries(
             )));
         }
     };
-    let series = state
-        .reader(w)
-        .metered(&budget)
-        .series(table, &filters)
-        .await?;
+    let reader = state.reader(w).metered(&budget);
+    let series = match side {
+        SideChoice::Chosen => reader.series(table, &filters).await?,
+        SideChoice::Client | SideChoice::Server => {
+            let mut by_minute: BTreeMap<i64, Metrics> = BTreeMap::new();
+            for k in reader.key_minutes(table, &filters).await? {
+                let minutes = if side == SideChoice::Client {
+                    &k.client
+                } else {
+                    &k.server
+                };
+                for (minute, m) in minutes {
+                    by_minute.entry(*minute).or_default().merge(m);
+                }
+            }
+            by_minute.into_iter().collect()
+        }
+    };
     let mut buckets: BTreeMap<i64, Metrics> = BTreeMap::new();
     let mut t = w.start_minute;
     while t < w.end_minute {
@@ -135,9 +213,28 @@ pub async fn timeseries(
         buckets.entry(bucket).or_default().merge(&m);
     }
     let step_minutes = step as f64 / 60.0;
-    let points = buckets
+    let summaries: Vec<(i64, Summary)> = buckets
         .into_iter()
-        .filter_map(|(t, m)| pick(&m.summary(step_minutes), metric).map(|v| (t, v)))
+        .map(|(t, m)| (t, m.summary(step_minutes)))
         .collect();
-    Ok(Json(Points { points }))
+    if !columns {
+        let metric = metrics[0];
+        let points = summaries
+            .iter()
+            .filter_map(|(t, s)| pick(s, metric).map(|v| (*t, v)))
+            .collect();
+        return Ok(Json(Answer::Points(Points { points })));
+    }
+    let series = metrics
+        .into_iter()
+        .map(|metric| Column {
+            metric,
+            values: summaries.iter().map(|(_, s)| pick(s, metric)).collect(),
+        })
+        .collect();
+    Ok(Json(Answer::Columns(Columns {
+        step,
+        times: summaries.into_iter().map(|(t, _)| t).collect(),
+        series,
+    })))
 }

@@ -11,9 +11,9 @@ use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 
 use super::graph::{NodeView, Topology, edge_view};
-use super::minutes;
 use super::nodegraph::NodeGraph;
 use super::services::nodes;
+use super::{NodeKind, minutes, namespace_of};
 use crate::error::{ApiError, bad};
 use crate::limits::Budget;
 use crate::params::{self, ApiQuery, Params};
@@ -108,11 +108,13 @@ async fn service_topology(
     let nodes = all_nodes
         .into_iter()
         .filter(|(name, _)| keep.contains(name))
-        .map(|(name, (real, m))| NodeView {
+        .map(|(name, n)| NodeView {
             id: name.clone(),
+            kind: n.kind(&name),
+            namespace: namespace_of(&name, n.real),
+            real: n.real,
+            metrics: n.metrics.summary(minutes(&w)),
             name,
-            real,
-            metrics: m.summary(minutes(&w)),
         })
         .collect();
     let edges = edges
@@ -124,6 +126,15 @@ async fn service_topology(
         })
         .collect();
     Ok(Json(Topology { nodes, edges }))
+}
+
+/// A pod is a service's instance when its proxy reported it, else unknown.
+fn instance_kind(real: bool) -> NodeKind {
+    if real {
+        NodeKind::Service
+    } else {
+        NodeKind::Unknown
+    }
 }
 
 fn instance_label(service: &str, instance: &str) -> String {
@@ -173,6 +184,8 @@ pub async fn topology_instances(
                 ci.to_string()
             },
             real: e.flags & FLAG_CLIENT_REAL != 0 && !ci.is_empty(),
+            kind: instance_kind(e.flags & FLAG_CLIENT_REAL != 0 && !ci.is_empty()),
+            namespace: None,
             metrics: Metrics::default().summary(minutes(&w)),
         });
         nodes.entry(target.clone()).or_insert_with(|| NodeView {
@@ -183,6 +196,8 @@ pub async fn topology_instances(
                 si.to_string()
             },
             real: e.flags & FLAG_SERVER_REAL != 0 && !si.is_empty(),
+            kind: instance_kind(e.flags & FLAG_SERVER_REAL != 0 && !si.is_empty()),
+            namespace: None,
             metrics: server_metrics
                 .get(si)
                 .cloned()
