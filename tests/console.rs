@@ -290,6 +290,111 @@ async fn the_console_shows_the_generated_mesh_exactly() {
         "{label}"
     );
 
+    // An edge: each side's report beside the other. An edge only its server reports (the
+    // gateway's from `unknown`) and one only its client reports (an external host) show
+    // their calls in that side's column and nothing in the other.
+    let digits = |v: &Value| -> Option<u64> {
+        v.as_str()?
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    };
+    for (what, server_side) in [("server only", true), ("client only", false)] {
+        let ((c, sv, p), want) = now_truth
+            .0
+            .iter()
+            .find(|(_, e)| e.server_seen == server_side && e.client_seen != server_side)
+            .unwrap_or_else(|| panic!("an edge reported by the {what}"));
+        let id = format!("{c}|{sv}|{p}");
+        page.goto(&format!("{base}/?edge={}", common::enc(&id)))
+            .await
+            .expect("webdriver");
+        let sides = page
+            .wait(
+                "the edge's sides",
+                "const rows = [...document.querySelectorAll('#panel table.sides tbody tr')];
+                 return rows.length && rows.map(r => [...r.children].map(c => c.textContent));",
+            )
+            .await
+            .expect("webdriver");
+        let calls = sides
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r[0] == "Calls")
+            .expect("a Calls row");
+        let (client, server) = (digits(&calls[1]), digits(&calls[2]));
+        if want.server_seen {
+            assert_eq!((client, server), (None, Some(want.calls)), "{id}: {sides}");
+        } else {
+            assert_eq!((client, server), (Some(want.calls), None), "{id}: {sides}");
+        }
+        page.screenshot(&shots().join(format!("edge-panel-{}.png", what.replace(' ', "-"))))
+            .await
+            .expect("webdriver");
+    }
+
+    // A service's page: its figures and two full charts.
+    page.goto(&format!("{base}/?view=service&service=reviews.default"))
+        .await
+        .expect("webdriver");
+    page.wait(
+        "the service page's charts",
+        "return document.querySelectorAll('#service-view .uplot').length === 2",
+    )
+    .await
+    .expect("webdriver");
+    let calls = page
+        .js(
+            "return document.querySelector('#service-view [data-figure=calls] dd').firstChild.textContent",
+            vec![],
+        )
+        .await
+        .expect("webdriver");
+    assert_eq!(digits(&calls), Some(now_truth.1["reviews.default"].calls));
+    page.screenshot(&shots().join("service-page.png"))
+        .await
+        .expect("webdriver");
+
+    // Focus: ratings and what lies one hop from it, computed from the generated edges.
+    let mut near: BTreeSet<String> = BTreeSet::from(["ratings.default".to_string()]);
+    for (c, s, _) in now_truth.0.keys() {
+        if c == "ratings.default" {
+            near.insert(s.clone());
+        }
+        if s == "ratings.default" {
+            near.insert(c.clone());
+        }
+    }
+    page.goto(&format!("{base}/?focus=ratings.default"))
+        .await
+        .expect("webdriver");
+    let (nodes, _) = drawn(&page, "the focused map").await;
+    assert_eq!(nodes, near, "focus with depth 1");
+
+    // A collapsed namespace is one node standing for its services.
+    page.goto(&format!("{base}/?collapse=default"))
+        .await
+        .expect("webdriver");
+    let (nodes, _) = drawn(&page, "the map with default collapsed").await;
+    assert!(nodes.contains(" ns:default"), "{nodes:?}");
+    assert!(!nodes.iter().any(|n| n.ends_with(".default")), "{nodes:?}");
+    let members = page
+        .js(
+            "return document.querySelector('#map .node.kind-namespace .count').textContent",
+            vec![],
+        )
+        .await
+        .expect("webdriver");
+    let in_default = node_ids(&now_truth)
+        .iter()
+        .filter(|n| n.ends_with(".default"))
+        .count();
+    assert_eq!(members, json!(in_default.to_string()));
+    no_console_errors(&page, "in the panels and pages", &[]).await;
+
     // The window picker: 6 hours hold the old mesh too, 15 minutes do not.
     page.goto(&format!("{base}/")).await.expect("webdriver");
     drawn(&page, "the map").await;

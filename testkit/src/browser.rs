@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// A `chromedriver` child process on a free loopback port, and the Chromium profile
 /// directory its sessions use.
 pub struct Driver {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     base: String,
     http: reqwest::Client,
     profile: tempfile::TempDir,
@@ -57,10 +57,13 @@ impl Driver {
                 )
             })?;
         let port = free_port()?;
+        // Its own process group: dropping the driver ends the browsers it started too,
+        // even when a session was not closed (a failed test).
         let child = tokio::process::Command::new(&path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(io(format!("starting {path}")))?;
@@ -84,7 +87,7 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(Driver {
-            _child: child,
+            child,
             base,
             http,
             profile: tempfile::tempdir().map_err(io("creating a Chromium profile dir"))?,
@@ -131,6 +134,19 @@ impl Driver {
             http: self.http.clone(),
             url: format!("{}/session/{id}", self.base),
         })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM to the whole group: chromedriver and every Chromium it started.
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 

@@ -25,6 +25,11 @@ export function token() {
   }
 }
 
+/** Whether `t` can be sent as a bearer token (visible ASCII only, as HTTP headers need). */
+export function validToken(t) {
+  return /^[\x21-\x7e]+$/.test(t);
+}
+
 export function setToken(t) {
   try {
     if (t) sessionStorage.setItem(TOKEN_KEY, t);
@@ -57,7 +62,8 @@ export async function get(path, params = {}, signal = undefined) {
   let body = null;
   try {
     body = await res.json();
-  } catch {
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
     body = null;
   }
   if (!res.ok) {

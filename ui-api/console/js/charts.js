@@ -16,6 +16,26 @@ const COLOURS = {
 
 const LABELS = { calls: 'calls', cpm: 'calls/min', errors: 'errors', p50_ms: 'p50', p95_ms: 'p95', p99_ms: 'p99' };
 
+/** Charts on the page: uPlot listens on `window`, so a chart taken off the page must be destroyed. */
+const live = new Set();
+
+function make(opts, data, el) {
+  if (!globalThis.uPlot || !el.isConnected) return null;
+  const plot = new globalThis.uPlot(opts, data, el);
+  live.add(plot);
+  return plot;
+}
+
+/** Destroys the charts no longer on the page (call after replacing what held them). */
+export function sweep() {
+  for (const plot of live) {
+    if (!plot.root.isConnected) {
+      plot.destroy();
+      live.delete(plot);
+    }
+  }
+}
+
 function columns(answer, metrics) {
   const data = [answer.times];
   for (const m of metrics) {
@@ -32,8 +52,7 @@ export function sparkline(el, answer, metric, width = 150, height = 34) {
   const last = values.length ? values[values.length - 1] : null;
   el.setAttribute('role', 'img');
   el.setAttribute('aria-label', `${LABELS[metric] ?? metric} over the window, last ${metric.endsWith('_ms') ? ms(last) : num(last)}`);
-  if (!globalThis.uPlot) return null;
-  return new globalThis.uPlot(
+  return make(
     {
       width,
       height,
@@ -56,9 +75,8 @@ export function chart(el, answer, metrics, title, width, height = 200) {
   el.setAttribute('role', 'img');
   el.setAttribute('aria-label', title);
   const data = columns(answer, metrics);
-  if (!globalThis.uPlot) return null;
   const isMs = metrics.every((m) => m.endsWith('_ms'));
-  return new globalThis.uPlot(
+  return make(
     {
       title,
       width,

@@ -169,27 +169,39 @@ export function collapse(nodes, edges, collapsed) {
 }
 
 /**
- * The graph to draw for a topology answer under a view state:
- * virtual nodes hidden (with their edges) when asked, the focus applied, then
- * namespaces collapsed. Returns `{nodes, edges, collapsed, hidden}`, `hidden` counting
- * the nodes hiding virtual nodes and the focus left out.
+ * The graph to draw for a topology answer under a view state: the focus applied (as the
+ * API's `service=…&depth=…` does, through virtual nodes too), then virtual nodes hidden
+ * (with their edges) when asked, then namespaces collapsed. Returns `{nodes, edges,
+ * collapsed, hidden, focused}`: `hidden` counts the nodes the focus and hiding left out,
+ * `focused` whether the focus was in the window.
+ *
+ * `fixed` makes a second window (compare) shaped as the first was: `collapsed`, the
+ * namespaces collapsed there, and `focusRequired`, the focus applied there (a window
+ * without the focused service then shows nothing).
  */
-export function shape(topology, state) {
+export function shape(topology, state, fixed = {}) {
   let nodes = topology.nodes;
   let edges = topology.edges;
   const total = nodes.length;
+  let focused = false;
+  if (state.focus !== null) {
+    if (nodes.some((n) => n.id === state.focus)) {
+      ({ nodes, edges } = focusOn(nodes, edges, state.focus, state.depth));
+      focused = true;
+    } else if (fixed.focusRequired) {
+      nodes = [];
+      edges = [];
+    }
+  }
   if (state.hideVirtual) {
     const real = new Set(nodes.filter((n) => n.real || n.kind === 'namespace').map((n) => n.id));
     nodes = nodes.filter((n) => real.has(n.id));
     edges = edges.filter((e) => real.has(e.source) && real.has(e.target));
   }
-  if (state.focus !== null && nodes.some((n) => n.id === state.focus)) {
-    ({ nodes, edges } = focusOn(nodes, edges, state.focus, state.depth));
-  }
   const hidden = total - nodes.length;
-  const collapsed = collapsedSet(state, topology.nodes);
+  const collapsed = fixed.collapsed ?? collapsedSet(state, topology.nodes);
   ({ nodes, edges } = collapse(nodes, edges, collapsed));
-  return { nodes, edges, collapsed, hidden };
+  return { nodes, edges, collapsed, hidden, focused };
 }
 
 /** The edges into and out of node `id`. */

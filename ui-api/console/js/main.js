@@ -3,7 +3,7 @@
 // table or a service's page, with the side panel of the selection. Every change of the
 // view goes through `set`, which writes the URL, so the address always holds the view.
 
-import { ApiError, get, setToken } from './api.js';
+import { ApiError, get, setToken, validToken } from './api.js';
 import { diff } from './compare.js';
 import { h, fill } from './dom.js';
 import { span, time } from './format.js';
@@ -11,6 +11,7 @@ import { namespaces, shape, matches } from './graph.js';
 import { layout } from './layout.js';
 import { MapView } from './map.js';
 import { edgePanel, nodePanel } from './panel.js';
+import { sweep } from './charts.js';
 import { emptyState } from './setup.js';
 import { parse, serialize, splitEdgeId } from './state.js';
 import { servicesTable } from './table.js';
@@ -72,19 +73,28 @@ function banner(message, { retry = false } = {}) {
 function askToken(message) {
   const dialog = $('token-dialog');
   $('token-message').textContent = message;
+  if (dialog.open) return;
   $('token-input').value = '';
-  if (!dialog.open) dialog.showModal();
+  dialog.showModal();
   $('token-input').focus();
+}
+
+/** The banner while the console waits for a token, with a way back to the prompt. */
+function waitingForToken(message) {
+  // No refresh while waiting: each would be refused (and counted) again.
+  clearInterval(app.timer);
+  fill($('banner'), h('span', null, message), h('button', { type: 'button', onclick: () => askToken('Enter a read token for this meshscope.') }, 'Enter token'));
+  $('banner').hidden = false;
 }
 
 function failed(e) {
   if (e instanceof ApiError && e.needsToken) {
+    waitingForToken('Waiting for a token: reads need one on this server.');
     askToken(`This meshscope needs a read token (${e.message}).`);
-    banner('Waiting for a token: reads need one on this server.');
     return;
   }
   if (e instanceof ApiError && e.status === 403) {
-    banner(`Token refused: ${e.message}. Enter another one.`);
+    waitingForToken(`Token refused: ${e.message}.`);
     askToken(`The token was refused (${e.message}).`);
     return;
   }
@@ -134,7 +144,7 @@ async function load() {
     banner(null);
     render();
   } catch (e) {
-    if (e.name === 'AbortError') return;
+    if (e.name === 'AbortError' || ctl.signal.aborted) return;
     failed(e);
   } finally {
     if (app.loading === ctl) app.loading = null;
@@ -144,7 +154,8 @@ async function load() {
 function schedule() {
   clearInterval(app.timer);
   const every = refreshMillis(app.state.refresh);
-  if (every > 0) app.timer = setInterval(() => load(), every);
+  // A tick while a read is still running skips (a slow read is not cut off by the next).
+  if (every > 0) app.timer = setInterval(() => app.loading || load(), every);
 }
 
 let mapView = null;
@@ -224,6 +235,11 @@ function namespaceMenu(all, collapsed) {
   );
 }
 
+/** The status line, written only when it changes (screen readers announce it). */
+function statusLine(text) {
+  if ($('status-line').textContent !== text) $('status-line').textContent = text;
+}
+
 function render() {
   const s = app.state;
   syncControls();
@@ -241,14 +257,14 @@ function render() {
       app.emptyRetry = setTimeout(() => load(), EMPTY_RETRY_MS);
     }
     $('panel').hidden = true;
-    $('status-line').textContent = `No calls in this window · updated ${new Date(app.loadedAt).toLocaleTimeString()}`;
+    statusLine(`No calls in this window · updated ${new Date(app.loadedAt).toLocaleTimeString()}`);
     return;
   }
   const shaped = shape(app.topology, s);
   let graph = shaped;
   let changes = '';
   if (app.previous) {
-    const before = shape(app.previous, s);
+    const before = shape(app.previous, s, { collapsed: shaped.collapsed, focusRequired: shaped.focused });
     graph = diff(shaped, before);
     const c = graph.summary;
     changes = ` · compared with ${time(app.compareWindow.start)}: +${c.nodesAdded}/−${c.nodesRemoved} services, +${c.edgesAdded}/−${c.edgesRemoved} edges`;
@@ -260,16 +276,18 @@ function render() {
   if (s.focus !== null) {
     $('focus-name').textContent = s.focus;
     $('depth').value = String(s.depth);
+    $('focus-missing').hidden = shaped.focused;
   }
   const matched = s.q ? graph.nodes.filter((n) => matches(n.name, s.q)).length : null;
-  $('status-line').textContent =
+  statusLine(
     `${graph.nodes.length} nodes · ${graph.edges.length} edges` +
     (shaped.hidden ? ` · ${shaped.hidden} hidden` : '') +
     (shaped.collapsed.size ? ` · ${shaped.collapsed.size} namespaces collapsed` : '') +
     (matched !== null ? ` · ${matched} match “${s.q}”` : '') +
     ` · ${windowWords()}` +
     changes +
-    ` · updated ${new Date(app.loadedAt).toLocaleTimeString()}`;
+    ` · updated ${new Date(app.loadedAt).toLocaleTimeString()}`,
+  );
 
   if (s.view === 'map') {
     const t0 = performance.now();
@@ -284,7 +302,11 @@ function render() {
       requestAnimationFrame(() => setTimeout(() => performance.mark('meshscope:map-drawn', { detail })));
     }
   } else if (s.view === 'services') {
-    fill($('table-view'), servicesTable(graph.nodes.filter((n) => n.kind !== 'namespace' && n.change !== 'removed'), s, { set, thresholds: thresholds() }));
+    // Every service, whatever the map collapses.
+    const open = shape(app.topology, s, { collapsed: new Set() });
+    const sortFocus = document.activeElement?.dataset?.sort ?? null;
+    fill($('table-view'), servicesTable(open.nodes, s, { set, thresholds: thresholds() }));
+    if (sortFocus) document.querySelector(`#table-view [data-sort="${sortFocus}"]`)?.focus();
   }
   renderPanel(graph, names);
 }
@@ -297,6 +319,8 @@ function panelCtx(graph, names, full) {
     names,
     full,
     grafana: app.status?.grafana_url ?? null,
+    compareWindow: app.compareWindow,
+    signal: app.panelLoads?.signal,
     set,
     selectEdge: (e) => set({ edge: e.id, view: app.state.view === 'service' ? 'map' : app.state.view }),
     close: () => set({ service: null, edge: null }),
@@ -313,16 +337,26 @@ function renderPanel(graph, names) {
   const key = JSON.stringify([s.view, s.service, s.edge, s.endpoints, s.compare, app.loadedAt, s.hideVirtual, s.collapse, s.focus, s.depth]);
   if (key === app.panelKey) return;
   app.panelKey = key;
+  // The previous panel's reads are no longer wanted, nor its charts.
+  if (app.panelLoads) app.panelLoads.abort();
+  app.panelLoads = new AbortController();
   const panel = $('panel');
   if (s.view === 'service') {
     panel.hidden = true;
-    const n = graph.nodes.find((x) => x.id === s.service) ?? app.topology.nodes.find((x) => x.id === s.service);
-    fill($('service-view'), n ? nodePanel(n, panelCtx(graph, names, true)) : h('p', { class: 'inline-error', role: 'alert' }, `No service “${s.service}” in this window.`));
+    panel.replaceChildren();
+    // The page lists every edge of the service, whatever the map collapses.
+    const open = shape(app.topology, { ...s, focus: null }, { collapsed: new Set() });
+    const openNames = new Map(open.nodes.map((n) => [n.id, n.name]));
+    const n = open.nodes.find((x) => x.id === s.service);
+    fill($('service-view'), n ? nodePanel(n, panelCtx(open, openNames, true)) : h('p', { class: 'inline-error', role: 'alert' }, `No service “${s.service}” in this window.`));
+    sweep();
     return;
   }
+  $('service-view').replaceChildren();
   if (s.view !== 'map' || (s.service === null && s.edge === null)) {
     panel.hidden = true;
     panel.replaceChildren();
+    sweep();
     return;
   }
   let body;
@@ -336,6 +370,7 @@ function renderPanel(graph, names) {
   }
   fill(panel, body);
   panel.hidden = false;
+  sweep();
 }
 
 function bindControls() {
@@ -366,7 +401,7 @@ function bindControls() {
     const hit = app.graph.nodes.find((n) => matches(n.name, app.state.q));
     if (hit) {
       set({ service: hit.id, view: app.state.view === 'services' ? 'services' : 'map' });
-      if (mapView) {
+      if (mapView && app.state.view === 'map') {
         mapView.centre(hit.id);
         mapView.focusNode(hit.id);
       }
@@ -398,15 +433,17 @@ function bindControls() {
   $('unfocus').addEventListener('click', () => set({ focus: null, depth: 1 }));
   $('ns-collapse-all').addEventListener('click', () => set({ collapse: namespaces(app.topology?.nodes ?? []).map(([ns]) => ns) }));
   $('ns-expand-all').addEventListener('click', () => set({ collapse: [] }));
-  for (const [id, key, nullable] of [
-    ['err-warn', 'errWarn', false],
-    ['err-crit', 'errCrit', false],
-    ['p99-target', 'p99Target', true],
+  // Bounds as the address accepts them (state.js), so a link made here opens as it was.
+  for (const [id, key, nullable, max] of [
+    ['err-warn', 'errWarn', false, 100],
+    ['err-crit', 'errCrit', false, 100],
+    ['p99-target', 'p99Target', true, 3_600_000],
   ]) {
     $(id).addEventListener('change', (ev) => {
       const v = ev.target.value.trim();
       if (v === '' && nullable) set({ [key]: null }, { replace: true });
-      else if (v !== '' && Number.isFinite(Number(v)) && Number(v) >= 0) set({ [key]: Number(v) }, { replace: true });
+      else if (v !== '' && Number.isFinite(Number(v))) set({ [key]: Math.min(max, Math.max(0, Number(v))) }, { replace: true });
+      else syncControls();
     });
   }
   $('zoom-in').addEventListener('click', () => mapView.zoomBy(1.25));
@@ -414,9 +451,16 @@ function bindControls() {
   $('zoom-fit').addEventListener('click', () => mapView.fit());
   $('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
-    setToken($('token-input').value.trim());
+    const t = $('token-input').value.trim();
+    if (!validToken(t)) {
+      $('token-message').textContent = 'A token is visible ASCII characters only (no spaces); check what was pasted.';
+      return;
+    }
+    setToken(t);
     $('token-dialog').close();
+    banner(null);
     app.status = null;
+    schedule();
     load();
   });
   document.addEventListener('keydown', (ev) => {
@@ -443,6 +487,11 @@ function start() {
     onSelectEdge: (e) => set({ edge: e.id, service: null }),
     onClear: () => {
       if (app.state.service !== null || app.state.edge !== null) set({ service: null, edge: null });
+    },
+    onCollapse: (ns) => {
+      const collapsed = new Set(shape(app.topology, app.state).collapsed);
+      collapsed.add(ns);
+      set({ collapse: [...collapsed].sort() });
     },
   });
   if (problems.length) banner(`Ignored in the address: ${problems.join(', ')}`);

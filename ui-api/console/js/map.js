@@ -104,9 +104,10 @@ export class MapView {
       ),
     );
     this.viewport = s('g', { class: 'viewport' });
+    this.groupLayer = s('g', { class: 'groups' });
     this.edgeLayer = s('g', { class: 'edges' });
     this.nodeLayer = s('g', { class: 'nodes' });
-    this.viewport.append(this.edgeLayer, this.nodeLayer);
+    this.viewport.append(this.groupLayer, this.edgeLayer, this.nodeLayer);
     this.svg.append(this.viewport);
     container.append(this.svg);
     this.nodeById = new Map();
@@ -148,12 +149,22 @@ export class MapView {
       ev.stopPropagation();
       this.handlers.onSelectEdge(e);
     });
+    this.edgeLayer.addEventListener('keydown', (ev) => {
+      const e = this.edgeById.get(ev.target.closest('.edge')?.dataset.id);
+      if (!e) return;
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        this.handlers.onSelectEdge(e);
+      } else if (ev.key === 'Escape') {
+        this.handlers.onClear();
+      }
+    });
   }
 
   bindPanZoom() {
     let drag = null;
     this.svg.addEventListener('pointerdown', (ev) => {
-      if (ev.button !== 0 || ev.target.closest('.node, .edge')) return;
+      if (ev.button !== 0 || ev.target.closest('.node, .edge, .ns-label')) return;
       drag = { x: ev.clientX, y: ev.clientY, vx: this.view.x, vy: this.view.y, moved: false };
       this.svg.setPointerCapture(ev.pointerId);
     });
@@ -167,7 +178,7 @@ export class MapView {
       this.apply();
     });
     this.svg.addEventListener('pointerup', (ev) => {
-      if (drag && !drag.moved && !ev.target.closest('.node, .edge')) this.handlers.onClear();
+      if (drag && !drag.moved && !ev.target.closest('.node, .edge, .ns-label')) this.handlers.onClear();
       drag = null;
     });
     this.svg.addEventListener(
@@ -323,6 +334,7 @@ export class MapView {
       });
     }
     const nodeEls = graph.nodes.map((n) => this.node(n, positions.get(n.id), opts, selected, near));
+    this.groupLayer.replaceChildren(...this.groups(graph.nodes, positions));
     this.edgeLayer.replaceChildren(...edgeEls.filter(Boolean));
     this.nodeLayer.replaceChildren(...nodeEls.filter(Boolean));
     this.svg.classList.toggle('has-selection', Boolean(selected || opts.edge));
@@ -333,6 +345,48 @@ export class MapView {
     }
     this.commit();
     if (focused) this.focusNode(focused);
+  }
+
+  /**
+   * A box behind each namespace's services, named, when the map shows more than one
+   * namespace; its name collapses it.
+   */
+  groups(nodes, positions) {
+    const boxes = new Map();
+    for (const n of nodes) {
+      if (n.kind === 'namespace' || n.namespace === null || n.namespace === undefined) continue;
+      const p = positions.get(n.id);
+      if (!p) continue;
+      const b = boxes.get(n.namespace) ?? { x0: Infinity, y0: Infinity, x1: -Infinity, y1: -Infinity, n: 0 };
+      b.x0 = Math.min(b.x0, p.x);
+      b.y0 = Math.min(b.y0, p.y);
+      b.x1 = Math.max(b.x1, p.x);
+      b.y1 = Math.max(b.y1, p.y);
+      b.n += 1;
+      boxes.set(n.namespace, b);
+    }
+    const namespacesShown = new Set(nodes.filter((n) => n.namespace !== null && n.namespace !== undefined).map((n) => n.namespace));
+    if (namespacesShown.size < 2) return [];
+    const out = [];
+    for (const [ns, b] of [...boxes.entries()].sort((a, c) => (a[0] < c[0] ? -1 : 1))) {
+      const pad = 34;
+      const x = b.x0 - pad;
+      const y = b.y0 - pad - 8;
+      const label = s('text', { class: 'ns-label', x: x + 8, y: y + 14, 'data-ns': ns, role: 'button', 'aria-label': `Collapse namespace ${ns}` }, s('title', null, `namespace ${ns}: ${b.n} services shown; click to collapse`), ns);
+      label.setAttribute('tabindex', '0');
+      label.addEventListener('click', (ev) => {
+        ev.stopPropagation();
+        this.handlers.onCollapse?.(ns);
+      });
+      label.addEventListener('keydown', (ev) => {
+        if (ev.key === 'Enter' || ev.key === ' ') {
+          ev.preventDefault();
+          this.handlers.onCollapse?.(ns);
+        }
+      });
+      out.push(s('g', { class: 'ns-box', 'data-ns': ns }, s('rect', { x, y, width: b.x1 - b.x0 + 2 * pad, height: b.y1 - b.y0 + 2 * pad + 22, rx: 14 }), label));
+    }
+    return out;
   }
 
   focusNode(id) {
@@ -378,6 +432,7 @@ export class MapView {
   }
 
   edge(e, a, b, offset, names, opts, selected, near) {
+    if (e.source === e.target) return this.loop(e, a, names, opts);
     const ra = RADIUS[this.kindOf(e.source)] ?? 14;
     const rb = (RADIUS[this.kindOf(e.target)] ?? 14) + 3;
     const dx = b.x - a.x;
@@ -405,7 +460,7 @@ export class MapView {
     ];
     const g = s(
       'g',
-      { class: cls, role: 'button', 'aria-label': summary, 'data-id': e.id },
+      { class: cls, role: this.hits ? 'button' : 'img', tabindex: this.hits ? '0' : null, 'aria-label': summary, 'data-id': e.id },
       s('title', null, summary),
       this.hits ? s('path', { class: 'hit', d }) : null,
       s('path', { class: 'line', d, 'marker-end': 'url(#arrow)' }),
@@ -413,6 +468,25 @@ export class MapView {
       e.mtls ? padlock(mid[0], mid[1] + 8) : null,
     );
     return g;
+  }
+
+  /** A service calling itself: a loop above its node. */
+  loop(e, a, names, opts) {
+    const r = RADIUS[this.kindOf(e.source)] ?? 14;
+    const [x, y] = [a.x, a.y - r];
+    const d = `M${(x - 6).toFixed(1)},${y.toFixed(1)} C${(x - 30).toFixed(1)},${(y - 42).toFixed(1)} ${(x + 30).toFixed(1)},${(y - 42).toFixed(1)} ${(x + 6).toFixed(1)},${(y - 2).toFixed(1)}`;
+    const h = health(e, opts.thresholds);
+    const summary = edgeSummary(e, names);
+    const label = edgeLabel(e, opts.label);
+    const cls = ['edge', 'loop', 'proto-' + e.protocol, 'tel-' + e.telemetry, 'h-' + h.level, e.change ? 'change-' + e.change : null, e.id === opts.edge ? 'selected' : null];
+    return s(
+      'g',
+      { class: cls, role: this.hits ? 'button' : 'img', tabindex: this.hits ? '0' : null, 'aria-label': summary, 'data-id': e.id },
+      s('title', null, summary),
+      this.hits ? s('path', { class: 'hit', d }) : null,
+      s('path', { class: 'line', d, 'marker-end': 'url(#arrow)' }),
+      label ? s('text', { class: 'label', x: x.toFixed(1), y: (y - 36).toFixed(1) }, label) : null,
+    );
   }
 
   kindOf(id) {

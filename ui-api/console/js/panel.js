@@ -5,7 +5,7 @@
 import { get } from './api.js';
 import { chart, slot, sparkline } from './charts.js';
 import { h } from './dom.js';
-import { count, errorRatio, ms, num, pct, ppDelta, relDelta, rps } from './format.js';
+import { count, ms, num, pct, ppDelta, relDelta, rps, time } from './format.js';
 import { edgesOf } from './graph.js';
 import { step } from './windows.js';
 
@@ -30,6 +30,7 @@ export function figures(m, delta = null) {
 }
 
 function failed(el, e) {
+  if (e.name === 'AbortError') return;
   el.replaceChildren(h('p', { class: 'inline-error', role: 'alert' }, `Could not load: ${e.message}`));
 }
 
@@ -63,7 +64,7 @@ function seriesParams(ctx, extra) {
 
 function sparklines(ctx, params) {
   const box = h('div', { class: 'sparks' }, h('p', { class: 'muted' }, 'Loading…'));
-  get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p99_ms' }))
+  get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p99_ms' }), ctx.signal)
     .then((answer) => {
       box.replaceChildren();
       for (const [metric, label] of [
@@ -82,7 +83,7 @@ function sparklines(ctx, params) {
 
 function endpointsTable(ctx, name) {
   const box = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-  get(`/api/v1/services/${encodeURIComponent(name)}/endpoints`, { start: ctx.window.start, end: ctx.window.end })
+  get(`/api/v1/services/${encodeURIComponent(name)}/endpoints`, { start: ctx.window.start, end: ctx.window.end }, ctx.signal)
     .then((answer) => {
       const by = ctx.state.endpoints;
       const key = { calls: (m) => m.calls, errors: (m) => m.errors, p99: (m) => m.p99_ms ?? -1 }[by];
@@ -108,7 +109,7 @@ function endpointsTable(ctx, name) {
 
 function instancesTable(ctx, name) {
   const box = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-  get(`/api/v1/services/${encodeURIComponent(name)}/instances`, { start: ctx.window.start, end: ctx.window.end })
+  get(`/api/v1/services/${encodeURIComponent(name)}/instances`, { start: ctx.window.start, end: ctx.window.end }, ctx.signal)
     .then((answer) => {
       const list = [...answer.instances].sort((a, b) => b.calls - a.calls);
       box.replaceChildren(h('h3', null, `Instances (${list.length})`), list.length ? table(['Instance', 'Calls', 'Errors', 'p99'], list.map((i) => row(i.name || 'unknown', i))) : h('p', { class: 'muted' }, 'No instances reported.'));
@@ -119,7 +120,7 @@ function instancesTable(ctx, name) {
 
 function fullCharts(ctx, params) {
   const box = h('div', { class: 'charts' }, h('p', { class: 'muted' }, 'Loading…'));
-  get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p50_ms,p95_ms,p99_ms' }))
+  get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p50_ms,p95_ms,p99_ms' }), ctx.signal)
     .then((answer) => {
       const width = Math.max(320, Math.min(900, box.clientWidth || 800));
       const a = slot('chart');
@@ -155,7 +156,8 @@ export function nodePanel(n, ctx) {
       ctx.full ? null : h('button', { type: 'button', class: 'close', 'aria-label': 'Close panel', onclick: ctx.close }, '×'),
     ),
   );
-  const parts = [head, h('h3', null, 'Inbound, over the window'), figures(n, n.delta)];
+  const over = n.change === 'removed' ? `Inbound, in the compared window only (from ${time(ctx.compareWindow.start)})` : 'Inbound, over the window';
+  const parts = [head, h('h3', null, over), figures(n, n.delta)];
   if (n.kind !== 'namespace' && n.change !== 'removed') {
     if (ctx.full) parts.push(fullCharts(ctx, { entity: 'service', service: n.id }));
     else parts.push(sparklines(ctx, { entity: 'service', service: n.id }));
@@ -220,10 +222,11 @@ export function edgePanel(e, ctx) {
       h('button', { type: 'button', class: 'close', 'aria-label': 'Close panel', onclick: ctx.close }, '×'),
     ),
   );
-  const parts = [head, h('h3', null, 'Counted (the server side when it reported)'), figures(e, e.delta)];
+  const counted = e.change === 'removed' ? `Counted in the compared window only (from ${time(ctx.compareWindow.start)})` : 'Counted (the server side when it reported)';
+  const parts = [head, h('h3', null, counted), figures(e, e.delta)];
   if (!merged && e.change !== 'removed') {
     const sides = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-    get('/api/v1/edge', { client: e.source, server: e.target, protocol: e.protocol, start: ctx.window.start, end: ctx.window.end })
+    get('/api/v1/edge', { client: e.source, server: e.target, protocol: e.protocol, start: ctx.window.start, end: ctx.window.end }, ctx.signal)
       .then((answer) => sides.replaceChildren(...(answer.edges.length ? answer.edges.map(sidesTable) : [h('p', { class: 'muted' }, 'No reports of this edge in the window.')])))
       .catch((err) => failed(sides, err));
     parts.push(sides);

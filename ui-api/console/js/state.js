@@ -74,7 +74,10 @@ export function parse(search) {
     s.window = '15m';
     s.start = s.end = null;
   }
-  if (s.window !== 'custom') s.start = s.end = null;
+  if (s.window !== 'custom') {
+    if (s.start !== null || s.end !== null) problems.push(`start and end with window=${s.window}`);
+    s.start = s.end = null;
+  }
   take('refresh', oneOf(p.get('refresh'), REFRESH.map(([n]) => n)), (v) => (s.refresh = v));
   take('service', name(p.get('service')), (v) => (s.service = v));
   take('edge', name(p.get('edge')), (v) => (s.edge = v));

@@ -42,7 +42,7 @@ export function servicesTable(services, state, ctx) {
     return h(
       'th',
       { scope: 'col', class: numeric ? 'num' : null, 'aria-sort': sorted ? (state.desc ? 'descending' : 'ascending') : 'none' },
-      h('button', { type: 'button', class: 'sort', onclick: () => ctx.set(sorted ? { desc: !state.desc } : { sort: key, desc: numeric }) }, label, sorted ? (state.desc ? ' ▾' : ' ▴') : ''),
+      h('button', { type: 'button', class: 'sort', 'data-sort': key, onclick: () => ctx.set(sorted ? { desc: !state.desc } : { sort: key, desc: numeric }) }, label, sorted ? (state.desc ? ' ▾' : ' ▴') : ''),
     );
   });
   const body = rows.map((n) => {

@@ -65,3 +65,36 @@ test('very large meshes start collapsed, but for the selection', () => {
   assert.equal(collapsedSet(defaults(), many.slice(0, 10)).size, 0);
   assert.equal(collapsedSet({ ...defaults(), collapse: [] }, many).size, 0);
 });
+
+test('focus goes through virtual nodes, as the API does, before they are hidden', () => {
+  // unknown → gw.edge: focusing gw.edge with depth 1 keeps a.x, and hiding virtual nodes then
+  // drops unknown only
+  const g = shape(topo, { ...defaults(), focus: 'gw.edge', depth: 1, hideVirtual: true });
+  assert.equal(g.focused, true);
+  assert.deepEqual(g.nodes.map((n) => n.id).sort(), ['a.x', 'gw.edge']);
+});
+
+test('a compared window is shaped as the current one was', () => {
+  const now = shape(topo, { ...defaults(), focus: 'c.y', depth: 1 });
+  assert.equal(now.focused, true);
+  // the other window lacks the focused service: nothing of it is drawn (not everything)
+  const other = { nodes: [node('a.x'), node('b.x')], edges: [edge('a.x', 'b.x')] };
+  const before = shape(other, { ...defaults(), focus: 'c.y', depth: 1 }, { collapsed: now.collapsed, focusRequired: now.focused });
+  assert.deepEqual(before.nodes, []);
+  assert.deepEqual(before.edges, []);
+  // and a focus missing from the current window is said, not applied
+  const missing = shape(topo, { ...defaults(), focus: 'zzz.q' });
+  assert.equal(missing.focused, false);
+  assert.equal(missing.nodes.length, topo.nodes.length);
+  // the same namespaces collapsed in both
+  const both = shape(other, defaults(), { collapsed: new Set(['x']) });
+  assert.deepEqual(both.nodes.map((n) => n.id), [namespaceNodeId('x')]);
+});
+
+test('focus drops an edge between two nodes at the edge of the depth, as the API does', () => {
+  const nodes = [node('f.x'), node('a.x'), node('b.x')];
+  const edges = [edge('f.x', 'a.x'), edge('f.x', 'b.x'), edge('a.x', 'b.x')];
+  const g = focusOn(nodes, edges, 'f.x', 1);
+  assert.deepEqual(g.edges.map((e) => e.id).sort(), ['f.x|a.x|http', 'f.x|b.x|http']);
+  assert.equal(focusOn(nodes, edges, 'f.x', 2).edges.length, 3);
+});

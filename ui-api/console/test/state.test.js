@@ -76,3 +76,10 @@ test('edge ids split at the protocol and the known ends', () => {
   assert.deepEqual(splitEdgeId('a|b|c|tcp', known), { client: 'a|b', server: 'c', protocol: 'tcp' });
   assert.equal(splitEdgeId('nothing'), null);
 });
+
+test('start and end beside a preset window are named and dropped', () => {
+  const { state, problems } = parse('?window=1h&start=5&end=10');
+  assert.equal(state.window, '1h');
+  assert.equal(state.start, null);
+  assert.ok(problems.some((p) => p.startsWith('start and end')), problems.join());
+});
