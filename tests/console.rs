@@ -139,14 +139,19 @@ async fn the_console_shows_the_generated_mesh_exactly() {
     let (nodes, edges) = drawn(&page, "the map of the last 15 minutes").await;
     assert_eq!(edges, edge_ids(&now_truth), "edges drawn");
     assert_eq!(nodes, node_ids(&now_truth), "nodes drawn");
-    // Every node and edge names itself as text.
+    // Every node and edge names itself (`aria-label`; a tooltip made from it on hover).
     let unnamed = page
         .js(
-            "return [...document.querySelectorAll('#map .node, #map .edge')]
-               .filter(g => !g.getAttribute('aria-label') || !g.querySelector('title')?.textContent).length",
+            "const all = [...document.querySelectorAll('#map .node, #map .edge')];
+             const edge = document.querySelector('#map .edge');
+             edge.dispatchEvent(new PointerEvent('pointerover', {bubbles: true}));
+             const tip = edge.querySelector('title')?.textContent;
+             return all.filter(g => !g.getAttribute('aria-label')).length
+               + (tip === edge.getAttribute('aria-label') ? 0 : 1000);",
             vec![],
         )
-        .await.expect("webdriver");
+        .await
+        .expect("webdriver");
     assert_eq!(unnamed, json!(0));
     let names = strings(
         &page

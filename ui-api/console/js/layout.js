@@ -20,11 +20,11 @@ export function lcg(seed = 1) {
 export function ticksFor(n) {
   if (n <= 200) return 300;
   if (n <= 500) return 120;
-  return 30;
+  return 24;
 }
 
 /** Ticks at the end of a large layout that also keep nodes from overlapping. */
-const COLLIDE_TICKS = 6;
+const COLLIDE_TICKS = 4;
 
 /**
  * `nodes` in breadth-first order over `neighbours`, each component from its best
@@ -141,7 +141,7 @@ export function layout(nodes, edges, previous = new Map(), d3 = globalThis.d3) {
       .forceSimulation(sim)
       .randomSource(lcg(42))
       .force('link', d3.forceLink(links).id((d) => d.id).distance(70).strength(0.15))
-      .force('charge', d3.forceManyBody().strength(-160).theta(0.9).distanceMax(600))
+      .force('charge', d3.forceManyBody().strength(-160).theta(fresh > 500 ? 1.2 : 0.9).distanceMax(600))
       .force('x', d3.forceX((d) => centres.get(d.group).x).strength(0.06))
       .force('y', d3.forceY((d) => centres.get(d.group).y).strength(0.06))
       .stop();

@@ -9,6 +9,9 @@ import { bytes, count, ms, pct, ppDelta, relDelta, rps, errorRatio } from './for
 import { health } from './health.js';
 import { matches } from './graph.js';
 
+/** The zoom from which edge labels show (farther, they would only blur the map). */
+const LABELS_FROM_ZOOM = 0.8;
+
 /** Up to this many edges, each gets a wide invisible outline that is easier to click. */
 const HIT_PATHS_UP_TO = 600;
 
@@ -114,6 +117,7 @@ export class MapView {
     this.edgeById = new Map();
     this.bindPanZoom();
     this.bindSelection();
+    this.bindTooltips();
   }
 
   /** One listener for all nodes and one for all edges (thousands of each in a large mesh). */
@@ -158,6 +162,18 @@ export class MapView {
       } else if (ev.key === 'Escape') {
         this.handlers.onClear();
       }
+    });
+  }
+
+  /**
+   * Tooltips: a `<title>` made from the element's `aria-label` when the pointer first
+   * rests on it (thousands of them up front would cost the first drawing).
+   */
+  bindTooltips() {
+    this.svg.addEventListener('pointerover', (ev) => {
+      const g = ev.target.closest?.('.node, .edge');
+      if (!g || g.querySelector(':scope > title')) return;
+      g.prepend(s('title', null, g.getAttribute('aria-label')));
     });
   }
 
@@ -243,21 +259,35 @@ export class MapView {
     const { k, x, y } = this.view;
     this.svg.style.transform = '';
     this.viewport.setAttribute('transform', `translate(${x.toFixed(1)},${y.toFixed(1)}) scale(${k.toFixed(4)})`);
-    this.svg.classList.toggle('labels-off', k < 0.8);
+    this.svg.classList.toggle('labels-off', k < LABELS_FROM_ZOOM);
     this.committed = { ...this.view };
+    // A large graph drawn from afar has no edge labels yet: draw again with them.
+    if (!this.hits && k >= LABELS_FROM_ZOOM && this.last && !this.last.labelled) this.render(...this.last.args);
   }
 
   /** Fits the drawn graph into the view. */
   fit() {
+    const v = this.fitView();
+    if (!v) return;
+    this.view = v;
+    this.commit();
+  }
+
+  /** The view that fits the graph at `this.positions` into the box, or `null`. */
+  fitView() {
     const pts = [...this.positions.values()];
     const r = this.container.getBoundingClientRect();
-    if (pts.length === 0 || r.width === 0) return;
-    const xs = pts.map((p) => p.x);
-    const ys = pts.map((p) => p.y);
-    const [x0, x1, y0, y1] = [Math.min(...xs) - 60, Math.max(...xs) + 60, Math.min(...ys) - 50, Math.max(...ys) + 50];
+    if (pts.length === 0 || r.width === 0) return null;
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const p of pts) {
+      x0 = Math.min(x0, p.x);
+      x1 = Math.max(x1, p.x);
+      y0 = Math.min(y0, p.y);
+      y1 = Math.max(y1, p.y);
+    }
+    [x0, x1, y0, y1] = [x0 - 60, x1 + 60, y0 - 50, y1 + 50];
     const k = Math.min(2, r.width / (x1 - x0), r.height / (y1 - y0));
-    this.view = { k, x: r.width / 2 - ((x0 + x1) / 2) * k, y: r.height / 2 - ((y0 + y1) / 2) * k };
-    this.commit();
+    return { k, x: r.width / 2 - ((x0 + x1) / 2) * k, y: r.height / 2 - ((y0 + y1) / 2) * k };
   }
 
   /** Centres node `id` in the view. */
@@ -301,6 +331,12 @@ export class MapView {
   render(graph, positions, opts) {
     const focused = document.activeElement?.closest?.('.node')?.dataset.id ?? null;
     this.positions = positions;
+    if (!this.fitted) {
+      // The first drawing fits the graph: known before drawing, so labels are made or not for it.
+      this.fitted = true;
+      this.view = this.fitView() ?? this.view;
+    }
+    this.last = { args: [graph, positions, opts], labelled: graph.edges.length <= HIT_PATHS_UP_TO || this.view.k >= LABELS_FROM_ZOOM };
     this.setKinds(graph.nodes);
     this.nodeById = new Map(graph.nodes.map((n) => [n.id, n]));
     this.edgeById = new Map(graph.edges.map((e) => [e.id, e]));
@@ -339,10 +375,6 @@ export class MapView {
     this.nodeLayer.replaceChildren(...nodeEls.filter(Boolean));
     this.svg.classList.toggle('has-selection', Boolean(selected || opts.edge));
     this.svg.classList.toggle('searching', opts.q !== '');
-    if (!this.fitted) {
-      this.fitted = true;
-      this.fit();
-    }
     this.commit();
     if (focused) this.focusNode(focused);
   }
@@ -415,7 +447,6 @@ export class MapView {
     const g = s(
       'g',
       { class: cls, transform: `translate(${p.x},${p.y})`, tabindex: '0', role: 'button', 'aria-label': summary, 'data-id': n.id },
-      s('title', null, summary),
       shape(n.kind),
       n.kind === 'namespace' ? s('text', { class: 'count', y: 4 }, String(n.members)) : null,
       s('text', { class: 'name', y: (RADIUS[n.kind] ?? 14) + 13 }, n.name),
@@ -461,10 +492,9 @@ export class MapView {
     const g = s(
       'g',
       { class: cls, role: this.hits ? 'button' : 'img', tabindex: this.hits ? '0' : null, 'aria-label': summary, 'data-id': e.id },
-      s('title', null, summary),
       this.hits ? s('path', { class: 'hit', d }) : null,
       s('path', { class: 'line', d, 'marker-end': 'url(#arrow)' }),
-      label ? s('text', { class: 'label', x: mid[0].toFixed(1), y: (mid[1] - 4).toFixed(1) }, label) : null,
+      label && this.labelsNow(e, opts) ? s('text', { class: 'label', x: mid[0].toFixed(1), y: (mid[1] - 4).toFixed(1) }, label) : null,
       e.mtls ? padlock(mid[0], mid[1] + 8) : null,
     );
     return g;
@@ -482,11 +512,19 @@ export class MapView {
     return s(
       'g',
       { class: cls, role: this.hits ? 'button' : 'img', tabindex: this.hits ? '0' : null, 'aria-label': summary, 'data-id': e.id },
-      s('title', null, summary),
       this.hits ? s('path', { class: 'hit', d }) : null,
       s('path', { class: 'line', d, 'marker-end': 'url(#arrow)' }),
-      label ? s('text', { class: 'label', x: x.toFixed(1), y: (y - 36).toFixed(1) }, label) : null,
+      label && this.labelsNow(e, opts) ? s('text', { class: 'label', x: x.toFixed(1), y: (y - 36).toFixed(1) }, label) : null,
     );
+  }
+
+  /**
+   * Whether an edge's label is made with the drawing: always in graphs small enough to
+   * have them clickable, else only once the view is close enough to show labels (until
+   * then they would be hidden anyway), and for the selection.
+   */
+  labelsNow(e, opts) {
+    return this.hits || this.view.k >= LABELS_FROM_ZOOM || e.id === opts.edge || (opts.service !== null && (e.source === opts.service || e.target === opts.service));
   }
 
   kindOf(id) {
