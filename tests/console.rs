@@ -403,6 +403,8 @@ async fn the_console_shows_the_generated_mesh_exactly() {
     // The window picker: 6 hours hold the old mesh too, 15 minutes do not.
     page.goto(&format!("{base}/")).await.expect("webdriver");
     drawn(&page, "the map").await;
+    let places = "return Object.fromEntries([...document.querySelectorAll('#map .node')].map(n => [n.dataset.id, n.getAttribute('transform')]))";
+    let before = page.js(places, vec![]).await.expect("webdriver");
     page.select("#window", "6h").await.expect("webdriver");
     let (_, edges) = drawn(&page, "the map of 6 hours").await;
     let both: BTreeSet<String> = edge_ids(&now_truth)
@@ -434,6 +436,9 @@ async fn the_console_shows_the_generated_mesh_exactly() {
         "return document.querySelectorAll('#map .edge').length > 0 && document.querySelectorAll('#map .edge[data-id^=\"svc-\"]').length === 0",
     )
     .await.expect("webdriver");
+    // The nodes drawn before are where they were: the layout stays put across reloads.
+    let after = page.js(places, vec![]).await.expect("webdriver");
+    assert_eq!(after, before, "the layout moved");
     no_console_errors(&page, "after the window picker", &[]).await;
 
     // Compare the last hour with the hour before: the old mesh's edges exist only in the
@@ -666,7 +671,9 @@ async fn the_page_is_served_under_a_strict_policy_without_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_the_console_reads_answers_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let stack = common::start(common::config(dir.path())).await;
+    let mut config = common::config(dir.path());
+    config.api.grafana_url = Some("https://grafana.example.com/".into());
+    let stack = common::start(config).await;
     let (truth, _, start) = feed(&stack).await;
     let w = common::truth::window(start);
 
@@ -676,6 +683,7 @@ async fn the_api_the_console_reads_answers_exactly() {
         json!(stack.app.grpc_addr.to_string())
     );
     assert_eq!(status["read_tokens"], json!(false));
+    assert_eq!(status["grafana_url"], json!("https://grafana.example.com"));
     assert!(status["now"].as_i64().is_some_and(|n| n > start));
 
     // Each side of every edge: the server's side counts what the truth counts when the
@@ -848,4 +856,116 @@ async fn the_demo_shows_bookinfo_and_the_shop_on_the_map() {
         .expect("exit in time")
         .expect("wait");
     assert!(exit.status.success(), "{exit:?}");
+}
+
+/// Names come from whoever sends telemetry: markup in a service or endpoint name is shown
+/// as text on the map, in the panel and in the table, and never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_names_are_shown_as_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let workload = |app: &'static str, namespace: &'static str, n: usize| sim::Workload {
+        app,
+        version: "v1",
+        namespace,
+        pod: format!("pod-{n}-<i>x</i>"),
+        ip: format!("10.9.0.{n}"),
+        gateway: false,
+        port: 8080,
+        legacy_proxy: false,
+    };
+    let mesh = sim::Mesh {
+        workloads: vec![
+            workload("<img src=x onerror=\"window.pwned=1\">", "evil", 1),
+            workload("quoted'\"&<b>bold</b>", "ns", 2),
+        ],
+    };
+    let now = common::now_nanos() / 1_000_000_000 / 60 * 60 - 120;
+    let hops: Vec<sim::Hop> = (0..20)
+        .map(|i| sim::Hop {
+            start_unix_nanos: (now + i) * 1_000_000_000,
+            client: Some(0),
+            server: sim::Target::Workload(1),
+            proto: sim::Proto::Http,
+            method: "GET",
+            path: "/<script>window.pwned=2</script>".into(),
+            endpoint: "GET /<script>window.pwned=2</script>".into(),
+            status: if i % 4 == 0 { 500 } else { 200 },
+            grpc_status: None,
+            failed: false,
+            client_latency_nanos: 3_000_000,
+            server_latency_nanos: 2_000_000,
+            request_bytes: 10,
+            response_bytes: 20,
+            mtls: true,
+            client_reports: true,
+            server_reports: true,
+            peer_metadata: true,
+        })
+        .collect();
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let truth = expected(&mesh, &hops);
+    let names = node_ids(&truth);
+    let server = mesh.workloads[1].service();
+
+    let driver = Driver::start().await.expect("webdriver");
+    let page = driver.session(1200, 800).await.expect("webdriver");
+    page.goto(&format!("{}/", stack.http))
+        .await
+        .expect("webdriver");
+    let (nodes, _) = drawn(&page, "the map of hostile names").await;
+    assert_eq!(nodes, names);
+    let texts = strings(
+        &page
+            .js(
+                "return [...document.querySelectorAll('#map .node text.name')].map(t => t.textContent)",
+                vec![],
+            )
+            .await
+            .expect("webdriver"),
+    );
+    assert_eq!(texts, names, "names drawn as they are");
+    // Open the server's panel (its endpoint holds a script tag), then the table.
+    page.goto(&format!("{}/?service={}", stack.http, common::enc(&server)))
+        .await
+        .expect("webdriver");
+    let title = page
+        .wait(
+            "the endpoint in the panel",
+            "const t = [...document.querySelectorAll('#panel td.name')].map(td => td.textContent);
+             return t.some(x => x.includes('<script>')) && document.getElementById('panel-title').textContent;",
+        )
+        .await
+        .expect("webdriver");
+    assert_eq!(title, json!(server));
+    page.goto(&format!("{}/?view=services", stack.http))
+        .await
+        .expect("webdriver");
+    page.wait(
+        "the table",
+        "return document.querySelectorAll('#table-view tbody tr').length === 2",
+    )
+    .await
+    .expect("webdriver");
+    let injected = page
+        .js(
+            "return [window.pwned ?? null, document.querySelectorAll('body img, body b, body i, main script').length]",
+            vec![],
+        )
+        .await
+        .expect("webdriver");
+    assert_eq!(
+        injected,
+        json!([null, 0]),
+        "no markup from names ran or rendered"
+    );
+    page.screenshot(&shots().join("hostile-names.png"))
+        .await
+        .expect("webdriver");
+    no_console_errors(&page, "with hostile names", &[]).await;
+    page.close().await;
+    stack.stop().await;
 }

@@ -82,3 +82,40 @@ impl ApiConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_grafana(url: &str) -> Result<(), String> {
+        ApiConfig {
+            grafana_url: Some(url.into()),
+            ..ApiConfig::default()
+        }
+        .validate()
+    }
+
+    /// The console puts `api.grafana_url` in links: only an http(s) address with a host.
+    #[test]
+    fn grafana_url_is_an_http_address_with_a_host() {
+        for good in [
+            "http://grafana:3000",
+            "https://grafana.example.com/",
+            "https://example.com/grafana",
+        ] {
+            assert_eq!(with_grafana(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "ftp://grafana",
+            "https://",
+            "https:///path",
+            "grafana.example.com",
+            "https://grafana example.com",
+            "https://grafana\n.example.com",
+        ] {
+            let err = with_grafana(bad).expect_err(bad);
+            assert!(err.contains("api.grafana_url"), "{err}");
+        }
+    }
+}

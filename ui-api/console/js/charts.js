@@ -46,7 +46,7 @@ function columns(answer, metrics) {
 }
 
 /** A small chart of one metric without axes: `el` gets it, `title` names it for readers. */
-export function sparkline(el, answer, metric, width = 150, height = 34) {
+export function sparkline(el, answer, metric, width = 240, height = 34) {
   const data = columns(answer, [metric]);
   const values = data[1].filter((v) => v !== null);
   const last = values.length ? values[values.length - 1] : null;
