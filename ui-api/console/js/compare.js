@@ -21,38 +21,36 @@ export function delta(now, before) {
  * when kept, `delta` (see [`delta`]); `summary` counts each.
  */
 export function diff(current, previous) {
-  const prevNodes = new Map(previous.nodes.map((n) => [n.id, n]));
-  const prevEdges = new Map(previous.edges.map((e) => [e.id, e]));
-  const curNodeIds = new Set(current.nodes.map((n) => n.id));
-  const curEdgeIds = new Set(current.edges.map((e) => e.id));
-  const summary = { nodesAdded: 0, nodesRemoved: 0, edgesAdded: 0, edgesRemoved: 0 };
-  const nodes = current.nodes.map((n) => {
-    const before = prevNodes.get(n.id);
-    if (!before) {
-      summary.nodesAdded += 1;
-      return { ...n, change: 'added' };
+  const nodes = mark(current.nodes, previous.nodes);
+  const edges = mark(current.edges, previous.edges);
+  const summary = {
+    nodesAdded: nodes.added,
+    nodesRemoved: nodes.removed,
+    edgesAdded: edges.added,
+    edgesRemoved: edges.removed,
+  };
+  return { nodes: nodes.list, edges: edges.list, summary };
+}
+
+/** The union of two lists of items with ids, each marked; and how many were added and removed. */
+function mark(now, before) {
+  const old = new Map(before.map((x) => [x.id, x]));
+  const ids = new Set(now.map((x) => x.id));
+  let added = 0;
+  let removed = 0;
+  const list = now.map((x) => {
+    const was = old.get(x.id);
+    if (!was) {
+      added += 1;
+      return { ...x, change: 'added' };
     }
-    return { ...n, change: 'kept', delta: delta(n, before) };
+    return { ...x, change: 'kept', delta: delta(x, was) };
   });
-  for (const n of previous.nodes) {
-    if (!curNodeIds.has(n.id)) {
-      summary.nodesRemoved += 1;
-      nodes.push({ ...n, change: 'removed' });
+  for (const x of before) {
+    if (!ids.has(x.id)) {
+      removed += 1;
+      list.push({ ...x, change: 'removed' });
     }
   }
-  const edges = current.edges.map((e) => {
-    const before = prevEdges.get(e.id);
-    if (!before) {
-      summary.edgesAdded += 1;
-      return { ...e, change: 'added' };
-    }
-    return { ...e, change: 'kept', delta: delta(e, before) };
-  });
-  for (const e of previous.edges) {
-    if (!curEdgeIds.has(e.id)) {
-      summary.edgesRemoved += 1;
-      edges.push({ ...e, change: 'removed' });
-    }
-  }
-  return { nodes, edges, summary };
+  return { list, added, removed };
 }

@@ -58,79 +58,82 @@ function edgeList(title, list, names, ctx, other) {
   );
 }
 
+/**
+ * A box that says "Loading…" until `promise` (an API read) settles, then holds what
+ * `show(box, answer)` puts in it, or the error.
+ */
+function later(cls, promise, show) {
+  const box = h('div', { class: cls }, h('p', { class: 'muted' }, 'Loading…'));
+  promise.then((answer) => show(box, answer)).catch((e) => failed(box, e));
+  return box;
+}
+
 function seriesParams(ctx, extra) {
   return { ...extra, start: ctx.window.start, end: ctx.window.end, step: step(ctx.window, 60) };
 }
 
 function sparklines(ctx, params) {
-  const box = h('div', { class: 'sparks' }, h('p', { class: 'muted' }, 'Loading…'));
-  get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p99_ms' }), ctx.signal)
-    .then((answer) => {
-      box.replaceChildren();
-      for (const [metric, label] of [
-        ['calls', 'Calls'],
-        ['errors', 'Errors'],
-        ['p99_ms', 'p99'],
-      ]) {
-        const el = slot('spark');
-        box.append(h('div', { class: 'spark-row' }, h('span', null, label), el));
-        sparkline(el, answer, metric);
-      }
-    })
-    .catch((e) => failed(box, e));
-  return box;
+  const read = get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p99_ms' }), ctx.signal);
+  return later('sparks', read, (box, answer) => {
+    box.replaceChildren();
+    for (const [metric, label] of [
+      ['calls', 'Calls'],
+      ['errors', 'Errors'],
+      ['p99_ms', 'p99'],
+    ]) {
+      const el = slot('spark');
+      box.append(h('div', { class: 'spark-row' }, h('span', null, label), el));
+      sparkline(el, answer, metric);
+    }
+  });
+}
+
+/** The window's bounds as API parameters. */
+function windowParams(ctx) {
+  return { start: ctx.window.start, end: ctx.window.end };
 }
 
 function endpointsTable(ctx, name) {
-  const box = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-  get(`/api/v1/services/${encodeURIComponent(name)}/endpoints`, { start: ctx.window.start, end: ctx.window.end }, ctx.signal)
-    .then((answer) => {
-      const by = ctx.state.endpoints;
-      const key = { calls: (m) => m.calls, errors: (m) => m.errors, p99: (m) => m.p99_ms ?? -1 }[by];
-      const list = [...answer.endpoints].sort((a, b) => key(b) - key(a) || (a.name < b.name ? -1 : 1));
-      const picker = h(
-        'label',
-        { class: 'inline' },
-        'Top by ',
-        h(
-          'select',
-          { 'aria-label': 'Sort endpoints by', onchange: (ev) => ctx.set({ endpoints: ev.target.value }) },
-          ['calls', 'errors', 'p99'].map((v) => h('option', { value: v, selected: v === by }, v)),
-        ),
-      );
-      box.replaceChildren(
-        h('div', { class: 'section-head' }, h('h3', null, `Endpoints (${list.length})`), picker),
-        list.length ? table(['Endpoint', 'Calls', 'Errors', 'p99'], list.slice(0, ctx.full ? 50 : 10).map((e) => row(e.name, e))) : h('p', { class: 'muted' }, 'No endpoints.'),
-      );
-    })
-    .catch((e) => failed(box, e));
-  return box;
+  const read = get(`/api/v1/services/${encodeURIComponent(name)}/endpoints`, windowParams(ctx), ctx.signal);
+  return later(null, read, (box, answer) => {
+    const by = ctx.state.endpoints;
+    const key = { calls: (m) => m.calls, errors: (m) => m.errors, p99: (m) => m.p99_ms ?? -1 }[by];
+    const list = [...answer.endpoints].sort((a, b) => key(b) - key(a) || (a.name < b.name ? -1 : 1));
+    const picker = h(
+      'label',
+      { class: 'inline' },
+      'Top by ',
+      h(
+        'select',
+        { 'aria-label': 'Sort endpoints by', onchange: (ev) => ctx.set({ endpoints: ev.target.value }) },
+        ['calls', 'errors', 'p99'].map((v) => h('option', { value: v, selected: v === by }, v)),
+      ),
+    );
+    box.replaceChildren(
+      h('div', { class: 'section-head' }, h('h3', null, `Endpoints (${list.length})`), picker),
+      list.length ? table(['Endpoint', 'Calls', 'Errors', 'p99'], list.slice(0, ctx.full ? 50 : 10).map((e) => row(e.name, e))) : h('p', { class: 'muted' }, 'No endpoints.'),
+    );
+  });
 }
 
 function instancesTable(ctx, name) {
-  const box = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-  get(`/api/v1/services/${encodeURIComponent(name)}/instances`, { start: ctx.window.start, end: ctx.window.end }, ctx.signal)
-    .then((answer) => {
-      const list = [...answer.instances].sort((a, b) => b.calls - a.calls);
-      box.replaceChildren(h('h3', null, `Instances (${list.length})`), list.length ? table(['Instance', 'Calls', 'Errors', 'p99'], list.map((i) => row(i.name || 'unknown', i))) : h('p', { class: 'muted' }, 'No instances reported.'));
-    })
-    .catch((e) => failed(box, e));
-  return box;
+  const read = get(`/api/v1/services/${encodeURIComponent(name)}/instances`, windowParams(ctx), ctx.signal);
+  return later(null, read, (box, answer) => {
+    const list = [...answer.instances].sort((a, b) => b.calls - a.calls);
+    box.replaceChildren(h('h3', null, `Instances (${list.length})`), list.length ? table(['Instance', 'Calls', 'Errors', 'p99'], list.map((i) => row(i.name || 'unknown', i))) : h('p', { class: 'muted' }, 'No instances reported.'));
+  });
 }
 
 function fullCharts(ctx, params) {
-  const box = h('div', { class: 'charts' }, h('p', { class: 'muted' }, 'Loading…'));
-  get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p50_ms,p95_ms,p99_ms' }), ctx.signal)
-    .then((answer) => {
-      const width = Math.max(320, Math.min(900, box.clientWidth || 800));
-      const a = slot('chart');
-      const b = slot('chart');
-      box.replaceChildren(a, b);
-      chart(a, answer, ['calls', 'errors'], `Calls and errors per ${step(ctx.window, 60) / 60} min`, width);
-      chart(b, answer, ['p50_ms', 'p95_ms', 'p99_ms'], 'Latency', width);
-    })
-    .catch((e) => failed(box, e));
-  return box;
+  const read = get('/api/v1/timeseries', seriesParams(ctx, { ...params, metrics: 'calls,errors,p50_ms,p95_ms,p99_ms' }), ctx.signal);
+  return later('charts', read, (box, answer) => {
+    const width = Math.max(320, Math.min(900, box.clientWidth || 800));
+    const a = slot('chart');
+    const b = slot('chart');
+    box.replaceChildren(a, b);
+    chart(a, answer, ['calls', 'errors'], `Calls and errors per ${step(ctx.window, 60) / 60} min`, width);
+    chart(b, answer, ['p50_ms', 'p95_ms', 'p99_ms'], 'Latency', width);
+  });
 }
 
 /**
@@ -225,11 +228,8 @@ export function edgePanel(e, ctx) {
   const counted = e.change === 'removed' ? `Counted in the compared window only (from ${time(ctx.compareWindow.start)})` : 'Counted (the server side when it reported)';
   const parts = [head, h('h3', null, counted), figures(e, e.delta)];
   if (!merged && e.change !== 'removed') {
-    const sides = h('div', null, h('p', { class: 'muted' }, 'Loading…'));
-    get('/api/v1/edge', { client: e.source, server: e.target, protocol: e.protocol, start: ctx.window.start, end: ctx.window.end }, ctx.signal)
-      .then((answer) => sides.replaceChildren(...(answer.edges.length ? answer.edges.map(sidesTable) : [h('p', { class: 'muted' }, 'No reports of this edge in the window.')])))
-      .catch((err) => failed(sides, err));
-    parts.push(sides);
+    const read = get('/api/v1/edge', { client: e.source, server: e.target, protocol: e.protocol, ...windowParams(ctx) }, ctx.signal);
+    parts.push(later(null, read, (box, answer) => box.replaceChildren(...(answer.edges.length ? answer.edges.map(sidesTable) : [h('p', { class: 'muted' }, 'No reports of this edge in the window.')]))));
     parts.push(h('h3', null, 'Over the window'), sparklines(ctx, { entity: 'edge', client: e.source, server: e.target, protocol: e.protocol }));
   }
   return h('div', { class: 'panel-body', 'data-edge': e.id }, parts);
