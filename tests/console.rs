@@ -163,7 +163,9 @@ async fn the_console_shows_the_generated_mesh_exactly() {
     );
     assert_eq!(names, node_ids(&now_truth), "node names as text");
     // Zooming and panning work under the page's policy (no violation is logged).
-    for button in ["#zoom-in", "#zoom-in", "#zoom-out", "#zoom-fit"] {
+    // The last press goes through the gesture path: a CSS transform, committed once it
+    // pauses.
+    for button in ["#zoom-fit", "#zoom-in", "#zoom-in", "#zoom-out"] {
         page.click(button).await.expect("webdriver");
     }
     page.wait(
@@ -247,6 +249,15 @@ async fn the_console_shows_the_generated_mesh_exactly() {
         figure(&page, "calls").await,
         now_truth.1["ratings.default"].calls
     );
+    page.type_into("#map .node[data-id=\"ratings.default\"]", "\u{E00C}")
+        .await
+        .expect("webdriver");
+    page.wait(
+        "the panel to close on Escape",
+        "return document.getElementById('panel').hidden && !location.search.includes('service=')",
+    )
+    .await
+    .expect("webdriver");
 
     // The whole view state round-trips through the address.
     let view = "?window=1h&service=reviews.default&label=p99&q=ratings&virtual=hide";

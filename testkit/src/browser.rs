@@ -57,13 +57,10 @@ impl Driver {
                 )
             })?;
         let port = free_port()?;
-        // Its own process group: dropping the driver ends the browsers it started too,
-        // even when a session was not closed (a failed test).
         let child = tokio::process::Command::new(&path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(io(format!("starting {path}")))?;
@@ -140,9 +137,11 @@ impl Driver {
 impl Drop for Driver {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            // SIGTERM to the whole group: chromedriver and every Chromium it started.
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", "--", &format!("-{pid}")])
+            // The browsers chromedriver started end with it, even when a session was not
+            // closed (a failed test); chromedriver itself is killed on drop. (They stay in
+            // the terminal's process group, so Ctrl-C reaches them all.)
+            let _ = std::process::Command::new("pkill")
+                .args(["-TERM", "-P", &pid.to_string()])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status();

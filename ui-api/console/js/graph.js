@@ -184,7 +184,8 @@ export function shape(topology, state, fixed = {}) {
   let edges = topology.edges;
   const total = nodes.length;
   let focused = false;
-  if (state.focus !== null) {
+  // A compared window follows the current one: no focus there when none applied here.
+  if (state.focus !== null && fixed.focusRequired !== false) {
     if (nodes.some((n) => n.id === state.focus)) {
       ({ nodes, edges } = focusOn(nodes, edges, state.focus, state.depth));
       focused = true;

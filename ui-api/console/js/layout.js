@@ -145,7 +145,9 @@ export function layout(nodes, edges, previous = new Map(), d3 = globalThis.d3) {
       .force('x', d3.forceX((d) => centres.get(d.group).x).strength(0.06))
       .force('y', d3.forceY((d) => centres.get(d.group).y).strength(0.06))
       .stop();
-    const ticks = ticksFor(fresh);
+    // A tick costs for every node, placed or not: a few new nodes on a large map get
+    // the large map's ticks.
+    const ticks = ticksFor(nodes.length);
     // Small graphs keep nodes apart all along; large ones only at the end (it costs as
     // much as the charge).
     const late = ticks > 100 ? 0 : COLLIDE_TICKS;

@@ -82,6 +82,7 @@ function askToken(message) {
 /** The banner while the console waits for a token, with a way back to the prompt. */
 function waitingForToken(message) {
   // No refresh while waiting: each would be refused (and counted) again.
+  app.waitingToken = true;
   clearInterval(app.timer);
   fill($('banner'), h('span', null, message), h('button', { type: 'button', onclick: () => askToken('Enter a read token for this meshscope.') }, 'Enter token'));
   $('banner').hidden = false;
@@ -116,11 +117,14 @@ async function load() {
   if (app.loading) app.loading.abort();
   const ctl = new AbortController();
   app.loading = ctl;
+  app.loadingSince = Date.now();
+  clearTimeout(app.emptyRetry);
   try {
     // The server's clock places the window; the first load asks for the server's status
     // beside the topology and trusts the browser's clock unless the two disagree.
     const status = app.status ? null : loadStatus();
-    const now = Date.now() / 1000 + app.clockOffset;
+    const offsetUsed = app.clockOffset;
+    const now = Date.now() / 1000 + offsetUsed;
     const w = range(app.state, now);
     const other = compareRange(app.state, w);
     const [topology, previous] = await Promise.all([
@@ -129,7 +133,7 @@ async function load() {
       status,
     ]);
     if (ctl.signal.aborted) return;
-    if (status && app.state.window !== 'custom' && Math.abs(app.clockOffset) > CLOCK_SKEW) {
+    if (status && app.state.window !== 'custom' && Math.abs(app.clockOffset - offsetUsed) > CLOCK_SKEW) {
       app.loading = null;
       load();
       return;
@@ -154,8 +158,9 @@ async function load() {
 function schedule() {
   clearInterval(app.timer);
   const every = refreshMillis(app.state.refresh);
-  // A tick while a read is still running skips (a slow read is not cut off by the next).
-  if (every > 0) app.timer = setInterval(() => app.loading || load(), every);
+  // A tick while a read is still running skips it (a slow read is not cut off by the
+  // next), unless that read has hung for two periods.
+  if (every > 0 && !app.waitingToken) app.timer = setInterval(() => (app.loading && Date.now() - app.loadingSince < 2 * every) || load(), every);
 }
 
 let mapView = null;
@@ -246,6 +251,7 @@ function render() {
   if (!app.topology) return;
   const empty = app.topology.nodes.length === 0 && (!app.previous || app.previous.nodes.length === 0);
   $('empty').hidden = !empty;
+  if (!empty) clearTimeout(app.emptyRetry);
   $('map-view').hidden = empty || s.view !== 'map';
   $('table-view').hidden = empty || s.view !== 'services';
   $('service-view').hidden = empty || s.view !== 'service';
@@ -289,6 +295,8 @@ function render() {
     ` · updated ${new Date(app.loadedAt).toLocaleTimeString()}`,
   );
 
+  // The panel first: the map fits the room it leaves.
+  renderPanel(graph, names);
   if (s.view === 'map') {
     const t0 = performance.now();
     const fresh = layout(graph.nodes, graph.edges, app.positions);
@@ -308,7 +316,6 @@ function render() {
     fill($('table-view'), servicesTable(open.nodes, s, { set, thresholds: thresholds() }));
     if (sortFocus) document.querySelector(`#table-view [data-sort="${sortFocus}"]`)?.focus();
   }
-  renderPanel(graph, names);
 }
 
 function panelCtx(graph, names, full) {
@@ -359,13 +366,26 @@ function renderPanel(graph, names) {
     sweep();
     return;
   }
+  // What the map does not draw (collapsed, or outside the focus) is still in the window.
+  const open = shape(app.topology, { ...s, focus: null }, { collapsed: new Set() });
+  const openNames = new Map(open.nodes.map((n) => [n.id, n.name]));
   let body;
   if (s.edge !== null) {
-    const e = graph.edges.find((x) => x.id === s.edge);
+    const drawnEdge = graph.edges.find((x) => x.id === s.edge);
+    const e = drawnEdge ?? open.edges.find((x) => x.id === s.edge);
+    if (!drawnEdge && e) {
+      graph = open;
+      names = openNames;
+    }
     const parts = splitEdgeId(s.edge, graph.edges);
     body = e ? edgePanel(e, panelCtx(graph, names, false)) : h('p', { class: 'inline-error', role: 'alert' }, parts ? `No edge ${parts.client} → ${parts.server} (${parts.protocol}) on the map in this window.` : 'No such edge.');
   } else {
-    const n = graph.nodes.find((x) => x.id === s.service);
+    const drawnNode = graph.nodes.find((x) => x.id === s.service);
+    const n = drawnNode ?? open.nodes.find((x) => x.id === s.service);
+    if (!drawnNode && n) {
+      graph = open;
+      names = openNames;
+    }
     body = n ? nodePanel(n, panelCtx(graph, names, false)) : h('p', { class: 'inline-error', role: 'alert' }, `No service “${s.service}” on the map in this window.`);
   }
   fill(panel, body);
@@ -442,7 +462,7 @@ function bindControls() {
     $(id).addEventListener('change', (ev) => {
       const v = ev.target.value.trim();
       if (v === '' && nullable) set({ [key]: null }, { replace: true });
-      else if (v !== '' && Number.isFinite(Number(v))) set({ [key]: Math.min(max, Math.max(0, Number(v))) }, { replace: true });
+      else if (v !== '' && Number.isFinite(Number(v))) set({ [key]: Number(Math.min(max, Math.max(0, Number(v))).toFixed(4)) }, { replace: true });
       else syncControls();
     });
   }
@@ -457,6 +477,7 @@ function bindControls() {
       return;
     }
     setToken(t);
+    app.waitingToken = false;
     $('token-dialog').close();
     banner(null);
     app.status = null;

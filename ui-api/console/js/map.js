@@ -329,7 +329,9 @@ export class MapView {
    * `thresholds`.
    */
   render(graph, positions, opts) {
-    const focused = document.activeElement?.closest?.('.node')?.dataset.id ?? null;
+    // What has the keyboard focus, to give it back once redrawn.
+    const held = document.activeElement?.closest?.('.node, .edge, .ns-label');
+    const focused = held ? { cls: held.classList.contains('node') ? 'node' : held.classList.contains('edge') ? 'edge' : 'ns-label', key: held.dataset.id ?? held.dataset.ns } : null;
     this.positions = positions;
     if (!this.fitted) {
       // The first drawing fits the graph: known before drawing, so labels are made or not for it.
@@ -376,7 +378,7 @@ export class MapView {
     this.svg.classList.toggle('has-selection', Boolean(selected || opts.edge));
     this.svg.classList.toggle('searching', opts.q !== '');
     this.commit();
-    if (focused) this.focusNode(focused);
+    if (focused) this.refocus(focused);
   }
 
   /**
@@ -419,6 +421,17 @@ export class MapView {
       out.push(s('g', { class: 'ns-box', 'data-ns': ns }, s('rect', { x, y, width: b.x1 - b.x0 + 2 * pad, height: b.y1 - b.y0 + 2 * pad + 22, rx: 14 }), label));
     }
     return out;
+  }
+
+  /** Gives the keyboard focus back to the element of that kind and key, if drawn. */
+  refocus({ cls, key }) {
+    const layer = cls === 'node' ? this.nodeLayer : cls === 'edge' ? this.edgeLayer : this.groupLayer;
+    for (const el of layer.querySelectorAll('.' + cls)) {
+      if ((el.dataset.id ?? el.dataset.ns) === key) {
+        el.focus({ preventScroll: true });
+        return;
+      }
+    }
   }
 
   focusNode(id) {

@@ -98,3 +98,13 @@ test('focus drops an edge between two nodes at the edge of the depth, as the API
   assert.deepEqual(g.edges.map((e) => e.id).sort(), ['f.x|a.x|http', 'f.x|b.x|http']);
   assert.equal(focusOn(nodes, edges, 'f.x', 2).edges.length, 3);
 });
+
+test('a compared window gets no focus when the current window has not the focused service', () => {
+  const now = { nodes: [node('a.x'), node('b.x'), node('c.x')], edges: [edge('a.x', 'b.x'), edge('b.x', 'c.x')] };
+  const before = { nodes: [node('gone.x'), ...now.nodes], edges: [edge('gone.x', 'a.x'), ...now.edges] };
+  const state = { ...defaults(), focus: 'gone.x' };
+  const cur = shape(now, state);
+  assert.equal(cur.focused, false);
+  const prev = shape(before, state, { collapsed: cur.collapsed, focusRequired: cur.focused });
+  assert.equal(prev.nodes.length, 4, 'the whole other window, as the current one is whole');
+});
