@@ -411,6 +411,52 @@ async fn the_console_shows_the_generated_mesh_exactly() {
     assert_eq!(members, json!(in_default.to_string()));
     no_console_errors(&page, "in the panels and pages", &[]).await;
 
+    // Health thresholds: with failing above 0.1 %, every node with an error ratio above it
+    // turns red, and the address keeps the threshold.
+    page.goto(&format!("{base}/")).await.expect("webdriver");
+    drawn(&page, "the map").await;
+    page.js(
+        "const i = document.getElementById('err-crit'); i.value = '0.1'; i.dispatchEvent(new Event('change'));",
+        vec![],
+    )
+    .await
+    .expect("webdriver");
+    let failing: BTreeSet<String> = now_truth
+        .1
+        .iter()
+        .filter(|(_, e)| e.calls > 0 && e.errors as f64 / e.calls as f64 > 0.001)
+        .map(|(name, _)| name.clone())
+        .collect();
+    assert!(!failing.is_empty());
+    let red = page
+        .wait(
+            "red nodes",
+            "const red = [...document.querySelectorAll('#map .node.h-crit')].map(n => n.dataset.id);
+             return location.search.includes('err_crit=0.1') && red.length && red;",
+        )
+        .await
+        .expect("webdriver");
+    assert_eq!(strings(&red), failing, "nodes over the threshold");
+
+    // A custom window from the picker: the form opens with the current window, and
+    // applying it puts start and end in the address.
+    page.select("#window", "custom").await.expect("webdriver");
+    page.wait(
+        "the custom window form",
+        "return !document.getElementById('custom-range').hidden && /window=custom&start=\\d+&end=\\d+/.test(location.search)",
+    )
+    .await
+    .expect("webdriver");
+    page.click("#custom-range button[type=submit]")
+        .await
+        .expect("webdriver");
+    let (_, edges) = drawn(&page, "the map of the custom window").await;
+    assert_eq!(
+        edges,
+        edge_ids(&now_truth),
+        "the custom window holds the recent calls"
+    );
+
     // The window picker: 6 hours hold the old mesh too, 15 minutes do not.
     page.goto(&format!("{base}/")).await.expect("webdriver");
     drawn(&page, "the map").await;
@@ -977,6 +1023,57 @@ async fn hostile_names_are_shown_as_text() {
         .await
         .expect("webdriver");
     no_console_errors(&page, "with hostile names", &[]).await;
+    page.close().await;
+    stack.stop().await;
+}
+
+/// A graph over 600 edges: drawn without edge labels from afar (they would only blur it),
+/// and with every label once zoomed in close enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_graph_gets_its_edge_labels_when_zoomed_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stack = common::start(common::config(dir.path())).await;
+    let shape = Shape {
+        services: 400,
+        instances: 1,
+        endpoints: 1,
+    };
+    let mesh = backfill::mesh(shape);
+    let minute = (common::now_nanos() / 1_000_000_000 / 60 - 3) * 60;
+    // Two minutes: each service is called by one client in even minutes, another in odd.
+    let hops: Vec<sim::Hop> = (0..2)
+        .flat_map(|m| backfill::minute_hops(shape, minute + m * 60))
+        .collect();
+    sim::send_all(&stack.grpc, &mesh, &hops)
+        .await
+        .expect("send");
+    stack.flush().await;
+    let truth = expected(&mesh, &hops);
+    assert!(truth.0.len() > 600, "{} edges", truth.0.len());
+    let driver = Driver::start().await.expect("webdriver");
+    let page = driver.session(1400, 900).await.expect("webdriver");
+    page.goto(&format!("{}/", stack.http))
+        .await
+        .expect("webdriver");
+    let (_, edges) = drawn(&page, "the large map").await;
+    assert_eq!(edges, edge_ids(&truth));
+    let labels = "return document.querySelectorAll('#map .edge .label').length";
+    assert_eq!(
+        page.js(labels, vec![]).await.expect("webdriver"),
+        json!(0),
+        "no labels from afar"
+    );
+    for _ in 0..12 {
+        page.click("#zoom-in").await.expect("webdriver");
+    }
+    let want = truth.0.len();
+    page.wait(
+        "every edge label once zoomed in",
+        &format!("return document.querySelectorAll('#map .edge .label').length === {want}"),
+    )
+    .await
+    .expect("webdriver");
+    no_console_errors(&page, "on the large map", &[]).await;
     page.close().await;
     stack.stop().await;
 }
