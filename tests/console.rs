@@ -609,14 +609,19 @@ async fn the_console_shows_the_generated_mesh_exactly() {
     stack.stop().await;
 }
 
+/// A server in `dir` whose reads need `token`.
+async fn with_read_token(dir: &std::path::Path, token: &str) -> common::Stack {
+    let tokens = dir.join("read-tokens");
+    std::fs::write(&tokens, format!("{token}\n")).expect("tokens");
+    let mut config = common::config(&dir.join("data"));
+    config.auth.read_tokens_file = Some(tokens);
+    common::start(config).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_asks_for_a_token_when_reads_need_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("read-tokens");
-    std::fs::write(&tokens, "console-reader-token\n").expect("tokens");
-    let mut config = common::config(&dir.path().join("data"));
-    config.auth.read_tokens_file = Some(tokens);
-    let stack = common::start(config).await;
+    let stack = with_read_token(dir.path(), "console-reader-token").await;
     let (mesh, hops, _) = scenario(3, 40);
     sim::send_all(&stack.grpc, &mesh, &hops)
         .await
@@ -660,11 +665,7 @@ async fn the_console_asks_for_a_token_when_reads_need_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_is_served_under_a_strict_policy_without_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tokens = dir.path().join("read-tokens");
-    std::fs::write(&tokens, "secret-reader\n").expect("tokens");
-    let mut config = common::config(&dir.path().join("data"));
-    config.auth.read_tokens_file = Some(tokens);
-    let stack = common::start(config).await;
+    let stack = with_read_token(dir.path(), "secret-reader").await;
     let page = reqwest::get(format!("{}/", stack.http))
         .await
         .expect("get /");
