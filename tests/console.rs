@@ -600,6 +600,33 @@ async fn the_console_shows_the_generated_mesh_exactly() {
         banner.as_str().is_some_and(|b| b.contains("longer than")),
         "{banner}"
     );
+    // What of an address is not understood is said, and the rest of the view stands.
+    page.goto(&format!("{base}/?window=3y&label=p99"))
+        .await
+        .expect("webdriver");
+    drawn(&page, "the map despite a bad window").await;
+    let said = page
+        .js(
+            "return [document.getElementById('banner').hidden, document.getElementById('banner').textContent, document.getElementById('label').value]",
+            vec![],
+        )
+        .await
+        .expect("webdriver");
+    assert_eq!(said[0], json!(false), "{said}");
+    assert!(
+        said[1].as_str().is_some_and(|t| t.contains("window=3y")),
+        "{said}"
+    );
+    assert_eq!(said[2], json!("p99"));
+    page.goto(&format!("{base}/?start=0&end=99999999999"))
+        .await
+        .expect("webdriver");
+    page.wait(
+        "the error banner again",
+        "const b = document.getElementById('banner'); return !b.hidden && b.textContent.includes('longer than');",
+    )
+    .await
+    .expect("webdriver");
     page.screenshot(&shots().join("error.png"))
         .await
         .expect("webdriver");

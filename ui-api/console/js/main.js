@@ -31,6 +31,7 @@ const app = {
   timer: null,
   loading: null,
   panelKey: null,
+  notice: null,
   loadedAt: null,
   drawn: false,
 };
@@ -46,6 +47,7 @@ const CLOCK_SKEW = 5;
 /** Changes the view: `patch` over the state, the URL written (a new history entry unless `replace`). */
 function set(patch, { replace = false } = {}) {
   const before = app.state;
+  app.notice = null;
   const next = { ...before, ...patch };
   if ('service' in patch && patch.service !== before.service && !('edge' in patch)) next.edge = null;
   if ('edge' in patch && patch.edge !== null && !('service' in patch)) next.service = null;
@@ -145,7 +147,7 @@ async function load() {
     app.previous = previous;
     app.loadedAt = Date.now();
     app.panelKey = null;
-    banner(null);
+    banner(app.notice);
     render();
   } catch (e) {
     if (e.name === 'AbortError' || ctl.signal.aborted) return;
@@ -515,7 +517,9 @@ function start() {
       set({ collapse: [...collapsed].sort() });
     },
   });
-  if (problems.length) banner(`Ignored in the address: ${problems.join(', ')}`);
+  // Said until the next change of view: what of the address was not understood.
+  app.notice = problems.length ? `Ignored in the address: ${problems.join(', ')}` : null;
+  banner(app.notice);
   syncControls();
   schedule();
   load();
