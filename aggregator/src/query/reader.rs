@@ -68,6 +68,15 @@ impl KeyMinutes {
             &self.server
         }
     }
+
+    /// The reports of `side`, or, with `None`, of the side the side rule counts.
+    pub fn reports(&self, side: Option<Side>) -> &[(i64, Metrics)] {
+        match side {
+            None => self.chosen(),
+            Some(Side::Client) => &self.client,
+            Some(Side::Server) => &self.server,
+        }
+    }
 }
 
 /// How finely a read keeps minutes apart, and whether it needs latency histograms.
@@ -295,16 +304,18 @@ impl<'a> Reader<'a> {
     }
 
     /// Per-minute metrics of the rows of `table` matching `filters`, summed over all
-    /// matching keys, with the source and side rules decided per key over the whole window.
+    /// matching keys, with the source rule decided per key over the whole window and the
+    /// reports of `side` (`None`: the side rule's, also decided per key over the window).
     /// Minutes without data are absent.
     pub async fn series(
         &self,
         table: Table,
         filters: &[(Key, String)],
+        side: Option<Side>,
     ) -> Result<Vec<(i64, Metrics)>> {
         let mut by_minute: BTreeMap<i64, Metrics> = BTreeMap::new();
         for k in self.key_minutes(table, filters).await? {
-            for (minute, m) in k.chosen() {
+            for (minute, m) in k.reports(side) {
                 by_minute.entry(*minute).or_default().merge(m);
             }
         }

@@ -104,7 +104,6 @@ export function layout(nodes, edges, previous = new Map(), d3 = globalThis.d3) {
     neighbours.get(e.target).push(e.source);
   }
   const rand = lcg(nodes.length + 7 * edges.length);
-  const inGroup = new Map();
   // Slots on each group's sunflower, given in breadth-first order within the group.
   const slot = new Map();
   const groups = new Map();
@@ -126,8 +125,7 @@ export function layout(nodes, edges, previous = new Map(), d3 = globalThis.d3) {
     }
     const g = groupOf(n);
     const c = centres.get(g);
-    const i = slot.get(n.id) ?? inGroup.get(g) ?? 0;
-    inGroup.set(g, i + 1);
+    const i = slot.get(n.id);
     // a sunflower around the group's centre
     const rr = 22 * Math.sqrt(i + 0.5);
     const a = i * 2.399963;

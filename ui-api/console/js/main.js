@@ -7,7 +7,7 @@ import { ApiError, get, setToken, validToken } from './api.js';
 import { diff } from './compare.js';
 import { h, fill } from './dom.js';
 import { span, time } from './format.js';
-import { namespaces, shape, matches } from './graph.js';
+import { collapsedSet, namespaces, shape, matches } from './graph.js';
 import { layout } from './layout.js';
 import { MapView } from './map.js';
 import { edgePanel, nodePanel } from './panel.js';
@@ -333,12 +333,22 @@ function panelCtx(graph, names, full) {
     set,
     selectEdge: (e) => set({ edge: e.id, view: app.state.view === 'service' ? 'map' : app.state.view }),
     close: () => set({ service: null, edge: null }),
-    expand: (ns) => {
-      const collapsed = new Set(shape(app.topology, app.state).collapsed);
-      collapsed.delete(ns);
-      set({ collapse: [...collapsed].sort(), service: null });
-    },
+    expand: (ns) => collapseNamespace(ns, false, { service: null }),
   };
+}
+
+/** The window's whole graph (no focus, nothing collapsed) and its node names, for what the map does not draw. */
+function openGraph(s) {
+  const graph = shape(app.topology, { ...s, focus: null }, { collapsed: new Set() });
+  return { graph, names: new Map(graph.nodes.map((n) => [n.id, n.name])) };
+}
+
+/** Collapses (or expands) namespace `ns`, the others staying as they are drawn now. */
+function collapseNamespace(ns, collapsed, patch = {}) {
+  const now = collapsedSet(app.state, app.topology?.nodes ?? []);
+  if (collapsed) now.add(ns);
+  else now.delete(ns);
+  set({ ...patch, collapse: [...now].sort() });
 }
 
 function renderPanel(graph, names) {
@@ -354,10 +364,9 @@ function renderPanel(graph, names) {
     panel.hidden = true;
     panel.replaceChildren();
     // The page lists every edge of the service, whatever the map collapses.
-    const open = shape(app.topology, { ...s, focus: null }, { collapsed: new Set() });
-    const openNames = new Map(open.nodes.map((n) => [n.id, n.name]));
-    const n = open.nodes.find((x) => x.id === s.service);
-    fill($('service-view'), n ? nodePanel(n, panelCtx(open, openNames, true)) : h('p', { class: 'inline-error', role: 'alert' }, `No service “${s.service}” in this window.`));
+    const open = openGraph(s);
+    const n = open.graph.nodes.find((x) => x.id === s.service);
+    fill($('service-view'), n ? nodePanel(n, panelCtx(open.graph, open.names, true)) : h('p', { class: 'inline-error', role: 'alert' }, `No service “${s.service}” in this window.`));
     sweep();
     return;
   }
@@ -368,26 +377,23 @@ function renderPanel(graph, names) {
     sweep();
     return;
   }
-  // What the map does not draw (collapsed, or outside the focus) is still in the window.
-  const open = shape(app.topology, { ...s, focus: null }, { collapsed: new Set() });
-  const openNames = new Map(open.nodes.map((n) => [n.id, n.name]));
+  // What the map does not draw (collapsed, or outside the focus) is still in the window:
+  // the panel then reads it from the whole window's graph.
+  const pick = (key, id) => {
+    const drawn = graph[key].find((x) => x.id === id);
+    if (drawn) return drawn;
+    const open = openGraph(s);
+    const found = open.graph[key].find((x) => x.id === id);
+    if (found) ({ graph, names } = open);
+    return found;
+  };
   let body;
   if (s.edge !== null) {
-    const drawnEdge = graph.edges.find((x) => x.id === s.edge);
-    const e = drawnEdge ?? open.edges.find((x) => x.id === s.edge);
-    if (!drawnEdge && e) {
-      graph = open;
-      names = openNames;
-    }
+    const e = pick('edges', s.edge);
     const parts = splitEdgeId(s.edge, graph.edges);
     body = e ? edgePanel(e, panelCtx(graph, names, false)) : h('p', { class: 'inline-error', role: 'alert' }, parts ? `No edge ${parts.client} → ${parts.server} (${parts.protocol}) on the map in this window.` : 'No such edge.');
   } else {
-    const drawnNode = graph.nodes.find((x) => x.id === s.service);
-    const n = drawnNode ?? open.nodes.find((x) => x.id === s.service);
-    if (!drawnNode && n) {
-      graph = open;
-      names = openNames;
-    }
+    const n = pick('nodes', s.service);
     body = n ? nodePanel(n, panelCtx(graph, names, false)) : h('p', { class: 'inline-error', role: 'alert' }, `No service “${s.service}” on the map in this window.`);
   }
   fill(panel, body);
@@ -511,11 +517,7 @@ function start() {
     onClear: () => {
       if (app.state.service !== null || app.state.edge !== null) set({ service: null, edge: null });
     },
-    onCollapse: (ns) => {
-      const collapsed = new Set(shape(app.topology, app.state).collapsed);
-      collapsed.add(ns);
-      set({ collapse: [...collapsed].sort() });
-    },
+    onCollapse: (ns) => collapseNamespace(ns, true),
   });
   // Said until the next change of view: what of the address was not understood.
   app.notice = problems.length ? `Ignored in the address: ${problems.join(', ')}` : null;

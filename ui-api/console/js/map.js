@@ -339,7 +339,6 @@ export class MapView {
       this.view = this.fitView() ?? this.view;
     }
     this.last = { args: [graph, positions, opts], labelled: graph.edges.length <= HIT_PATHS_UP_TO || this.view.k >= LABELS_FROM_ZOOM };
-    this.setKinds(graph.nodes);
     this.nodeById = new Map(graph.nodes.map((n) => [n.id, n]));
     this.edgeById = new Map(graph.edges.map((e) => [e.id, e]));
     this.hits = graph.edges.length <= HIT_PATHS_UP_TO;
@@ -368,7 +367,7 @@ export class MapView {
         if (!a || !b) return;
         const forward = e.source < e.target ? 1 : -1;
         const offset = list.length === 1 ? 0 : (i - (list.length - 1) / 2) * 26 * forward;
-        edgeEls.push(this.edge(e, a, b, offset, names, opts, selected, near));
+        edgeEls.push(this.edge(e, a, b, offset, names, opts, selected));
       });
     }
     const nodeEls = graph.nodes.map((n) => this.node(n, positions.get(n.id), opts, selected, near));
@@ -475,8 +474,18 @@ export class MapView {
     if (x < 20 || y < 20 || x > r.width - 20 || y > r.height - 20) this.centre(id);
   }
 
-  edge(e, a, b, offset, names, opts, selected, near) {
-    if (e.source === e.target) return this.loop(e, a, names, opts);
+  /**
+   * Where an edge goes: its path `d`, where its label sits, and where its padlock does
+   * (none on a loop). A service calling itself gets a loop above its node; parallel edges
+   * are curved apart by `offset`.
+   */
+  geometry(e, a, b, offset) {
+    if (e.source === e.target) {
+      const r = RADIUS[this.kindOf(e.source)] ?? 14;
+      const [x, y] = [a.x, a.y - r];
+      const d = `M${(x - 6).toFixed(1)},${y.toFixed(1)} C${(x - 30).toFixed(1)},${(y - 42).toFixed(1)} ${(x + 30).toFixed(1)},${(y - 42).toFixed(1)} ${(x + 6).toFixed(1)},${(y - 2).toFixed(1)}`;
+      return { d, label: [x, y - 36], lock: null, loop: true };
+    }
     const ra = RADIUS[this.kindOf(e.source)] ?? 14;
     const rb = (RADIUS[this.kindOf(e.target)] ?? 14) + 3;
     const dx = b.x - a.x;
@@ -490,44 +499,31 @@ export class MapView {
     const end = [b.x - ux * rb + nx * offset * 0.6, b.y - uy * rb + ny * offset * 0.6];
     const d = offset === 0 ? `M${start[0].toFixed(1)},${start[1].toFixed(1)} L${end[0].toFixed(1)},${end[1].toFixed(1)}` : `M${start[0].toFixed(1)},${start[1].toFixed(1)} Q${cx.toFixed(1)},${cy.toFixed(1)} ${end[0].toFixed(1)},${end[1].toFixed(1)}`;
     const mid = offset === 0 ? [(a.x + b.x) / 2, (a.y + b.y) / 2] : [(a.x + b.x) / 2 + nx * offset, (a.y + b.y) / 2 + ny * offset];
+    return { d, label: [mid[0], mid[1] - 4], lock: [mid[0], mid[1] + 8], loop: false };
+  }
+
+  edge(e, a, b, offset, names, opts, selected) {
+    const { d, label: at, lock, loop } = this.geometry(e, a, b, offset);
     const h = health(e, opts.thresholds);
     const summary = edgeSummary(e, names);
     const label = edgeLabel(e, opts.label);
     const cls = [
       'edge',
+      loop ? 'loop' : null,
       'proto-' + e.protocol,
       'tel-' + e.telemetry,
       'h-' + h.level,
       e.change ? 'change-' + e.change : null,
       e.id === opts.edge ? 'selected' : null,
-      selected && (e.source === selected || e.target === selected) ? 'near' : null,
+      !loop && selected && (e.source === selected || e.target === selected) ? 'near' : null,
     ];
-    const g = s(
-      'g',
-      { class: cls, role: this.hits ? 'button' : 'img', tabindex: this.hits ? '0' : null, 'aria-label': summary, 'data-id': e.id },
-      this.hits ? s('path', { class: 'hit', d }) : null,
-      s('path', { class: 'line', d, 'marker-end': 'url(#arrow)' }),
-      label && this.labelsNow(e, opts) ? s('text', { class: 'label', x: mid[0].toFixed(1), y: (mid[1] - 4).toFixed(1) }, label) : null,
-      e.mtls ? padlock(mid[0], mid[1] + 8) : null,
-    );
-    return g;
-  }
-
-  /** A service calling itself: a loop above its node. */
-  loop(e, a, names, opts) {
-    const r = RADIUS[this.kindOf(e.source)] ?? 14;
-    const [x, y] = [a.x, a.y - r];
-    const d = `M${(x - 6).toFixed(1)},${y.toFixed(1)} C${(x - 30).toFixed(1)},${(y - 42).toFixed(1)} ${(x + 30).toFixed(1)},${(y - 42).toFixed(1)} ${(x + 6).toFixed(1)},${(y - 2).toFixed(1)}`;
-    const h = health(e, opts.thresholds);
-    const summary = edgeSummary(e, names);
-    const label = edgeLabel(e, opts.label);
-    const cls = ['edge', 'loop', 'proto-' + e.protocol, 'tel-' + e.telemetry, 'h-' + h.level, e.change ? 'change-' + e.change : null, e.id === opts.edge ? 'selected' : null];
     return s(
       'g',
       { class: cls, role: this.hits ? 'button' : 'img', tabindex: this.hits ? '0' : null, 'aria-label': summary, 'data-id': e.id },
       this.hits ? s('path', { class: 'hit', d }) : null,
       s('path', { class: 'line', d, 'marker-end': 'url(#arrow)' }),
-      label && this.labelsNow(e, opts) ? s('text', { class: 'label', x: x.toFixed(1), y: (y - 36).toFixed(1) }, label) : null,
+      label && this.labelsNow(e, opts) ? s('text', { class: 'label', x: at[0].toFixed(1), y: at[1].toFixed(1) }, label) : null,
+      e.mtls && lock ? padlock(lock[0], lock[1]) : null,
     );
   }
 
@@ -541,11 +537,7 @@ export class MapView {
   }
 
   kindOf(id) {
-    return this.kinds?.get(id) ?? 'service';
-  }
-
-  setKinds(nodes) {
-    this.kinds = new Map(nodes.map((n) => [n.id, n.kind]));
+    return this.nodeById.get(id)?.kind ?? 'service';
   }
 }
 

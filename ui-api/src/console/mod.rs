@@ -22,9 +22,11 @@ pub use assets::VERSION;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
     connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// [`VERSION`] as it appears in the files' addresses.
+static VERSION_DIR: LazyLock<String> = LazyLock::new(|| format!("{VERSION:016x}"));
+
 /// The page, its asset addresses naming this build's [`VERSION`].
-static PAGE: LazyLock<String> =
-    LazyLock::new(|| assets::INDEX.replace("{{v}}", &format!("{VERSION:016x}")));
+static PAGE: LazyLock<String> = LazyLock::new(|| assets::INDEX.replace("{{v}}", &VERSION_DIR));
 
 fn secured(mut response: Response, cache: &'static str) -> Response {
     let h = response.headers_mut();
@@ -56,7 +58,7 @@ pub async fn page() -> Response {
 /// `GET /ui/{version}/{*path}`: an embedded file, cacheable for good under this build's
 /// version; another version's address is a 404 (the page that asked is stale: reload it).
 pub async fn asset(Path((version, path)): Path<(String, String)>) -> Response {
-    let found = (version == format!("{VERSION:016x}"))
+    let found = (version == *VERSION_DIR)
         .then(|| assets::find(&path))
         .flatten();
     match found {

@@ -7,6 +7,7 @@ use aggregator::metrics::{Metrics, Summary};
 use aggregator::schema::{Key, Table};
 use axum::Json;
 use axum::extract::{Extension, State};
+use proto::Side;
 use serde::Serialize;
 
 use crate::error::{ApiError, bad};
@@ -39,15 +40,6 @@ pub struct Column {
 pub enum Answer {
     Points(Points),
     Columns(Columns),
-}
-
-/// Which side's reports an edge's series counts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SideChoice {
-    /// The side rule's: the server's when it reported in the window.
-    Chosen,
-    Client,
-    Server,
 }
 
 /// The metric names asked for: `metric=one` or `metrics=a,b,…` (each known, at most 14).
@@ -124,10 +116,11 @@ pub async fn timeseries(
 ) -> Result<Json<Answer>, ApiError> {
     let w = params::window(&p)?;
     let (metrics, columns) = asked_metrics(&p)?;
+    // Which side's reports an edge's series counts (`None`: the side rule's).
     let side = match p.get("side").map(String::as_str) {
-        None | Some("chosen") => SideChoice::Chosen,
-        Some("client") => SideChoice::Client,
-        Some("server") => SideChoice::Server,
+        None | Some("chosen") => None,
+        Some("client") => Some(Side::Client),
+        Some("server") => Some(Side::Server),
         Some(other) => {
             return Err(bad(format!(
                 "side must be chosen, client or server, not {:?}",
@@ -135,7 +128,7 @@ pub async fn timeseries(
             )));
         }
     };
-    if side != SideChoice::Chosen && p.get("entity").map(String::as_str) != Some("edge") {
+    if side.is_some() && p.get("entity").map(String::as_str) != Some("edge") {
         return Err(bad("side is for entity=edge"));
     }
     let step = params::int(&p, "step", 60, 60, 86_400)?;
@@ -184,24 +177,11 @@ pub async fn timeseries(
             )));
         }
     };
-    let reader = state.reader(w).metered(&budget);
-    let series = match side {
-        SideChoice::Chosen => reader.series(table, &filters).await?,
-        SideChoice::Client | SideChoice::Server => {
-            let mut by_minute: BTreeMap<i64, Metrics> = BTreeMap::new();
-            for k in reader.key_minutes(table, &filters).await? {
-                let minutes = if side == SideChoice::Client {
-                    &k.client
-                } else {
-                    &k.server
-                };
-                for (minute, m) in minutes {
-                    by_minute.entry(*minute).or_default().merge(m);
-                }
-            }
-            by_minute.into_iter().collect()
-        }
-    };
+    let series = state
+        .reader(w)
+        .metered(&budget)
+        .series(table, &filters, side)
+        .await?;
     let mut buckets: BTreeMap<i64, Metrics> = BTreeMap::new();
     let mut t = w.start_minute;
     while t < w.end_minute {
