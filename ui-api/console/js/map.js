@@ -9,6 +9,12 @@ import { bytes, count, ms, pct, ppDelta, relDelta, rps, errorRatio } from './for
 import { health } from './health.js';
 import { matches } from './graph.js';
 
+/** Room kept free at the bottom of the map for the legend, in pixels. */
+const LEGEND_ROOM = 80;
+
+/** The closest a fit zooms in: a small graph is not blown up until its names crowd. */
+const MAX_FIT_ZOOM = 1.4;
+
 /** The zoom from which edge labels show (farther, they would only blur the map). */
 const LABELS_FROM_ZOOM = 0.8;
 
@@ -286,8 +292,10 @@ export class MapView {
       y1 = Math.max(y1, p.y);
     }
     [x0, x1, y0, y1] = [x0 - 60, x1 + 60, y0 - 50, y1 + 50];
-    const k = Math.min(2, r.width / (x1 - x0), r.height / (y1 - y0));
-    return { k, x: r.width / 2 - ((x0 + x1) / 2) * k, y: r.height / 2 - ((y0 + y1) / 2) * k };
+    // The legend covers the bottom of the box: the graph fits above it.
+    const height = Math.max(r.height - LEGEND_ROOM, r.height / 2);
+    const k = Math.min(MAX_FIT_ZOOM, r.width / (x1 - x0), height / (y1 - y0));
+    return { k, x: r.width / 2 - ((x0 + x1) / 2) * k, y: height / 2 - ((y0 + y1) / 2) * k };
   }
 
   /** Centres node `id` in the view. */
